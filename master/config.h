@@ -1,0 +1,245 @@
+/*
+ * config: the typed configuration, parsed once by the master from a
+ * libconfig file and validated completely before anything starts.
+ * Workers inherit it across fork and only read it.
+ */
+#ifndef PORTICO_CONFIG_H
+#define PORTICO_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <pcre2.h>
+
+/* HTTP methods a route may name; a bit each in a route's method mask. */
+enum http_method {
+	M_GET, M_HEAD, M_POST, M_PUT, M_DELETE, M_PATCH, M_OPTIONS,
+	M_TRACE, M_CONNECT, M_OTHER, M__COUNT
+};
+#define METHOD_BIT(m) (1u << (m))
+
+/* method_from_name: M_* for an exact, case-sensitive method token; M_OTHER
+ * for any other token. */
+enum http_method method_from_name(const char *s, size_t len);
+const char *method_name(enum http_method m);
+
+struct cfg_addr {
+	struct sockaddr_storage ss;	/* family AF_INET or AF_INET6 */
+	socklen_t len;
+	char text[64];			/* as written: "127.0.0.1:8001" */
+};
+
+struct cfg_cidr {
+	int family;			/* AF_INET or AF_INET6 */
+	uint8_t addr[16];		/* network order, masked */
+	int bits;
+};
+
+struct cfg_listen {
+	struct cfg_addr addr;
+	char *tls;			/* name of a tls entry, or NULL */
+	int line;
+};
+
+struct cfg_limits {
+	size_t header_bytes;		/* request line + headers; over: 431 */
+	unsigned headers;		/* header count; over: 431 */
+	uint64_t body_bytes;		/* over: 413 */
+	unsigned header_timeout_ms;	/* head not complete in time: 408 */
+	unsigned idle_timeout_ms;	/* idle keep-alive client connection */
+	unsigned drain_timeout_ms;	/* longest graceful wait */
+};
+
+enum log_level { LOG_DEBUG, LOG_INFO, LOG_WARN, LOG_ERROR };
+enum access_format { ACCESS_JSON, ACCESS_COMBINED };
+
+struct cfg_server {
+	unsigned workers;		/* resolved: never 0 after load */
+	struct cfg_listen *listen;
+	size_t nlisten;
+	bool has_admin;
+	struct cfg_addr admin;
+	char *control_socket;		/* absolute after load */
+	char *pid_file;			/* absolute after load */
+	char *state_path;
+	unsigned state_max_mb;
+	struct cfg_limits limits;
+	char *access_log;		/* absolute path, "-" (stderr) or NULL (off) */
+	enum access_format access_format;
+	char *error_log;		/* absolute path or "-" (stderr) */
+	enum log_level error_level;
+	char *trace_header;
+	struct cfg_cidr *trusted;
+	size_t ntrusted;
+};
+
+struct cfg_tls {
+	char *name;
+	char **names;			/* SNI names; NULL-terminated, may be empty */
+	size_t nnames;
+	char *cert;			/* absolute */
+	char *key;			/* absolute */
+	int min_version;		/* TLS1_2_VERSION or TLS1_3_VERSION */
+	int line;
+};
+
+enum balance {
+	BAL_ROUND_ROBIN, BAL_LEAST_CONN, BAL_HASH_IP, BAL_HASH_CONSUMER,
+	BAL_HASH_HEADER
+};
+
+struct cfg_health {
+	bool enabled;
+	char *path;
+	unsigned interval_ms, timeout_ms, fall, rise;
+};
+
+struct cfg_breaker {
+	bool enabled;
+	unsigned failures, open_ms, half_open;
+};
+
+struct cfg_service {
+	char *name;
+	struct cfg_addr *instances;
+	size_t ninstances;
+	enum balance balance;
+	char *hash_header;		/* for BAL_HASH_HEADER */
+	unsigned connect_timeout_ms;
+	unsigned timeout_ms;
+	unsigned keepalive;
+	unsigned retries;
+	struct cfg_health health;
+	struct cfg_breaker breaker;
+	int line;
+};
+
+struct cfg_jwt_key {
+	char *kid;			/* may be NULL */
+	char *alg;			/* "HS256", "RS256", ... */
+	char *secret_file;		/* absolute, HS* */
+	char *public_key;		/* absolute, others */
+	int line;
+};
+
+struct cfg_auth {
+	bool has_jwt;
+	struct cfg_jwt_key *jwt_keys;
+	size_t njwt_keys;
+	char *jwks_file;
+	char *issuer, *audience;
+	unsigned leeway_s;
+	char **require;
+	size_t nrequire;
+	char *consumer_claim;
+	bool has_api_keys;
+	char *api_keys_file;		/* absolute */
+	char *api_key_header;
+	char *id_consumer, *id_tier, *id_scopes;	/* identity headers */
+	char *tier_claim, *scopes_claim;
+};
+
+struct cfg_tier {
+	char *name;
+	uint64_t rate;
+	uint64_t per_s;
+	uint64_t burst;
+	int line;
+};
+
+enum auth_mode { AUTH_NONE, AUTH_JWT, AUTH_API_KEY, AUTH_ANY };
+enum rl_by { RL_NONE, RL_CONSUMER, RL_IP, RL_ROUTE, RL_HEADER };
+
+struct cfg_call {
+	char *name;
+	int service;			/* index into config.services */
+	char *path;			/* template, may hold {consumer} */
+	char *fallback;			/* JSON text, "cache", or NULL (none) */
+	int line;
+};
+
+struct cfg_route {
+	char *name;
+	int line;
+	/* match: exactly one of path, prefix, regex */
+	char *path;
+	char *prefix;			/* stored without a trailing '/' */
+	char *regex;
+	pcre2_code *re;			/* JIT-compiled when regex is set */
+	unsigned methods;		/* METHOD_BIT mask; 0 = any */
+	char *host;			/* lower-case, NULL = any */
+
+	int service;			/* index, -1 when the route aggregates */
+	enum auth_mode auth;
+	char **scopes;
+	size_t nscopes;
+
+	enum rl_by rl_by;
+	char *rl_header;		/* for RL_HEADER */
+	int rl_tier;			/* index into tiers, -1 = consumer's */
+
+	char *rewrite_pattern;
+	pcre2_code *rewrite_re;
+	char *rewrite_to;
+
+	char **req_add;			/* "Name: value" */
+	size_t nreq_add;
+	char **req_remove;
+	size_t nreq_remove;
+	char **resp_add;
+	size_t nresp_add;
+	char **resp_remove;
+	size_t nresp_remove;
+	char **strip_fields;
+	size_t nstrip_fields;
+
+	bool has_cache;
+	unsigned cache_ttl_s;
+	char **cache_vary;
+	size_t ncache_vary;
+
+	struct cfg_call *calls;		/* aggregate; ncalls == 0: proxy */
+	size_t ncalls;
+	unsigned aggregate_timeout_ms;
+};
+
+struct config {
+	char *file;			/* as given */
+	char *prefix;			/* absolute; relative paths resolve here */
+	int version;
+	struct cfg_server server;
+	struct cfg_tls *tls;
+	size_t ntls;
+	struct cfg_service *services;
+	size_t nservices;
+	struct cfg_auth auth;
+	struct cfg_tier *tiers;
+	size_t ntiers;
+	struct cfg_route *routes;
+	size_t nroutes;
+};
+
+/*
+ * config_load: parse and validate FILE, resolving relative paths against
+ * PREFIX (NULL = the current directory). On success returns 0 and sets *out.
+ * On failure returns -1 and writes "FILE:LINE: reason" (or "FILE: reason"
+ * where no line applies) into err.
+ */
+int config_load(const char *file, const char *prefix, struct config **out,
+    char *err, size_t errlen);
+void config_free(struct config *cfg);
+
+/* config_parse_addr: "host:port" or "[v6]:port" with a numeric host
+ * (or "localhost", "*"). Returns 0, or -1 with a reason in err. */
+int config_parse_addr(const char *s, struct cfg_addr *a, char *err,
+    size_t errlen);
+
+/* cidr_match: whether the address (AF_INET/AF_INET6 sockaddr) is inside. */
+bool cidr_match(const struct cfg_cidr *c, const struct sockaddr *sa);
+
+int config_service_index(const struct config *cfg, const char *name);
+
+#endif

@@ -1,0 +1,95 @@
+#include <string.h>
+
+#include "policy.h"
+
+/* The fixed pipeline order; later issues insert trace, auth, ratelimit and
+ * cache ahead of transform. */
+static const struct policy *const pipeline[] = {
+	&policy_transform,
+};
+
+int
+policy_chain_build(const struct config *cfg, const struct cfg_route *r,
+    struct policy_chain *chain)
+{
+	size_t i;
+
+	memset(chain, 0, sizeof(*chain));
+	for (i = 0; i < sizeof(pipeline) / sizeof(pipeline[0]); i++) {
+		void *state = NULL;
+		int rc = pipeline[i]->init(cfg, r, &state);
+		if (rc < 0)
+			goto fail;
+		if (rc == 0)
+			continue;
+		chain->p[chain->n] = pipeline[i];
+		chain->state[chain->n] = state;
+		chain->n++;
+	}
+	return 0;
+fail:
+	policy_chain_free(chain);
+	return -1;
+}
+
+void
+policy_chain_free(struct policy_chain *chain)
+{
+	unsigned i;
+
+	for (i = 0; i < chain->n; i++)
+		if (chain->p[i]->free)
+			chain->p[i]->free(chain->state[i]);
+	chain->n = 0;
+}
+
+int
+policy_run_request(const struct policy_chain *chain, struct policy_ctx *ctx)
+{
+	unsigned i;
+
+	for (i = 0; i < chain->n; i++) {
+		if (chain->p[i]->on_request == NULL)
+			continue;
+		if (chain->p[i]->on_request(chain->state[i], ctx) ==
+		    POLICY_RESPOND)
+			return POLICY_RESPOND;
+	}
+	return POLICY_CONTINUE;
+}
+
+int
+policy_run_response(const struct policy_chain *chain, struct policy_ctx *ctx)
+{
+	unsigned i;
+
+	/* Response hooks run in reverse, like an onion around the upstream. */
+	for (i = chain->n; i-- > 0;) {
+		if (chain->p[i]->on_response == NULL)
+			continue;
+		if (chain->p[i]->on_response(chain->state[i], ctx) ==
+		    POLICY_RESPOND)
+			return POLICY_RESPOND;
+	}
+	return POLICY_CONTINUE;
+}
+
+int
+policy_edit_add(struct policy_edits *e, const char *line, size_t len)
+{
+	if (e->nadd == POLICY_MAX_EDITS)
+		return -1;
+	e->add[e->nadd] = line;
+	e->add_len[e->nadd++] = len;
+	return 0;
+}
+
+int
+policy_edit_remove(struct policy_edits *e, const char *name, size_t len)
+{
+	if (e->nremove == POLICY_MAX_EDITS)
+		return -1;
+	e->remove[e->nremove] = name;
+	e->remove_len[e->nremove++] = len;
+	return 0;
+}

@@ -1,0 +1,38 @@
+/*
+ * counters: per-worker metrics in a plain shared mapping made by the master
+ * before it forks. One cache-line-aligned slot per worker; each worker
+ * writes only its own slot, with relaxed atomics, and the master reads all.
+ */
+#ifndef PORTICO_COUNTERS_H
+#define PORTICO_COUNTERS_H
+
+#include <stdint.h>
+#include <sys/types.h>
+
+struct worker_counters {
+	_Alignas(64) uint64_t pid;	/* 0 = slot unused */
+	uint64_t generation;
+	uint64_t started_ms;		/* CLOCK_REALTIME, ms */
+	uint64_t conns_open;		/* client connections open now */
+	uint64_t conns_total;		/* accepted since start */
+	uint64_t requests;		/* responses completed */
+	uint64_t status[6];		/* by class: [1]=1xx .. [5]=5xx, [0]=other */
+	uint64_t upstream_conns;	/* upstream connections open now */
+	uint64_t draining;		/* 1 once the worker drains */
+};
+
+struct counters {
+	unsigned nslots;
+	struct worker_counters slot[];
+};
+
+/* counters_map: a zeroed shared anonymous mapping of NSLOTS slots; NULL on
+ * failure. It survives fork and is shared by every child. */
+struct counters *counters_map(unsigned nslots);
+
+#define COUNTER_ADD(p, v)	__atomic_fetch_add((p), (v), __ATOMIC_RELAXED)
+#define COUNTER_SUB(p, v)	__atomic_fetch_sub((p), (v), __ATOMIC_RELAXED)
+#define COUNTER_SET(p, v)	__atomic_store_n((p), (v), __ATOMIC_RELAXED)
+#define COUNTER_GET(p)		__atomic_load_n((p), __ATOMIC_RELAXED)
+
+#endif

@@ -1,0 +1,909 @@
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+
+#include "../master/log.h"
+#include "conn.h"
+#include "pool.h"
+#include "proxy.h"
+#include "upstream.h"
+
+/* Why an upstream attempt failed; decides retry and status. */
+enum up_fail {
+	UP_CONNECT,		/* refused / unreachable: 502, retryable */
+	UP_CONNECT_TIMEOUT,	/* no connect in time: 504, retryable */
+	UP_RESET,		/* closed before any response byte: 502 */
+	UP_TIMEOUT,		/* no (complete) response in time: 504 */
+	UP_BAD,			/* malformed response: 502 */
+};
+
+static void upstream_failed(struct exchange *x, enum up_fail why);
+static int connect_next(struct exchange *x);
+
+/* Head building: append with a bound; `ok` turns false on overflow. */
+struct hb {
+	char *p;
+	size_t len, cap;
+	bool ok;
+};
+
+static void
+hb_put(struct hb *b, const char *s, size_t n)
+{
+	if (!b->ok || b->len + n > b->cap) {
+		b->ok = false;
+		return;
+	}
+	memcpy(b->p + b->len, s, n);
+	b->len += n;
+}
+
+#define hb_lit(b, s) hb_put((b), (s), sizeof(s) - 1)
+
+static void
+hb_u64(struct hb *b, uint64_t v)
+{
+	char tmp[24];
+	int i = sizeof(tmp);
+
+	do {
+		tmp[--i] = '0' + v % 10;
+		v /= 10;
+	} while (v > 0);
+	hb_put(b, tmp + i, sizeof(tmp) - i);
+}
+
+static void
+hb_header(struct hb *b, const char *n, size_t nl, const char *v, size_t vl)
+{
+	hb_put(b, n, nl);
+	hb_lit(b, ": ");
+	hb_put(b, v, vl);
+	hb_lit(b, "\r\n");
+}
+
+#define NAME_IS(h, lit) http1_name_eq((h)->name, (h)->name_len, lit, \
+	sizeof(lit) - 1)
+
+/* Tokens a Connection header lists: those headers are hop-by-hop too. */
+struct conn_tokens {
+	const char *t[16];
+	size_t len[16];
+	unsigned n;
+};
+
+static void
+collect_connection(const struct http1_header *h, size_t nh,
+    struct conn_tokens *ct)
+{
+	size_t i, j;
+
+	ct->n = 0;
+	for (i = 0; i < nh; i++) {
+		const char *v;
+		size_t vl;
+		if (!NAME_IS(&h[i], "connection"))
+			continue;
+		v = h[i].value;
+		vl = h[i].value_len;
+		j = 0;
+		while (j < vl) {
+			size_t s, e;
+			while (j < vl && (v[j] == ',' || v[j] == ' ' ||
+			    v[j] == '\t'))
+				j++;
+			s = j;
+			while (j < vl && v[j] != ',' && v[j] != ' ' &&
+			    v[j] != '\t')
+				j++;
+			e = j;
+			if (e > s && ct->n < 16) {
+				ct->t[ct->n] = v + s;
+				ct->len[ct->n++] = e - s;
+			}
+		}
+	}
+}
+
+static bool
+is_hop_by_hop(const struct http1_header *h, const struct conn_tokens *ct)
+{
+	unsigned i;
+
+	switch (h->name_len) {
+	case 2:
+		if (NAME_IS(h, "te"))
+			return true;
+		break;
+	case 7:
+		if (NAME_IS(h, "upgrade") || NAME_IS(h, "trailer"))
+			return true;
+		break;
+	case 10:
+		if (NAME_IS(h, "connection") || NAME_IS(h, "keep-alive"))
+			return true;
+		break;
+	case 16:
+		if (NAME_IS(h, "proxy-connection"))
+			return true;
+		break;
+	case 17:
+		if (NAME_IS(h, "transfer-encoding"))
+			return true;
+		break;
+	case 18:
+		if (NAME_IS(h, "proxy-authenticate"))
+			return true;
+		break;
+	case 19:
+		if (NAME_IS(h, "proxy-authorization"))
+			return true;
+		break;
+	}
+	for (i = 0; i < ct->n; i++)
+		if (http1_name_eq(h->name, h->name_len, ct->t[i], ct->len[i]))
+			return true;
+	return false;
+}
+
+/* Whether the edits remove (or replace, by adding) this header. */
+static bool
+edited_away(const struct http1_header *h, const struct policy_edits *e)
+{
+	unsigned i;
+
+	if (e == NULL)
+		return false;
+	for (i = 0; i < e->nremove; i++)
+		if (http1_name_eq(h->name, h->name_len, e->remove[i],
+		    e->remove_len[i]))
+			return true;
+	for (i = 0; i < e->nadd; i++) {
+		const char *colon = memchr(e->add[i], ':', e->add_len[i]);
+		if (colon != NULL && http1_name_eq(h->name, h->name_len,
+		    e->add[i], colon - e->add[i]))
+			return true;
+	}
+	return false;
+}
+
+static void
+hb_edits(struct hb *b, const struct policy_edits *e)
+{
+	unsigned i;
+
+	for (i = 0; e != NULL && i < e->nadd; i++) {
+		hb_put(b, e->add[i], e->add_len[i]);
+		hb_lit(b, "\r\n");
+	}
+}
+
+static bool
+name_is_str(const struct http1_header *h, const char *s)
+{
+	return s != NULL && http1_name_eq(h->name, h->name_len, s, strlen(s));
+}
+
+static bool
+peer_trusted(const struct worker *w, const struct conn *c)
+{
+	const struct cfg_server *sv = &w->cfg->server;
+	struct sockaddr_storage ss;
+	size_t i;
+
+	if (sv->ntrusted == 0)
+		return false;
+	memset(&ss, 0, sizeof(ss));
+	ss.ss_family = c->peer.family;
+	if (c->peer.family == AF_INET)
+		memcpy(&((struct sockaddr_in *)&ss)->sin_addr, c->peer.addr, 4);
+	else
+		memcpy(&((struct sockaddr_in6 *)&ss)->sin6_addr, c->peer.addr,
+		    16);
+	for (i = 0; i < sv->ntrusted; i++)
+		if (cidr_match(&sv->trusted[i], (struct sockaddr *)&ss))
+			return true;
+	return false;
+}
+
+static uint32_t
+balance_hash(struct worker *w, const struct service_rt *s,
+    const struct conn *c, const struct http1_request *req)
+{
+	size_t i;
+
+	switch (s->cfg->balance) {
+	case BAL_HASH_IP:
+		return upstream_hash(c->peer.addr,
+		    c->peer.family == AF_INET ? 4 : 16);
+	case BAL_HASH_HEADER:
+		for (i = 0; i < req->num_headers; i++)
+			if (name_is_str(&req->headers[i], s->cfg->hash_header))
+				return upstream_hash(req->headers[i].value,
+				    req->headers[i].value_len);
+		return upstream_hash("", 0);
+	default:
+		(void)w;
+		return 0;
+	}
+}
+
+/* The upstream request head, into x->hbuf. 0, or -1 when it is too long. */
+static int
+build_request_head(struct conn *c, const struct http1_request *req,
+    const struct proxy_target *t, const struct policy_edits *edits)
+{
+	struct worker *w = c->w;
+	struct exchange *x = c->x;
+	const struct config *cfg = w->cfg;
+	const struct cfg_auth *au = &cfg->auth;
+	struct hb b = { x->hbuf, 0, w->hbuf_size, true };
+	struct conn_tokens ct;
+	const struct http1_header *xff[8];
+	unsigned nxff = 0, i;
+	bool trusted = peer_trusted(w, c);
+	char peer[INET6_ADDRSTRLEN];
+	size_t k, plen;
+
+	collect_connection(req->headers, req->num_headers, &ct);
+	hb_put(&b, req->method, req->method_len);
+	hb_lit(&b, " ");
+	hb_put(&b, t->path, t->path_len);
+	if (t->query)
+		hb_put(&b, t->query, t->query_len);
+	hb_lit(&b, " HTTP/1.1\r\n");
+	for (k = 0; k < req->num_headers; k++) {
+		const struct http1_header *h = &req->headers[k];
+		if (is_hop_by_hop(h, &ct) || NAME_IS(h, "content-length") ||
+		    NAME_IS(h, "expect"))
+			continue;
+		if (NAME_IS(h, "x-forwarded-for")) {
+			if (trusted && nxff < 8)
+				xff[nxff++] = h;
+			continue;
+		}
+		if (NAME_IS(h, "x-forwarded-proto") ||
+		    NAME_IS(h, "x-forwarded-host") ||
+		    name_is_str(h, cfg->server.trace_header) ||
+		    name_is_str(h, au->id_consumer) ||
+		    name_is_str(h, au->id_tier) ||
+		    name_is_str(h, au->id_scopes) ||
+		    edited_away(h, edits))
+			continue;
+		hb_header(&b, h->name, h->name_len, h->value, h->value_len);
+	}
+	if (req->host == NULL) {
+		/* HTTP/1.0 without Host: name the instance, as 1.1 needs. */
+		hb_lit(&b, "Host: ");
+		hb_put(&b, x->u ? x->u->inst->addr->text : "localhost",
+		    x->u ? strlen(x->u->inst->addr->text) : 9);
+		hb_lit(&b, "\r\n");
+	}
+	if (req->f.chunked) {
+		hb_lit(&b, "Transfer-Encoding: chunked\r\n");
+	} else if (req->f.content_length >= 0) {
+		hb_lit(&b, "Content-Length: ");
+		hb_u64(&b, req->f.content_length);
+		hb_lit(&b, "\r\n");
+	}
+	hb_lit(&b, "X-Forwarded-For: ");
+	for (i = 0; i < nxff; i++) {
+		hb_put(&b, xff[i]->value, xff[i]->value_len);
+		hb_lit(&b, ", ");
+	}
+	plen = conn_peer_text(c, peer, sizeof(peer));
+	hb_put(&b, peer, plen);
+	hb_lit(&b, "\r\nX-Forwarded-Proto: http\r\n");
+	if (req->host != NULL)
+		hb_header(&b, "X-Forwarded-Host", 16, req->host, req->host_len);
+	hb_header(&b, cfg->server.trace_header,
+	    strlen(cfg->server.trace_header), x->trace, x->trace_len);
+	hb_edits(&b, edits);
+	hb_lit(&b, "\r\n");
+	if (!b.ok)
+		return -1;
+	x->hlen = b.len;
+	x->hoff = 0;
+	return 0;
+}
+
+int
+proxy_start(struct conn *c, const struct http1_request *req,
+    const struct proxy_target *t, const struct policy_edits *edits)
+{
+	struct worker *w = c->w;
+	struct exchange *x = c->x;
+	const struct cfg_route *r = &w->cfg->routes[x->route];
+	struct service_rt *s = &w->svc[r->service];
+	static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+
+	x->hbuf = pool_buf_get(w, BUF_HEAD);
+	if (x->hbuf == NULL) {
+		conn_close(c, "out of memory");
+		return 0;
+	}
+	switch (x->method) {
+	case M_GET: case M_HEAD: case M_PUT: case M_DELETE: case M_OPTIONS:
+	case M_TRACE:
+		x->flags |= XF_IDEMPOTENT;
+		break;
+	default:
+		break;
+	}
+	x->hash = balance_hash(w, s, c, req);
+	if (build_request_head(c, req, t, edits) < 0) {
+		conn_respond(c, 431, "header_too_large", NULL, true);
+		return 0;
+	}
+	/* The head now lives in hbuf; drop it from the client buffer. */
+	memmove(c->in, c->in + x->head_len, c->in_len - x->head_len);
+	c->in_len -= x->head_len;
+	x->head_len = 0;
+	c->scanned = 0;
+	if (req->f.chunked) {
+		x->flags |= XF_REQ_CHUNKED;
+	} else if (req->f.content_length > 0) {
+		x->req_left = req->f.content_length;
+	}
+	/* Answer Expect: 100-continue ourselves (as nginx does) when the
+	 * body has not started: the upstream never sees the Expect. */
+	if (req->f.expect_continue && c->in_len == 0 &&
+	    (req->f.chunked || req->f.content_length > 0)) {
+		struct iovec iov = { (void *)cont, sizeof(cont) - 1 };
+		if (io_writev(&c->io, &iov, 1) != (ssize_t)iov.iov_len) {
+			conn_close(c, "cannot send 100 Continue");
+			return 0;
+		}
+	}
+	c->state = CS_PROXY;
+	c->active_ms = w->loop.now_ms;
+	loop_timer_set(&w->loop, &c->timer,
+	    w->cfg->server.limits.idle_timeout_ms);
+	if (connect_next(x) < 0)
+		return 0;
+	proxy_run(x);
+	return 0;
+}
+
+/* Pick an instance and get a connection for the next attempt. 0, or -1
+ * when the exchange was answered (no instance could be reached). */
+static int
+connect_next(struct exchange *x)
+{
+	struct conn *c = x->c;
+	struct worker *w = c->w;
+	const struct cfg_route *r = &w->cfg->routes[x->route];
+	struct service_rt *s = &w->svc[r->service];
+	const struct cfg_service *sc = s->cfg;
+	int idx;
+
+	for (;;) {
+		idx = upstream_pick(w, s, x->hash, x->attempts, x->inst_first);
+		if (x->attempts == 0)
+			x->inst_first = idx;
+		x->attempts++;
+		x->u = upstream_acquire(w, &s->inst[idx], x);
+		if (x->u != NULL)
+			break;
+		log_warn("upstream %s (%s): connect: %s",
+		    s->inst[idx].addr->text, sc->name, strerror(errno));
+		if (!(x->flags & XF_IDEMPOTENT) || x->req_left > 0 ||
+		    (x->flags & XF_REQ_CHUNKED) || x->attempts > sc->retries) {
+			conn_respond(c, 502, "upstream_unavailable", NULL,
+			    x->req_left > 0 || (x->flags & XF_REQ_CHUNKED));
+			return -1;
+		}
+	}
+	x->hoff = 0;
+	loop_timer_set(&w->loop, &x->u->timer, x->u->state == US_CONNECTING ?
+	    sc->connect_timeout_ms : sc->timeout_ms);
+	return 0;
+}
+
+/* Bytes of the request body now at the front of c->in, assigned once. */
+static int
+assign_body(struct exchange *x)
+{
+	struct conn *c = x->c;
+	const struct cfg_limits *lim = &c->w->cfg->server.limits;
+	bool done = false;
+	ssize_t k;
+
+	if (x->flags & XF_REQ_CHUNKED) {
+		k = http1_chunked_scan(&x->req_ck, c->in + x->req_ready,
+		    c->in_len - x->req_ready, &done);
+		if (k < 0)
+			return -400;
+		if (x->req_ck.total > lim->body_bytes)
+			return -413;
+		x->req_ready += k;
+		if (done)
+			x->flags &= ~XF_REQ_CHUNKED;
+	} else if (x->req_left > 0) {
+		uint64_t avail = c->in_len - x->req_ready;
+		k = avail < x->req_left ? avail : x->req_left;
+		x->req_ready += k;
+		x->req_left -= k;
+	}
+	return 0;
+}
+
+static bool
+body_pending(const struct exchange *x)
+{
+	return x->req_left > 0 || (x->flags & XF_REQ_CHUNKED);
+}
+
+/* Request side: head and body bytes to the upstream, reading the client
+ * only while the upstream takes what we have (back-pressure). */
+static void
+send_request(struct exchange *x)
+{
+	struct conn *c = x->c;
+	struct upconn *u = x->u;
+	struct worker *w = c->w;
+	struct iovec iov[2];
+	ssize_t n;
+	int cnt, rc;
+
+	while (!(x->flags & XF_REQ_DONE)) {
+		if ((rc = assign_body(x)) < 0) {
+			if (x->flags & XF_SENT) {
+				conn_close(c, "bad request body");
+			} else {
+				conn_respond(c, -rc, rc == -413 ?
+				    "payload_too_large" : "bad_request", NULL,
+				    true);
+			}
+			return;
+		}
+		cnt = 0;
+		if (x->hoff < x->hlen) {
+			iov[cnt].iov_base = x->hbuf + x->hoff;
+			iov[cnt++].iov_len = x->hlen - x->hoff;
+		}
+		if (x->req_ready > 0) {
+			iov[cnt].iov_base = c->in;
+			iov[cnt++].iov_len = x->req_ready;
+		}
+		if (cnt == 0) {
+			if (!body_pending(x)) {
+				x->flags |= XF_REQ_DONE;
+				break;
+			}
+			/* Need more body from the client. */
+			if (!(c->flags & CF_CAN_READ))
+				return;
+			if (c->in_len == w->cbuf_size)
+				return;		/* cannot happen: ready == 0 */
+			n = io_read(&c->io, c->in + c->in_len,
+			    w->cbuf_size - c->in_len);
+			if (n == IO_AGAIN) {
+				c->flags &= ~CF_CAN_READ;
+				return;
+			}
+			if (n <= 0) {
+				conn_close(c, "client gone mid-body");
+				return;
+			}
+			c->in_len += n;
+			c->active_ms = w->loop.now_ms;
+			continue;
+		}
+		if (!(u->flags & UF_CAN_WRITE))
+			return;
+		n = io_writev(&u->io, iov, cnt);
+		if (n == IO_AGAIN) {
+			u->flags &= ~UF_CAN_WRITE;
+			return;
+		}
+		if (n < 0) {
+			upstream_failed(x, UP_RESET);
+			return;
+		}
+		if (x->hoff < x->hlen) {
+			size_t h = x->hlen - x->hoff;
+			if ((size_t)n < h) {
+				x->hoff += n;
+				continue;
+			}
+			x->hoff = x->hlen;
+			n -= h;
+		}
+		if (n > 0) {
+			memmove(c->in, c->in + n, c->in_len - n);
+			c->in_len -= n;
+			x->req_ready -= n;
+		}
+	}
+}
+
+/* The client response head, from the upstream's, into x->hbuf. */
+static int
+build_response_head(struct exchange *x, const struct http1_response *res)
+{
+	struct conn *c = x->c;
+	struct worker *w = c->w;
+	const struct config *cfg = w->cfg;
+	struct hb b = { x->hbuf, 0, w->hbuf_size, true };
+	struct conn_tokens ct;
+	struct policy_ctx ctx;
+	size_t k;
+
+	memset(&ctx, 0, sizeof(ctx));
+	ctx.cfg = cfg;
+	ctx.route = &cfg->routes[x->route];
+	ctx.method = x->method;
+	ctx.headers = res->headers;
+	ctx.nheaders = res->num_headers;
+	ctx.status = res->status;
+	ctx.now_ms = w->loop.now_ms;
+	if (policy_run_response(&w->chains[x->route], &ctx) == POLICY_RESPOND)
+		return -1;
+	collect_connection(res->headers, res->num_headers, &ct);
+	hb_lit(&b, "HTTP/1.1 ");
+	hb_u64(&b, res->status);
+	hb_lit(&b, " ");
+	hb_put(&b, res->reason, res->reason_len);
+	hb_lit(&b, "\r\n");
+	for (k = 0; k < res->num_headers; k++) {
+		const struct http1_header *h = &res->headers[k];
+		if (is_hop_by_hop(h, &ct) || NAME_IS(h, "content-length") ||
+		    name_is_str(h, cfg->server.trace_header) ||
+		    edited_away(h, &ctx.edits))
+			continue;
+		hb_header(&b, h->name, h->name_len, h->value, h->value_len);
+	}
+	if (x->flags & XF_RESP_CHUNKED)
+		hb_lit(&b, "Transfer-Encoding: chunked\r\n");
+	else if (res->f.content_length >= 0)  {
+		hb_lit(&b, "Content-Length: ");
+		hb_u64(&b, res->f.content_length);
+		hb_lit(&b, "\r\n");
+	}
+	hb_header(&b, cfg->server.trace_header,
+	    strlen(cfg->server.trace_header), x->trace, x->trace_len);
+	hb_edits(&b, &ctx.edits);
+	if (c->flags & CF_CLOSE_AFTER)
+		hb_lit(&b, "Connection: close\r\n");
+	else if (x->flags & XF_HTTP10)
+		hb_lit(&b, "Connection: keep-alive\r\n");
+	hb_lit(&b, "\r\n");
+	if (!b.ok)
+		return -1;
+	x->hlen = b.len;
+	x->hoff = 0;
+	return 0;
+}
+
+/* A complete response head of `len` bytes is at the front of u->buf. */
+static int
+start_response(struct exchange *x, const struct http1_response *res,
+    int len)
+{
+	struct conn *c = x->c;
+	struct worker *w = c->w;
+	struct upconn *u = x->u;
+	bool no_body = (x->flags & XF_HEAD) || res->status == 204 ||
+	    res->status == 304;
+
+	if (!(x->flags & XF_REQ_DONE) || x->hoff < x->hlen) {
+		/* The upstream answered before taking the whole request: the
+		 * rest of the body is not read, so neither side is reusable. */
+		x->flags |= XF_REQ_DONE | XF_UP_CLOSE;
+		c->flags |= CF_CLOSE_AFTER;
+	}
+	if (res->f.conn_close || res->minor_version == 0)
+		x->flags |= XF_UP_CLOSE;
+	if (!(x->flags & XF_KEEPALIVE) || w->draining)
+		c->flags |= CF_CLOSE_AFTER;
+	if (no_body) {
+		x->resp_left = 0;
+	} else if (res->f.chunked) {
+		if (x->flags & XF_HTTP10) {
+			x->flags |= XF_RESP_DECHUNK;
+			c->flags |= CF_CLOSE_AFTER;
+		} else {
+			x->flags |= XF_RESP_CHUNKED;
+		}
+	} else if (res->f.content_length >= 0) {
+		x->resp_left = res->f.content_length;
+	} else {
+		x->flags |= XF_RESP_EOF | XF_UP_CLOSE;
+		c->flags |= CF_CLOSE_AFTER;
+	}
+	x->status = res->status;
+	if (build_response_head(x, res) < 0)
+		return -1;
+	x->out[0].iov_base = x->hbuf;
+	x->out[0].iov_len = x->hlen;
+	x->nout = 1;
+	x->flags |= XF_RESP_HEAD | XF_SENT;
+	x->resp_off = len;
+	if (no_body || (!(x->flags & (XF_RESP_CHUNKED | XF_RESP_DECHUNK |
+	    XF_RESP_EOF)) && x->resp_left == 0))
+		x->flags |= XF_RESP_DONE;
+	(void)u;
+	return 0;
+}
+
+/* Queue the body bytes of u->buf[resp_off..len) that belong to the
+ * response. 0, or -1 on an invalid chunked body. */
+static int
+queue_body(struct exchange *x)
+{
+	struct upconn *u = x->u;
+	char *p = u->buf + x->resp_off;
+	size_t avail = u->len - x->resp_off, take = 0, out = 0;
+	bool done = false;
+	ssize_t k;
+
+	if (x->flags & XF_RESP_CHUNKED) {
+		k = http1_chunked_scan(&x->resp_ck, p, avail, &done);
+		if (k < 0)
+			return -1;
+		take = out = k;
+	} else if (x->flags & XF_RESP_DECHUNK) {
+		k = http1_chunked_decode(&x->resp_ck, p, avail, &out, &done);
+		if (k < 0)
+			return -1;
+		take = k;
+	} else if (x->flags & XF_RESP_EOF) {
+		take = out = avail;
+	} else {
+		take = out = avail < x->resp_left ? avail : x->resp_left;
+		x->resp_left -= take;
+		done = x->resp_left == 0;
+	}
+	if (done) {
+		x->flags |= XF_RESP_DONE;
+		if (take < avail)	/* bytes after the response: garbage */
+			x->flags |= XF_UP_CLOSE;
+	}
+	if (out > 0) {
+		x->out[x->nout].iov_base = p;
+		x->out[x->nout++].iov_len = out;
+	}
+	x->resp_off += take;
+	return 0;
+}
+
+static void
+finish(struct exchange *x)
+{
+	struct conn *c = x->c;
+	struct upconn *u = x->u;
+	bool reuse = !(x->flags & XF_UP_CLOSE) && (x->flags & XF_REQ_DONE) &&
+	    x->resp_off == u->len;
+
+	u->len = 0;
+	x->u = NULL;
+	upstream_release(u, reuse);
+	conn_response_done(c);
+}
+
+/* Response side: upstream bytes to the client, reading the upstream only
+ * when the client has taken everything queued (back-pressure). */
+static void
+relay_response(struct exchange *x)
+{
+	struct conn *c = x->c;
+	struct worker *w = c->w;
+	struct upconn *u = x->u;
+	struct http1_response res;
+	ssize_t n;
+	int rc;
+
+	for (;;) {
+		if (x->nout > 0) {
+			rc = conn_flush(c);
+			if (rc <= 0)
+				return;		/* blocked, or closed */
+			if (x->resp_off == u->len)
+				u->len = x->resp_off = 0;
+		}
+		if (x->flags & XF_RESP_DONE) {
+			finish(x);
+			return;
+		}
+		if (u->len > x->resp_off && (x->flags & XF_RESP_HEAD)) {
+			if (queue_body(x) < 0) {
+				conn_close(c, "bad chunked response");
+				return;
+			}
+			continue;
+		}
+		if (u->len > 0 && !(x->flags & XF_RESP_HEAD)) {
+			rc = http1_parse_response(u->buf, u->len, u->scanned,
+			    &res, w->hdrs, w->max_headers, w->ubuf_size);
+			if (rc == HTTP1_INCOMPLETE) {
+				u->scanned = u->len;
+			} else if (rc < 0) {
+				upstream_failed(x, UP_BAD);
+				return;
+			} else if (res.status < 200) {
+				/* Interim responses are ours to absorb. */
+				if (res.status == 101) {
+					upstream_failed(x, UP_BAD);
+					return;
+				}
+				memmove(u->buf, u->buf + rc, u->len - rc);
+				u->len -= rc;
+				u->scanned = 0;
+				continue;
+			} else {
+				if (start_response(x, &res, rc) < 0) {
+					upstream_failed(x, UP_BAD);
+					return;
+				}
+				continue;
+			}
+		}
+		if (!(u->flags & UF_CAN_READ))
+			return;
+		if (u->buf == NULL &&
+		    (u->buf = pool_buf_get(w, BUF_UPSTREAM)) == NULL) {
+			conn_close(c, "out of memory");
+			return;
+		}
+		n = io_read(&u->io, u->buf + u->len, w->ubuf_size - u->len);
+		if (n == IO_AGAIN) {
+			u->flags &= ~UF_CAN_READ;
+			return;
+		}
+		if (n <= 0) {
+			if (x->flags & XF_RESP_EOF) {
+				x->flags |= XF_RESP_DONE;
+				continue;
+			}
+			if (x->flags & XF_SENT) {
+				conn_close(c, "upstream closed mid-response");
+				return;
+			}
+			upstream_failed(x, u->len == 0 ? UP_RESET : UP_BAD);
+			return;
+		}
+		u->len += n;
+		/* Inactivity, not a deadline, once bytes flow. */
+		loop_timer_set(&w->loop, &u->timer,
+		    w->svc[w->cfg->routes[x->route].service].cfg->timeout_ms);
+	}
+}
+
+static void
+upstream_failed(struct exchange *x, enum up_fail why)
+{
+	struct conn *c = x->c;
+	struct worker *w = c->w;
+	struct upconn *u = x->u;
+	const struct cfg_service *sc =
+	    w->svc[w->cfg->routes[x->route].service].cfg;
+	bool reused = u != NULL && (u->flags & UF_REUSED);
+	bool replayable = (x->flags & XF_IDEMPOTENT) && !body_pending(x) &&
+	    x->req_ready == 0 && !(x->flags & XF_SENT);
+	static const char *const what[] = {
+		[UP_CONNECT] = "connect failed",
+		[UP_CONNECT_TIMEOUT] = "connect timed out",
+		[UP_RESET] = "connection reset",
+		[UP_TIMEOUT] = "response timed out",
+		[UP_BAD] = "invalid response",
+	};
+
+	if (u != NULL) {
+		log_warn("upstream %s (%s): %s", u->inst->addr->text, sc->name,
+		    what[why]);
+		x->u = NULL;
+		upstream_close(u);
+	}
+	if (x->flags & XF_SENT) {
+		conn_close(c, "upstream failed mid-response");
+		return;
+	}
+	/* A stale pooled connection is not the instance's fault: retry it
+	 * without spending the retry budget. */
+	if (reused && why == UP_RESET && replayable)
+		x->attempts--;
+	if (replayable && (why == UP_CONNECT || why == UP_CONNECT_TIMEOUT ||
+	    why == UP_RESET) && x->attempts <= sc->retries) {
+		x->flags &= ~XF_REQ_DONE;
+		if (connect_next(x) == 0)
+			proxy_run(x);
+		return;
+	}
+	if (why == UP_TIMEOUT || why == UP_CONNECT_TIMEOUT)
+		conn_respond(c, 504, "upstream_timeout", NULL,
+		    !(x->flags & XF_REQ_DONE));
+	else
+		conn_respond(c, 502, why == UP_BAD ? "bad_gateway" :
+		    "upstream_unavailable", NULL, !(x->flags & XF_REQ_DONE));
+}
+
+void
+proxy_run(struct exchange *x)
+{
+	struct conn *c = x->c;
+	struct upconn *u = x->u;
+	int err = 0;
+	socklen_t len = sizeof(err);
+
+	if (u->state == US_CONNECTING) {
+		if (!(u->flags & (UF_CAN_WRITE | UF_CAN_READ)))
+			return;
+		if (getsockopt(u->io.fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0
+		    || err != 0) {
+			errno = err;
+			upstream_failed(x, UP_CONNECT);
+			return;
+		}
+		u->state = US_ACTIVE;
+		loop_timer_set(&c->w->loop, &u->timer, c->w->svc[
+		    c->w->cfg->routes[x->route].service].cfg->timeout_ms);
+	}
+	send_request(x);
+	if ((c->flags & CF_DEAD) || c->x != x || x->u == NULL)
+		return;
+	relay_response(x);
+}
+
+void
+proxy_abort(struct exchange *x)
+{
+	struct upconn *u = x->u;
+
+	if (u == NULL)
+		return;
+	x->u = NULL;
+	upstream_close(u);
+}
+
+void
+proxy_upstream_event(struct loop *l, struct loop_fd *f, uint32_t ev)
+{
+	struct upconn *u = f->data;
+	struct conn *c;
+
+	(void)l;
+	if (u->flags & UF_DEAD)
+		return;
+	if (u->state == US_IDLE) {
+		/* The upstream closed (or spoke out of turn) on an idle
+		 * pooled connection: it cannot be used any more. */
+		if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
+			upstream_close(u);
+			return;
+		}
+		if (ev & EPOLLOUT)
+			u->flags |= UF_CAN_WRITE;
+		return;
+	}
+	if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+		u->flags |= UF_CAN_READ;
+	if (ev & (EPOLLOUT | EPOLLHUP | EPOLLERR))
+		u->flags |= UF_CAN_WRITE;
+	c = u->x->c;
+	conn_run(c);
+}
+
+void
+proxy_upstream_timeout(struct loop *l, struct loop_timer *t)
+{
+	struct upconn *u = t->data;
+	struct exchange *x = u->x;
+	struct conn *c;
+
+	(void)l;
+	if (u->state == US_IDLE || x == NULL) {
+		upstream_close(u);
+		return;
+	}
+	c = x->c;
+	upstream_failed(x, u->state == US_CONNECTING ? UP_CONNECT_TIMEOUT :
+	    UP_TIMEOUT);
+	if (!(c->flags & CF_DEAD))
+		conn_run(c);
+}

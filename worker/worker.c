@@ -1,0 +1,220 @@
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/random.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "../master/log.h"
+#include "conn.h"
+#include "pool.h"
+#include "proxy.h"
+#include "upstream.h"
+#include "worker.h"
+
+/* Connections accepted per listener per loop turn: enough to empty a
+ * burst, few enough that one listener cannot starve the others. */
+#define ACCEPT_BATCH 64
+
+static void
+on_accept(struct loop *l, struct loop_fd *f, uint32_t ev)
+{
+	struct listener *ls = f->data;
+	struct worker *w = ls->w;
+	struct sockaddr_storage ss;
+	socklen_t len;
+	int i, fd;
+
+	(void)l;
+	(void)ev;
+	for (i = 0; i < ACCEPT_BATCH && !w->draining; i++) {
+		len = sizeof(ss);
+		fd = accept4(f->fd, (struct sockaddr *)&ss, &len,
+		    SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd < 0) {
+			if (errno == EMFILE || errno == ENFILE)
+				log_error("accept: %s", strerror(errno));
+			return;
+		}
+		conn_accept(w, fd, (struct sockaddr *)&ss);
+	}
+}
+
+static void
+drain_deadline(struct loop *l, struct loop_timer *t)
+{
+	struct worker *w = t->data;
+
+	log_info("drain deadline reached with %u connections open",
+	    w->nconns);
+	conn_close_all(w, "drain deadline");
+	l->stop = true;
+}
+
+/* Stop accepting; finish what is in flight; idle keep-alive connections
+ * are answered with Connection: close on their next request and closed
+ * only at the drain deadline (closing them now races with clients that
+ * are sending on them at this instant). */
+static void
+worker_drain(struct worker *w)
+{
+	size_t i;
+
+	if (w->draining)
+		return;
+	w->draining = true;
+	COUNTER_SET(&w->stats->draining, 1);
+	for (i = 0; i < w->nls; i++) {
+		loop_del(&w->loop, &w->ls[i].lfd);
+		close(w->ls[i].lfd.fd);
+		w->ls[i].lfd.fd = -1;
+	}
+	log_info("worker draining: %u connections open", w->nconns);
+	if (w->nconns == 0) {
+		w->loop.stop = true;
+		return;
+	}
+	w->drain_timer.cb = drain_deadline;
+	w->drain_timer.data = w;
+	loop_timer_set(&w->loop, &w->drain_timer,
+	    w->cfg->server.limits.drain_timeout_ms);
+}
+
+static void
+on_signal(struct loop *l, struct loop_fd *f, uint32_t ev)
+{
+	struct worker *w = f->data;
+	struct signalfd_siginfo si;
+
+	(void)ev;
+	while (read(f->fd, &si, sizeof(si)) == sizeof(si)) {
+		switch (si.ssi_signo) {
+		case SIGTERM:
+		case SIGINT:
+			l->stop = true;
+			break;
+		case SIGQUIT:
+			worker_drain(w);
+			break;
+		case SIGUSR1:
+			log_reopen();
+			break;
+		default:
+			break;
+		}
+	}
+}
+
+static void
+before_sleep(struct loop *l, void *arg)
+{
+	(void)l;
+	pool_reap(arg);
+}
+
+static uint32_t
+round_up(uint32_t v, uint32_t to)
+{
+	return (v + to - 1) / to * to;
+}
+
+static int
+worker_init(struct worker *w, const struct worker_args *a)
+{
+	const struct config *cfg = a->cfg;
+	const struct cfg_limits *lim = &cfg->server.limits;
+	sigset_t set;
+	size_t i;
+
+	memset(w, 0, sizeof(*w));
+	w->cfg = cfg;
+	w->slot = a->slot;
+	w->generation = a->generation;
+	w->stats = a->stats;
+	/* Client input holds a whole head plus body bytes to stream. */
+	w->cbuf_size = round_up(lim->header_bytes + 16384, 4096);
+	w->hbuf_size = round_up((lim->header_bytes > 32768 ?
+	    lim->header_bytes : 32768) + 8192, 4096);
+	w->ubuf_size = 32768;
+	w->max_headers = lim->headers > 256 ? lim->headers : 256;
+	w->hdrs = calloc(w->max_headers, sizeof(*w->hdrs));
+	w->path_scratch = malloc(lim->header_bytes + 1);
+	w->rewrite_scratch = malloc(lim->header_bytes + 1);
+	if (w->hdrs == NULL || w->path_scratch == NULL ||
+	    w->rewrite_scratch == NULL)
+		return -1;
+	if (getrandom(&w->trace_state, sizeof(w->trace_state), 0) !=
+	    sizeof(w->trace_state) || w->trace_state == 0)
+		w->trace_state = ((uint64_t)getpid() << 32) ^ 0x9e3779b97f4a7c15ull;
+	if (loop_init(&w->loop) < 0)
+		return -1;
+	w->loop.before_sleep = before_sleep;
+	w->loop.before_sleep_arg = w;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGQUIT);
+	sigaddset(&set, SIGUSR1);
+	sigaddset(&set, SIGHUP);
+	sigaddset(&set, SIGUSR2);
+	sigaddset(&set, SIGPIPE);
+	sigprocmask(SIG_BLOCK, &set, NULL);
+	sigdelset(&set, SIGPIPE);
+	w->sig.fd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+	w->sig.cb = on_signal;
+	w->sig.data = w;
+	if (w->sig.fd < 0 || loop_add(&w->loop, &w->sig, EPOLLIN) < 0)
+		return -1;
+
+	w->nls = a->nlisten;
+	w->ls = calloc(w->nls ? w->nls : 1, sizeof(*w->ls));
+	if (w->ls == NULL)
+		return -1;
+	for (i = 0; i < w->nls; i++) {
+		w->ls[i].w = w;
+		w->ls[i].lfd.fd = a->listen_fds[i];
+		w->ls[i].lfd.cb = on_accept;
+		w->ls[i].lfd.data = &w->ls[i];
+		if (loop_add(&w->loop, &w->ls[i].lfd, EPOLLIN) < 0)
+			return -1;
+	}
+	w->md = route_match_data_new(cfg);
+	w->chains = calloc(cfg->nroutes ? cfg->nroutes : 1,
+	    sizeof(*w->chains));
+	if (w->md == NULL || w->chains == NULL)
+		return -1;
+	for (i = 0; i < cfg->nroutes; i++)
+		if (policy_chain_build(cfg, &cfg->routes[i], &w->chains[i]) < 0)
+			return -1;
+	return upstream_init(w);
+}
+
+void
+worker_main(const struct worker_args *a)
+{
+	struct worker w;
+	size_t i;
+
+	if (worker_init(&w, a) < 0) {
+		log_error("worker %u: cannot start: %s", a->slot,
+		    strerror(errno));
+		exit(2);
+	}
+	COUNTER_SET(&w.stats->pid, (uint64_t)getpid());
+	COUNTER_SET(&w.stats->generation, a->generation);
+	log_debug("worker %u (generation %u) started", a->slot,
+	    a->generation);
+	if (loop_run(&w.loop) < 0)
+		log_error("worker %u: event loop: %s", a->slot,
+		    strerror(errno));
+	conn_close_all(&w, "worker stopping");
+	upstream_free(&w);
+	for (i = 0; i < w.cfg->nroutes; i++)
+		policy_chain_free(&w.chains[i]);
+	log_debug("worker %u stopped", a->slot);
+	exit(0);
+}
