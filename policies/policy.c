@@ -1,3 +1,5 @@
+#include <stdarg.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "policy.h"
@@ -91,5 +93,29 @@ policy_edit_remove(struct policy_edits *e, const char *name, size_t len)
 		return -1;
 	e->remove[e->nremove] = name;
 	e->remove_len[e->nremove++] = len;
+	return 0;
+}
+
+int
+policy_resp_header(struct policy_ctx *ctx, const char *name,
+    const char *fmt, ...)
+{
+	size_t room = ctx->resp_extra_cap - ctx->resp_extra_len;
+	char *p = ctx->resp_extra + ctx->resp_extra_len;
+	va_list ap;
+	int n, m;
+
+	if (ctx->resp_extra == NULL)
+		return -1;
+	n = snprintf(p, room, "%s: ", name);
+	if (n < 0 || (size_t)n >= room)
+		return -1;
+	va_start(ap, fmt);
+	m = vsnprintf(p + n, room - n, fmt, ap);
+	va_end(ap);
+	if (m < 0 || (size_t)(n + m + 2) >= room)
+		return -1;
+	memcpy(p + n + m, "\r\n", 2);
+	ctx->resp_extra_len += n + m + 2;
 	return 0;
 }

@@ -44,12 +44,18 @@ struct policy_ctx {
 	const struct http1_header *headers;	/* request, or response in
 						 * the response hook */
 	size_t nheaders;
-	const struct sockaddr *peer;
-	uint64_t now_ms;
+	int peer_family;		/* AF_INET / AF_INET6 */
+	const uint8_t *peer_addr;	/* 4 or 16 bytes, network order */
+	uint64_t now_ms;		/* CLOCK_MONOTONIC ms, cached per turn */
 	int status;			/* response status in the response hook;
 					 * the answer's status on POLICY_RESPOND */
 	const char *error;		/* short error code for the JSON body */
 	struct policy_edits edits;	/* applied to the head being sent */
+	/* Header lines ("Name: value\r\n") added to this request's response,
+	 * whether it is proxied or answered by the gateway (request hooks
+	 * only; see policy_resp_header). */
+	char *resp_extra;
+	size_t resp_extra_len, resp_extra_cap;
 };
 
 struct policy {
@@ -83,6 +89,11 @@ int policy_run_response(const struct policy_chain *chain,
 /* policy_edit_add / policy_edit_remove: 0, or -1 when the list is full. */
 int policy_edit_add(struct policy_edits *e, const char *line, size_t len);
 int policy_edit_remove(struct policy_edits *e, const char *name, size_t len);
+
+/* policy_resp_header: append "NAME: VALUE\r\n" (VALUE printf-formatted)
+ * to the response's extra lines. 0, or -1 when they are full. */
+int policy_resp_header(struct policy_ctx *ctx, const char *name,
+    const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 extern const struct policy policy_transform;
 

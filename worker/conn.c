@@ -213,11 +213,13 @@ conn_respond(struct conn *c, int status, const char *error,
 	    "Content-Type: application/json\r\n"
 	    "Content-Length: %d\r\n"
 	    "%s: %s\r\n"
+	    "%.*s"
 	    "%s"
 	    "%s"
 	    "\r\n",
 	    status, http1_status_text(status), blen,
 	    w->cfg->server.trace_header, x->trace,
+	    (int)x->extra_len, x->extra,
 	    extra ? extra : "",
 	    (c->flags & CF_CLOSE_AFTER) ? "Connection: close\r\n" :
 	    (x->flags & XF_HTTP10) ? "Connection: keep-alive\r\n" : "");
@@ -445,11 +447,17 @@ handle_request(struct conn *c, struct http1_request *req, int head_len)
 	ctx.headers = req->headers;
 	ctx.nheaders = req->num_headers;
 	ctx.now_ms = w->loop.now_ms;
+	ctx.peer_family = c->peer.family;
+	ctx.peer_addr = c->peer.addr;
+	ctx.resp_extra = x->extra;
+	ctx.resp_extra_cap = sizeof(x->extra);
 	if (policy_run_request(&w->chains[ri], &ctx) == POLICY_RESPOND) {
+		x->extra_len = ctx.resp_extra_len;
 		conn_respond(c, ctx.status, ctx.error ? ctx.error : "refused",
 		    NULL, has_body);
 		return;
 	}
+	x->extra_len = ctx.resp_extra_len;
 	t.path = w->path_scratch;
 	t.path_len = n;
 	if (r->rewrite_re != NULL) {

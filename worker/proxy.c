@@ -543,6 +543,8 @@ build_response_head(struct exchange *x, const struct http1_response *res)
 	ctx.nheaders = res->num_headers;
 	ctx.status = res->status;
 	ctx.now_ms = w->loop.now_ms;
+	ctx.peer_family = c->peer.family;
+	ctx.peer_addr = c->peer.addr;
 	if (policy_run_response(&w->chains[x->route], &ctx) == POLICY_RESPOND)
 		return -1;
 	collect_connection(res->headers, res->num_headers, &ct);
@@ -569,6 +571,7 @@ build_response_head(struct exchange *x, const struct http1_response *res)
 	hb_header(&b, cfg->server.trace_header,
 	    strlen(cfg->server.trace_header), x->trace, x->trace_len);
 	hb_edits(&b, &ctx.edits);
+	hb_put(&b, x->extra, x->extra_len);
 	if (c->flags & CF_CLOSE_AFTER)
 		hb_lit(&b, "Connection: close\r\n");
 	else if (x->flags & XF_HTTP10)

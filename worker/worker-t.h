@@ -145,6 +145,8 @@ struct exchange {
 	uint32_t resp_off;		/* start of unsent body in u->buf */
 	uint32_t hash;			/* balancing key hash */
 	char trace[33];
+	uint16_t extra_len;		/* policy header lines for the response */
+	char extra[384];
 	uint8_t trace_len;
 	uint32_t head_len;		/* request head bytes still in c->in */
 	struct exchange *free_next;
