@@ -1,0 +1,764 @@
+/*
+ * test_config: the config loader. Includes config.c to reach validate()
+ * and parse_cidr(). Run from the top of the tree (make unit does).
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "../../../master/config.c"
+
+#define CONF_DIR "test/unit/master/conf/"
+#define DEMO_CONF "etc/portico.conf"
+
+static char tmp_path[64];
+
+struct err_case {
+	const char *text;
+	int line;
+	const char *reason;
+};
+
+
+/* load_text: write TEXT to a fresh temp file and load it (prefix /tmp). */
+static int
+load_text(const char *text, struct config **cfg, char *err, size_t errlen)
+{
+	int fd, rc;
+	size_t len = strlen(text);
+
+	snprintf(tmp_path, sizeof(tmp_path), "/tmp/portico-cfg-XXXXXX");
+	fd = mkstemp(tmp_path);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, text, len), (ssize_t)len);
+	close(fd);
+	rc = config_load(tmp_path, "/tmp", cfg, err, errlen);
+	unlink(tmp_path);
+	return rc;
+}
+
+static struct config *
+load_ok(const char *text)
+{
+	struct config *cfg = NULL;
+	char err[512] = "";
+
+	if (load_text(text, &cfg, err, sizeof(err)) != 0)
+		fail_msg("expected success, got: %s", err);
+	assert_non_null(cfg);
+	return cfg;
+}
+
+/* check_err: whether loading TEXT fails with exactly "FILE:LINE: REASON";
+ * prints the difference when not. */
+static bool
+check_err(const char *text, int line, const char *reason)
+{
+	struct config *cfg = (void *)1;
+	char err[512] = "", want[512];
+
+	if (load_text(text, &cfg, err, sizeof(err)) != -1 || cfg != NULL) {
+		print_error("loaded, expected: %s\n", reason);
+		config_free(cfg);
+		return false;
+	}
+	if (line > 0)
+		snprintf(want, sizeof(want), "%s:%d: %s", tmp_path, line,
+		    reason);
+	else
+		snprintf(want, sizeof(want), "%s: %s", tmp_path, reason);
+	if (strcmp(err, want) != 0) {
+		print_error("got:  %s\nwant: %s\n", err, want);
+		return false;
+	}
+	return true;
+}
+
+static void
+run_err_cases(const struct err_case *c, size_t n)
+{
+	size_t i, bad_count = 0;
+
+	for (i = 0; i < n; i++)
+		if (!check_err(c[i].text, c[i].line, c[i].reason))
+			bad_count++;
+	assert_int_equal(bad_count, 0);
+}
+
+/* Two lines: version and one service. */
+#define SVC "version = 1;\n" \
+	"services: { users = { instances = [\"127.0.0.1:8001\"]; }; };\n"
+
+/* A route at lines 3..7 with EXTRA on line 6. */
+#define ROUTE(extra) SVC \
+	"routes = (\n" \
+	"  { name = \"r\";\n" \
+	"    match = { prefix = \"/a\"; };\n" \
+	"    service = \"users\"; " extra "\n" \
+	"  }\n" \
+	");\n"
+
+/* ---- whole files ---------------------------------------------------- */
+
+static void
+test_demo_loads(void **state)
+{
+	struct config *cfg = NULL;
+	char err[512] = "";
+	struct cfg_route *r;
+
+	(void)state;
+	if (config_load(DEMO_CONF, NULL, &cfg, err, sizeof(err)) != 0)
+		fail_msg("%s", err);
+	assert_int_equal(cfg->server.workers, 2);
+	assert_int_equal(cfg->nservices, 4);
+	assert_int_equal(cfg->nroutes, 8);
+	assert_string_equal(cfg->server.error_log, "-");
+	assert_string_equal(cfg->server.state_path, "/dev/shm/portico-demo");
+	assert_int_equal(cfg->server.nlisten, 1);
+	assert_null(cfg->server.listen[0].tls);
+	r = &cfg->routes[0];
+	assert_string_equal(r->name, "orders");
+	assert_int_equal(r->service, config_service_index(cfg, "orders"));
+	assert_int_equal(r->methods, METHOD_BIT(M_GET) | METHOD_BIT(M_POST));
+	assert_string_equal(r->req_add[0], "X-Gateway: portico");
+	assert_string_equal(r->resp_add[0], "X-Served-By: portico");
+	r = &cfg->routes[2];
+	assert_string_equal(r->name, "catalog");
+	assert_non_null(r->rewrite_re);
+	assert_string_equal(r->prefix, "/products");
+	r = &cfg->routes[7];
+	assert_string_equal(r->name, "legacy");
+	assert_non_null(r->re);
+	assert_int_equal(r->service, config_service_index(cfg, "users"));
+	assert_int_equal(cfg->routes[5].service,
+	    config_service_index(cfg, "orders"));
+	assert_true(cfg->services[0].health.enabled);
+	config_free(cfg);
+}
+
+static void
+test_contract_trimmed_loads(void **state)
+{
+	struct config *cfg = NULL;
+	char err[512] = "";
+	const struct cfg_service *u;
+
+	(void)state;
+	if (config_load(CONF_DIR "contract-trimmed.conf", "/tmp", &cfg, err,
+	    sizeof(err)) != 0)
+		fail_msg("%s", err);
+	assert_true(cfg->server.workers >= 1);
+	assert_int_equal(cfg->server.workers,
+	    (unsigned)sysconf(_SC_NPROCESSORS_ONLN));
+	assert_int_equal(cfg->ntls, 1);
+	assert_string_equal(cfg->tls[0].name, "default");
+	assert_string_equal(cfg->tls[0].cert, "/tmp/etc/tls/server.crt");
+	assert_int_equal(cfg->tls[0].min_version, TLS1_2_VERSION);
+	assert_int_equal(cfg->tls[0].nnames, 0);
+	assert_null(cfg->tls[0].names[0]);
+	u = &cfg->services[config_service_index(cfg, "users")];
+	assert_true(u->health.enabled);
+	assert_true(u->breaker.enabled);
+	assert_int_equal(u->breaker.failures, 5);
+	assert_false(cfg->services[1].health.enabled);
+	assert_true(cfg->auth.has_jwt);
+	assert_int_equal(cfg->auth.njwt_keys, 2);
+	assert_string_equal(cfg->auth.jwt_keys[0].secret_file,
+	    "/tmp/etc/keys/hs256.secret");
+	assert_string_equal(cfg->auth.jwt_keys[1].public_key,
+	    "/tmp/etc/keys/rs256.pub.pem");
+	assert_string_equal(cfg->auth.issuer, "https://auth.example.com/");
+	assert_string_equal(cfg->auth.require[0], "exp");
+	assert_true(cfg->auth.has_api_keys);
+	assert_string_equal(cfg->auth.api_keys_file,
+	    "/tmp/etc/keys/api_keys.conf");
+	assert_int_equal(cfg->ntiers, 3);
+	assert_int_equal(cfg->nroutes, 3);
+	assert_string_equal(cfg->routes[1].host, "api.example.com");
+	assert_string_equal(cfg->routes[1].rewrite_to, "/v2/products/$1");
+	assert_int_equal(cfg->routes[2].methods, 0);
+	config_free(cfg);
+}
+
+/* The full contract validates; only refuse_unbuilt stops it. */
+static void
+test_contract_full(void **state)
+{
+	struct config *cfg = NULL;
+	char err[512] = "";
+	struct ld ld = { .err = err, .errlen = sizeof(err) };
+	const struct cfg_route *r;
+	config_t lc;
+
+	(void)state;
+	assert_int_equal(config_load(CONF_DIR "contract-full.conf", NULL, &cfg,
+	    err, sizeof(err)), -1);
+	assert_string_equal(err, CONF_DIR "contract-full.conf:7: 'tls' is "
+	    "not supported by this build yet");
+
+	ld.file = CONF_DIR "contract-full.conf";
+	ld.cfg = calloc(1, sizeof(*ld.cfg));
+	assert_non_null(ld.cfg);
+	assert_int_equal(set_prefix(&ld, "/tmp"), 0);
+	config_init(&lc);
+	if (validate(&ld, &lc) != 0)
+		fail_msg("%s", err);
+	assert_int_equal(ld.cfg->server.nlisten, 2);
+	assert_string_equal(ld.cfg->server.listen[1].tls, "default");
+	r = &ld.cfg->routes[0];
+	assert_string_equal(r->name, "home");
+	assert_int_equal(r->service, -1);
+	assert_int_equal(r->auth, AUTH_JWT);
+	assert_int_equal(r->ncalls, 4);
+	assert_int_equal(r->aggregate_timeout_ms, 200);
+	assert_null(r->calls[0].fallback);
+	assert_string_equal(r->calls[1].fallback, "[]");
+	assert_string_equal(r->calls[2].fallback, "cache");
+	assert_int_equal(r->calls[3].service,
+	    config_service_index(ld.cfg, "orders"));
+	r = &ld.cfg->routes[1];
+	assert_int_equal(r->rl_by, RL_CONSUMER);
+	assert_int_equal(r->rl_tier, -1);
+	assert_string_equal(r->scopes[0], "orders:read");
+	assert_int_equal(r->nstrip_fields, 2);
+	assert_int_equal(r->nresp_remove, 2);
+	r = &ld.cfg->routes[2];
+	assert_true(r->has_cache);
+	assert_int_equal(r->cache_ttl_s, 60);
+	assert_int_equal(r->rl_by, RL_IP);
+	assert_int_equal(r->rl_tier, 0);
+	assert_int_equal(ld.cfg->routes[3].auth, AUTH_API_KEY);
+	config_destroy(&lc);
+	free(ld.text);
+	config_free(ld.cfg);
+}
+
+static void
+test_defaults(void **state)
+{
+	struct config *cfg;
+	const struct cfg_server *sv;
+	const struct cfg_service *s;
+	const struct sockaddr_in *sin;
+
+	(void)state;
+	cfg = load_ok("version = 1;\n");
+	sv = &cfg->server;
+	assert_int_equal(sv->workers, (unsigned)sysconf(_SC_NPROCESSORS_ONLN));
+	assert_int_equal(sv->nlisten, 1);
+	assert_string_equal(sv->listen[0].addr.text, "0.0.0.0:8080");
+	sin = (const void *)&sv->listen[0].addr.ss;
+	assert_int_equal(ntohs(sin->sin_port), 8080);
+	assert_true(sv->has_admin);
+	assert_string_equal(sv->admin.text, "127.0.0.1:9901");
+	assert_string_equal(sv->control_socket, "/tmp/run/portico.sock");
+	assert_string_equal(sv->pid_file, "/tmp/run/portico.pid");
+	assert_string_equal(sv->state_path, "/dev/shm/portico");
+	assert_int_equal(sv->state_max_mb, 256);
+	assert_int_equal(sv->limits.header_bytes, 16384);
+	assert_int_equal(sv->limits.headers, 100);
+	assert_int_equal(sv->limits.body_bytes, 10485760);
+	assert_int_equal(sv->limits.header_timeout_ms, 10000);
+	assert_int_equal(sv->limits.idle_timeout_ms, 60000);
+	assert_int_equal(sv->limits.drain_timeout_ms, 30000);
+	assert_string_equal(sv->access_log, "/tmp/logs/access.log");
+	assert_int_equal(sv->access_format, ACCESS_JSON);
+	assert_string_equal(sv->error_log, "/tmp/logs/error.log");
+	assert_int_equal(sv->error_level, LOG_INFO);
+	assert_string_equal(sv->trace_header, "X-Trace-ID");
+	assert_int_equal(sv->ntrusted, 0);
+	assert_false(cfg->auth.has_jwt);
+	assert_false(cfg->auth.has_api_keys);
+	assert_int_equal(cfg->auth.leeway_s, 30);
+	assert_string_equal(cfg->auth.consumer_claim, "sub");
+	assert_string_equal(cfg->auth.tier_claim, "tier");
+	assert_string_equal(cfg->auth.scopes_claim, "scope");
+	assert_string_equal(cfg->auth.id_consumer, "X-User-ID");
+	assert_string_equal(cfg->auth.id_tier, "X-User-Tier");
+	assert_string_equal(cfg->auth.id_scopes, "X-User-Scopes");
+	assert_string_equal(cfg->auth.api_key_header, "X-API-Key");
+	assert_int_equal(cfg->ntiers, 3);
+	assert_string_equal(cfg->tiers[1].name, "free");
+	assert_int_equal(cfg->tiers[1].rate, 100);
+	assert_int_equal(cfg->tiers[1].per_s, 60);
+	assert_int_equal(cfg->tiers[1].burst, 20);
+	assert_int_equal(cfg->tiers[2].burst, 2000);
+	assert_int_equal(cfg->nroutes, 0);
+	assert_int_equal(cfg->nservices, 0);
+	config_free(cfg);
+
+	cfg = load_ok(
+	    "services: { a = { instances = [\"127.0.0.1:1\"]; };\n"
+	    "  b = { instances = [\"127.0.0.1:2\"]; health = {}; breaker = {};"
+	    " }; };\n"
+	    "server: { admin = \"off\"; access_log = { path = \"off\"; };\n"
+	    "  error_log = { path = \"-\"; level = \"warn\"; };\n"
+	    "  limits = { body_bytes = 20000000000L; };\n"
+	    "  trusted_proxies = [\"10.0.0.0/8\", \"::1\"]; };\n"
+	    "tiers: { gold = { rate = 5; per_s = 2; burst = 9; }; };\n"
+	    "routes = ( { name = \"x\"; match = { prefix = \"/\"; };\n"
+	    "  service = \"b\"; auth = \"none\"; } );\n");
+	assert_int_equal(cfg->version, 1);
+	s = &cfg->services[0];
+	assert_int_equal(s->balance, BAL_ROUND_ROBIN);
+	assert_int_equal(s->connect_timeout_ms, 200);
+	assert_int_equal(s->timeout_ms, 2000);
+	assert_int_equal(s->keepalive, 64);
+	assert_int_equal(s->retries, 1);
+	assert_false(s->health.enabled);
+	assert_false(s->breaker.enabled);
+	s = &cfg->services[1];
+	assert_true(s->health.enabled);
+	assert_string_equal(s->health.path, "/health");
+	assert_int_equal(s->health.interval_ms, 5000);
+	assert_int_equal(s->health.timeout_ms, 1000);
+	assert_int_equal(s->health.fall, 3);
+	assert_int_equal(s->health.rise, 2);
+	assert_true(s->breaker.enabled);
+	assert_int_equal(s->breaker.failures, 5);
+	assert_int_equal(s->breaker.open_ms, 30000);
+	assert_int_equal(s->breaker.half_open, 1);
+	assert_false(cfg->server.has_admin);
+	assert_null(cfg->server.access_log);
+	assert_string_equal(cfg->server.error_log, "-");
+	assert_int_equal(cfg->server.error_level, LOG_WARN);
+	assert_int_equal(cfg->server.limits.body_bytes, 20000000000ULL);
+	assert_int_equal(cfg->server.ntrusted, 2);
+	assert_int_equal(cfg->ntiers, 1);
+	assert_string_equal(cfg->routes[0].prefix, "");
+	assert_int_equal(cfg->routes[0].auth, AUTH_NONE);
+	assert_int_equal(cfg->routes[0].rl_by, RL_NONE);
+	assert_int_equal(cfg->routes[0].ncalls, 0);
+	config_free(cfg);
+
+	/* admin = "" disables too; hash:header and other balances. */
+	cfg = load_ok("server: { admin = \"\"; };\n"
+	    "services: { a = { instances = [\"[::1]:1\", \"localhost:2\"];\n"
+	    "  balance = \"hash:header:X-Tenant\"; };\n"
+	    "  b = { instances = [\"*:3\"]; balance = \"least_conn\"; }; };\n");
+	assert_false(cfg->server.has_admin);
+	assert_int_equal(cfg->services[0].balance, BAL_HASH_HEADER);
+	assert_string_equal(cfg->services[0].hash_header, "X-Tenant");
+	assert_int_equal(cfg->services[0].ninstances, 2);
+	assert_int_equal(cfg->services[1].balance, BAL_LEAST_CONN);
+	config_free(cfg);
+}
+
+/* ---- errors --------------------------------------------------------- */
+
+static const struct err_case err_cases[] = {
+	/* syntax */
+	{ "version = 1;\nserver: {\n  workers = ;\n};\n", 3, "syntax error" },
+	{ "a = 1;\nversion = 1;\nversion = 1;\n", 3,
+	  "duplicate setting name" },
+	/* unknown settings, at every level */
+	{ "version = 1;\nfoo = 1;\n", 2, "unknown setting 'foo'" },
+	{ "server: {\n  worker = 2;\n};\n", 2,
+	  "unknown setting 'worker' in server" },
+	{ "server: { limits = {\n header_byte = 2; }; };\n", 2,
+	  "unknown setting 'header_byte' in server.limits" },
+	{ "server: { listen = (\n { address = \"*:1\"; tsl = \"x\"; } ); };\n",
+	  2, "unknown setting 'tsl' in server.listen" },
+	{ "services: {\n  users = {\n    instances = [\"127.0.0.1:1\"];\n"
+	  "    timout_ms = 5;\n  };\n};\n", 4,
+	  "unknown setting 'timout_ms' in service 'users'" },
+	{ "services: { users = { instances = [\"127.0.0.1:1\"];\n"
+	  "  health = { pth = \"/\"; }; }; };\n", 2,
+	  "unknown setting 'pth' in service 'users' health" },
+	{ ROUTE("timeout = 1;"), 6, "unknown setting 'timeout' in route #1" },
+	{ SVC "routes = ( { name = \"r\"; service = \"users\";\n"
+	  "  match = { prefx = \"/a\"; }; } );\n", 4,
+	  "unknown setting 'prefx' in route 'r' match" },
+	{ ROUTE("transform = { request = { add_header = []; }; };"), 6,
+	  "unknown setting 'add_header' in route 'r' transform.request" },
+	{ "tiers: {\n free = { rate = 1; per_s = 1; burst = 1; brust = 2; };\n"
+	  "};\n", 2, "unknown setting 'brust' in tier 'free'" },
+	{ "auth: {\n jwt = {\n  keys = ( { alg = \"HS256\";\n"
+	  "   secret = \"x\"; } ); }; };\n", 4,
+	  "unknown setting 'secret' in auth.jwt key #1" },
+	/* types and ranges */
+	{ "server: {\n  workers = \"2\";\n};\n", 2,
+	  "'workers' in server must be an integer" },
+	{ "server: {\n  workers = 1.5;\n};\n", 2,
+	  "'workers' in server must be an integer" },
+	{ "server: {\n  workers = -1;\n};\n", 2,
+	  "'workers' in server must not be negative" },
+	{ "server: {\n  workers = 1000;\n};\n", 2,
+	  "'workers' in server must be between 0 and 256" },
+	{ "server: { limits = {\n  body_bytes = 4294967297; }; };\n", 2,
+	  "'body_bytes' in server.limits is out of range (0..1099511627776)" },
+	{ "server: { limits = {\n  headers = 0; }; };\n", 2,
+	  "'headers' in server.limits must be between 1 and 10000" },
+	{ "server: {\n  admin = 9901;\n};\n", 2,
+	  "'admin' in server must be a string" },
+	{ "version = 1;\nserver = 1;\n", 2,
+	  "'server' in the file must be a group { ... }" },
+	{ "server: {\n  listen = { address = \"*:1\"; };\n};\n", 2,
+	  "'listen' in server must be a list ( { ... }, ... )" },
+	{ "server: {\n  pid_file = \"\";\n};\n", 2,
+	  "'pid_file' in server must not be empty" },
+	{ "services: { a = {\n  instances = \"127.0.0.1:1\"; }; };\n", 2,
+	  "'instances' in service 'a' must be an array of strings "
+	  "[ \"...\", ... ]" },
+	{ "services: {\n  a = { balance = \"least_conn\"; }; };\n", 2,
+	  "service 'a' needs 'instances'" },
+	{ "services: {\n  a = { instances = []; }; };\n", 2,
+	  "service 'a': 'instances' must not be empty" },
+	/* version */
+	{ "\nversion = 2;\n", 2,
+	  "version 2 is not supported (this build reads version 1)" },
+	/* routes */
+	{ SVC "routes = (\n  { name = \"r\"; match = { path = \"/a\"; };\n"
+	  "    service = \"nope\"; }\n);\n", 5,
+	  "route 'r': unknown service 'nope'" },
+	{ SVC "routes = (\n  { name = \"r\"; service = \"users\";\n"
+	  "    match = { methods = [\"GET\"]; }; }\n);\n", 5,
+	  "route 'r' match needs one of 'path', 'prefix' or 'regex'" },
+	{ SVC "routes = (\n  { name = \"r\"; service = \"users\";\n"
+	  "    match = { path = \"/a\";\n      prefix = \"/b\"; }; }\n);\n", 6,
+	  "route 'r' match: give only one of 'path', 'prefix' or 'regex'" },
+	{ SVC "routes = (\n  { name = \"r\";\n"
+	  "    match = { path = \"/a\"; }; }\n);\n", 4,
+	  "route 'r' needs 'service' or 'aggregate'" },
+	{ SVC "routes = (\n  { name = \"r\"; match = { path = \"/a\"; };\n"
+	  "    service = \"users\";\n    aggregate = { calls = ( { name = "
+	  "\"p\"; service = \"users\"; path = \"/u\"; } ); }; }\n);\n", 6,
+	  "route 'r' has both 'service' and 'aggregate'" },
+	{ SVC "routes = (\n  { match = { path = \"/a\"; };\n"
+	  "    service = \"users\"; }\n);\n", 4, "route #1 needs 'name'" },
+	{ SVC "routes = (\n  { name = \"r\"; service = \"users\";\n"
+	  "    match = { regex = \"^(ab\"; }; }\n);\n", 5,
+	  "bad regex at offset 4: missing closing parenthesis" },
+	{ ROUTE("\n rewrite = { pattern = \"a)\"; to = \"/\"; };"), 7,
+	  "bad rewrite pattern at offset 1: unmatched closing parenthesis" },
+	{ ROUTE("\n rewrite = { pattern = \"^/a(.*)$\";\n to = \"/b$2\"; };"), 8,
+	  "route 'r' rewrite: '$2' names a group the pattern does not have "
+	  "(it has 1)" },
+	{ ROUTE("\n rewrite = { pattern = \"^/a\";\n to = \"/b${1}\"; };"), 8,
+	  "route 'r' rewrite: '$1' names a group the pattern does not have "
+	  "(it has 0)" },
+	{ SVC "routes = (\n  { name = \"r\"; service = \"users\"; "
+	  "match = { path = \"/\"; }; },\n"
+	  "  { name = \"r\"; service = \"users\"; }\n);\n", 5,
+	  "route name 'r' is used twice (first on line 4)" },
+	{ SVC "routes = (\n  { name = \"r\"; service = \"users\";\n"
+	  "    match = { path = \"/a\"; methods = [\"GET\",\n"
+	  "      \"get\"]; }; }\n);\n", 6, "route 'r' match: unknown method "
+	  "'get'" },
+	{ ROUTE("\n rate_limit = { by = \"ip\";\n tier = \"gold\"; };"), 8,
+	  "route 'r' rate_limit: unknown tier 'gold'" },
+	{ ROUTE("\n rate_limit = { by = \"user\"; };"), 7,
+	  "route 'r' rate_limit: by 'user' is not consumer, ip, route or "
+	  "header:NAME" },
+	{ ROUTE("\n rate_limit = { by = \"header:\"; };"), 7,
+	  "route 'r' rate_limit: by 'header:' is not consumer, ip, route or "
+	  "header:NAME" },
+	{ ROUTE("\n transform = { response = {\n add_headers = [\"X-A: 1\",\n"
+	  "\"X-Foo\"]; }; };"), 9, "route 'r' transform.response: 'X-Foo' is "
+	  "not \"Name: value\"" },
+	{ ROUTE("\n transform = { request = {\n add_headers = [\"Bad Name: x\"];"
+	  " }; };"), 8, "route 'r' transform.request: 'Bad Name: x' is not "
+	  "\"Name: value\" with a valid header name" },
+	{ ROUTE("\n transform = { request = {\n remove_headers = [\"A B\"]; };"
+	  " };"), 8, "route 'r' transform.request: 'A B' is not a valid "
+	  "header name" },
+	{ ROUTE("\n auth = \"jwt\";"), 7,
+	  "route 'r': auth 'jwt' but the auth section does not configure it" },
+	{ ROUTE("\n auth = \"basic\";"), 7,
+	  "route 'r': auth 'basic' is not jwt, api_key, any or none" },
+	/* addresses */
+	{ "services: { a = {\n  instances = [\"127.0.0.1:0\"]; }; };\n", 2,
+	  "service 'a' instances: bad address '127.0.0.1:0': port must be a "
+	  "number between 1 and 65535" },
+	{ "services: { a = { instances = [\"127.0.0.1:1\",\n"
+	  "  \"example.com:80\"]; }; };\n", 2,
+	  "service 'a' instances: bad address 'example.com:80': host must be "
+	  "a numeric IPv4 address, [IPv6], localhost or *" },
+	{ "server: {\n  admin = \"127.0.0.1\";\n};\n", 2,
+	  "server.admin: bad address '127.0.0.1': expected host:port" },
+	{ "server: { listen = (\n  { address = \"*:80\"; },\n"
+	  "  { address = \"0.0.0.0:80\"; } ); };\n", 3,
+	  "server.listen: address '0.0.0.0:80' is listed twice "
+	  "(first on line 2)" },
+	{ "server: { listen = (\n  { address = \"*:80\";\n"
+	  "    tls = \"default\"; } ); };\n", 3,
+	  "server.listen: tls 'default' is not an entry of the tls section" },
+	/* balance, CIDRs, logs */
+	{ "services: { a = { instances = [\"127.0.0.1:1\"];\n"
+	  "  balance = \"hash:header:\"; }; };\n", 2, "service 'a': balance "
+	  "'hash:header:' needs a header name after hash:header:" },
+	{ "services: { a = { instances = [\"127.0.0.1:1\"];\n"
+	  "  balance = \"random\"; }; };\n", 2, "service 'a': balance 'random' "
+	  "is not round_robin, least_conn, hash:ip, hash:consumer or "
+	  "hash:header:NAME" },
+	{ "server: {\n  trusted_proxies = [\"10.0.0.0/8\",\n"
+	  "   \"10.0.0.0/33\"];\n};\n", 3, "server.trusted_proxies: "
+	  "'10.0.0.0/33' is not an address or CIDR (a.b.c.d/n, v6/n)" },
+	{ "server: {\n  error_log = { level = \"verbose\"; };\n};\n", 2,
+	  "server.error_log: level 'verbose' is not debug, info, warn or "
+	  "error" },
+	{ "server: {\n  access_log = { format = \"clf\"; };\n};\n", 2,
+	  "server.access_log: format 'clf' is not json or combined" },
+	{ "server: {\n  error_log = { path = \"off\"; };\n};\n", 2,
+	  "server.error_log: path cannot be off (use \"-\" for stderr)" },
+	/* tiers, tls, auth */
+	{ "tiers: {\n  free = { rate = 0; per_s = 1; burst = 1; };\n};\n", 2,
+	  "'rate' in tier 'free' must be between 1 and 1099511627776" },
+	{ "tiers: {\n  free = { rate = 1; per_s = 0; burst = 1; };\n};\n", 2,
+	  "'per_s' in tier 'free' must be between 1 and 1099511627776" },
+	{ "tiers: {\n  free = { rate = 1; per_s = 1; burst = 0; };\n};\n", 2,
+	  "'burst' in tier 'free' must be between 1 and 1099511627776" },
+	{ "tiers: {\n  free = { rate = 1; per_s = 1; };\n};\n", 2,
+	  "tier 'free' needs 'burst'" },
+	{ "tls: {\n  default = {\n    cert = \"a\"; key = \"b\";\n"
+	  "    min_version = \"TLSv1.1\"; };\n};\n", 4,
+	  "tls 'default': min_version 'TLSv1.1' is not TLSv1.2 or TLSv1.3" },
+	{ "tls: {\n  default = {\n    cert = \"a\"; };\n};\n", 2,
+	  "tls 'default' needs 'key'" },
+	{ "auth: {\n  jwt = { keys = (\n    { alg = \"HS256\";\n"
+	  "      public_key = \"k\"; } ); };\n};\n", 4, "auth.jwt key #1: "
+	  "HS256 takes 'secret_file', not 'public_key'" },
+	{ "auth: {\n  jwt = { keys = (\n    { alg = \"none\";\n"
+	  "      public_key = \"k\"; } ); };\n};\n", 3, "auth.jwt key #1: alg "
+	  "'none' is not one of HS256/384/512, RS256/384/512, PS256/384/512, "
+	  "ES256/384, EdDSA" },
+	{ "auth: {\n  jwt = { issuer = \"x\"; };\n};\n", 2,
+	  "auth.jwt needs 'keys' or 'jwks_file'" },
+	{ "auth: {\n  api_keys = { header = \"X-K\"; };\n};\n", 2,
+	  "auth.api_keys needs 'file'" },
+	/* aggregate validation (refused later, checked fully first) */
+	{ SVC "routes = ( { name = \"r\"; match = { path = \"/a\"; };\n"
+	  "  aggregate = { calls = (\n  { name = \"p\"; service = \"users\";"
+	  " path = \"/u\";\n   fallback = \"{bad\"; } ); }; } );\n", 6,
+	  "route 'r' aggregate call 'p': fallback must be JSON text or "
+	  "\"cache\"" },
+	{ SVC "routes = ( { name = \"r\"; match = { path = \"/a\"; };\n"
+	  "  aggregate = { calls = (\n  { name = \"p\";\n"
+	  "    service = \"nope\"; path = \"/u\"; } ); }; } );\n", 6,
+	  "route 'r' aggregate call 'p': unknown service 'nope'" },
+};
+
+static const struct err_case unbuilt_cases[] = {
+	{ "tls: { default = { cert = \"c\"; key = \"k\"; }; };\n"
+	  "server: { listen = (\n  { address = \"*:1\";\n"
+	  "    tls = \"default\"; } ); };\n", 4,
+	  "'tls' is not supported by this build yet" },
+	{ "auth: { api_keys = { file = \"f\"; }; };\n" SVC
+	  "routes = (\n  { name = \"r\"; match = { path = \"/a\"; };\n"
+	  "    service = \"users\";\n    auth = \"api_key\"; }\n);\n", 7,
+	  "'auth' is not supported by this build yet" },
+	{ ROUTE("\n scopes = [\"a\"];"), 7,
+	  "'scopes' is not supported by this build yet" },
+	{ ROUTE("\n rate_limit = { by = \"ip\"; };"), 7,
+	  "'rate_limit' is not supported by this build yet" },
+	{ ROUTE("\n cache = { ttl_s = 5; };"), 7,
+	  "'cache' is not supported by this build yet" },
+	{ SVC "routes = ( { name = \"r\"; match = { path = \"/a\"; };\n"
+	  "  aggregate = { calls = (\n  { name = \"p\"; service = \"users\";"
+	  " path = \"/u/{consumer}\"; fallback = \"{\\\"a\\\": [1, 2.5e3, "
+	  "null]}\"; } ); }; } );\n", 4,
+	  "'aggregate' is not supported by this build yet" },
+	{ ROUTE("\n transform = { response = {\n strip_fields = [\"x\"]; }; };"),
+	  8, "'transform.response.strip_fields' is not supported by this "
+	  "build yet" },
+};
+
+static void
+test_errors(void **state)
+{
+	(void)state;
+	run_err_cases(err_cases, sizeof(err_cases) / sizeof(err_cases[0]));
+}
+
+static void
+test_unbuilt_refused(void **state)
+{
+	struct config *cfg;
+
+	(void)state;
+	run_err_cases(unbuilt_cases,
+	    sizeof(unbuilt_cases) / sizeof(unbuilt_cases[0]));
+	/* Supported on a route: rewrite, header transforms, auth "none". */
+	cfg = load_ok(ROUTE("auth = \"none\";\n rewrite = { pattern = \"^/a"
+	    "(.*)$\"; to = \"/b$$9$0$1\"; };\n transform = { request = { add_headers"
+	    " = [\"X-A:  1 \"]; remove_headers = [\"Cookie\"]; }; response = {"
+	    " add_headers = [\"X-B:2\"]; remove_headers = [\"Server\"]; }; };"));
+	assert_string_equal(cfg->routes[0].req_add[0], "X-A: 1");
+	assert_string_equal(cfg->routes[0].resp_add[0], "X-B: 2");
+	assert_string_equal(cfg->routes[0].req_remove[0], "Cookie");
+	assert_string_equal(cfg->routes[0].prefix, "/a");
+	config_free(cfg);
+}
+
+static void
+test_missing_file(void **state)
+{
+	struct config *cfg = (void *)1;
+	char err[512];
+
+	(void)state;
+	assert_int_equal(config_load("/nonexistent/portico.conf", NULL, &cfg,
+	    err, sizeof(err)), -1);
+	assert_null(cfg);
+	assert_string_equal(err, "/nonexistent/portico.conf: cannot open: "
+	    "No such file or directory");
+	assert_int_equal(config_load(DEMO_CONF, "/nonexistent-prefix", &cfg,
+	    err, sizeof(err)), -1);
+	assert_string_equal(err, DEMO_CONF ": prefix '/nonexistent-prefix': "
+	    "No such file or directory");
+}
+
+/* ---- addresses, CIDRs, methods -------------------------------------- */
+
+static void
+test_parse_addr(void **state)
+{
+	static const char *const bad[] = {
+		":80", "1.2.3.4", "1.2.3.4:0", "1.2.3.4:65536", "1.2.3:80",
+		"host:80", "[::1]80", "[zz]:1", "1.2.3.4:+80", "1.2.3.4:",
+		"::1:80", "1.2.3.4:8080x", "[::1]:", "01.2.3.4:80",
+		"1.2.3.4:1000000",
+	};
+	struct cfg_addr a;
+	const struct sockaddr_in *sin = (const void *)&a.ss;
+	const struct sockaddr_in6 *sin6 = (const void *)&a.ss;
+	char err[256];
+	size_t i;
+
+	(void)state;
+	assert_int_equal(config_parse_addr("127.0.0.1:8001", &a, err,
+	    sizeof(err)), 0);
+	assert_int_equal(a.ss.ss_family, AF_INET);
+	assert_int_equal(a.len, sizeof(struct sockaddr_in));
+	assert_int_equal(ntohs(sin->sin_port), 8001);
+	assert_int_equal(ntohl(sin->sin_addr.s_addr), 0x7f000001);
+	assert_string_equal(a.text, "127.0.0.1:8001");
+
+	assert_int_equal(config_parse_addr("localhost:80", &a, err,
+	    sizeof(err)), 0);
+	assert_int_equal(ntohl(sin->sin_addr.s_addr), 0x7f000001);
+	assert_int_equal(config_parse_addr("*:65535", &a, err, sizeof(err)),
+	    0);
+	assert_int_equal(sin->sin_addr.s_addr, 0);
+	assert_int_equal(ntohs(sin->sin_port), 65535);
+
+	assert_int_equal(config_parse_addr("[::1]:443", &a, err, sizeof(err)),
+	    0);
+	assert_int_equal(a.ss.ss_family, AF_INET6);
+	assert_int_equal(a.len, sizeof(struct sockaddr_in6));
+	assert_int_equal(ntohs(sin6->sin6_port), 443);
+	assert_true(IN6_IS_ADDR_LOOPBACK(&sin6->sin6_addr));
+
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		if (config_parse_addr(bad[i], &a, err, sizeof(err)) != -1)
+			fail_msg("accepted '%s'", bad[i]);
+}
+
+static void
+set4(struct sockaddr_in *sin, const char *s)
+{
+	memset(sin, 0, sizeof(*sin));
+	sin->sin_family = AF_INET;
+	assert_int_equal(inet_pton(AF_INET, s, &sin->sin_addr), 1);
+}
+
+static void
+set6(struct sockaddr_in6 *sin6, const char *s)
+{
+	memset(sin6, 0, sizeof(*sin6));
+	sin6->sin6_family = AF_INET6;
+	assert_int_equal(inet_pton(AF_INET6, s, &sin6->sin6_addr), 1);
+}
+
+static bool
+in(const char *cidr, const char *addr)
+{
+	struct cfg_cidr c;
+	struct sockaddr_in sin;
+	struct sockaddr_in6 sin6;
+
+	assert_int_equal(parse_cidr(cidr, &c), 0);
+	if (strchr(addr, ':') != NULL) {
+		set6(&sin6, addr);
+		return cidr_match(&c, (struct sockaddr *)&sin6);
+	}
+	set4(&sin, addr);
+	return cidr_match(&c, (struct sockaddr *)&sin);
+}
+
+static void
+test_cidr(void **state)
+{
+	static const char *const bad[] = {
+		"", "/8", "10.0.0.0/", "10.0.0.0/33", "10.0.0.0/x", "10.0.0/8",
+		"::/129", "10.0.0.0/-1", "example.com/8", "10.0.0.0/8/8",
+	};
+	struct cfg_cidr c;
+	size_t i;
+
+	(void)state;
+	assert_true(in("10.0.0.0/8", "10.1.2.3"));
+	assert_false(in("10.0.0.0/8", "11.0.0.1"));
+	assert_true(in("10.1.2.3/8", "10.9.9.9"));	/* host bits dropped */
+	assert_true(in("0.0.0.0/0", "203.0.113.7"));
+	assert_true(in("192.168.1.5", "192.168.1.5"));
+	assert_false(in("192.168.1.5", "192.168.1.4"));
+	assert_true(in("192.168.1.4/31", "192.168.1.5"));
+	assert_false(in("192.168.1.4/31", "192.168.1.6"));
+	assert_true(in("172.16.0.0/12", "172.31.255.255"));
+	assert_false(in("172.16.0.0/12", "172.32.0.0"));
+	assert_true(in("2001:db8::/32", "2001:db8::1"));
+	assert_false(in("2001:db8::/32", "2001:db9::1"));
+	assert_true(in("::1", "::1"));
+	assert_false(in("::1", "::2"));
+	assert_true(in("::/0", "2001:db8::1"));
+	assert_false(in("::/0", "10.0.0.1"));		/* families differ */
+	assert_false(in("10.0.0.0/8", "2001:db8::1"));
+	assert_true(in("10.0.0.0/8", "::ffff:10.2.3.4"));	/* v4-mapped */
+	assert_false(in("10.0.0.0/8", "::ffff:11.2.3.4"));
+	assert_int_equal(parse_cidr("10.1.2.3/8", &c), 0);
+	assert_int_equal(c.addr[1], 0);
+	assert_int_equal(c.bits, 8);
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		if (parse_cidr(bad[i], &c) != -1)
+			fail_msg("accepted '%s'", bad[i]);
+}
+
+static void
+test_methods(void **state)
+{
+	int m;
+
+	(void)state;
+	for (m = 0; m < M_OTHER; m++)
+		assert_int_equal(method_from_name(method_name(m),
+		    strlen(method_name(m))), m);
+	assert_int_equal(method_from_name("get", 3), M_OTHER);
+	assert_int_equal(method_from_name("GETX", 4), M_OTHER);
+	assert_int_equal(method_from_name("GETX", 3), M_GET);
+	assert_int_equal(method_from_name("", 0), M_OTHER);
+	assert_string_equal(method_name(M_PATCH), "PATCH");
+	assert_string_equal(method_name(M_OTHER), "OTHER");
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_demo_loads),
+		cmocka_unit_test(test_contract_trimmed_loads),
+		cmocka_unit_test(test_contract_full),
+		cmocka_unit_test(test_defaults),
+		cmocka_unit_test(test_errors),
+		cmocka_unit_test(test_unbuilt_refused),
+		cmocka_unit_test(test_missing_file),
+		cmocka_unit_test(test_parse_addr),
+		cmocka_unit_test(test_cidr),
+		cmocka_unit_test(test_methods),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
