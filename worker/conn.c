@@ -24,10 +24,28 @@ static void conn_timeout(struct loop *l, struct loop_timer *t);
 size_t
 conn_peer_text(const struct conn *c, char *out, size_t cap)
 {
-	if (inet_ntop(c->peer.family, c->peer.addr, out, cap) == NULL) {
-		snprintf(out, cap, "unknown");
+	const uint8_t *a = c->peer.addr;
+	char *p = out;
+	int i;
+
+	if (c->peer.family != AF_INET || cap < 16) {
+		if (inet_ntop(c->peer.family, a, out, cap) == NULL)
+			snprintf(out, cap, "unknown");
+		return strlen(out);
 	}
-	return strlen(out);
+	/* IPv4 by hand: glibc's inet_ntop goes through sprintf. */
+	for (i = 0; i < 4; i++) {
+		unsigned v = a[i];
+		if (v >= 100)
+			*p++ = '0' + v / 100;
+		if (v >= 10)
+			*p++ = '0' + v / 10 % 10;
+		*p++ = '0' + v % 10;
+		if (i < 3)
+			*p++ = '.';
+	}
+	*p = '\0';
+	return p - out;
 }
 
 void
@@ -388,8 +406,7 @@ handle_request(struct conn *c, struct http1_request *req, int head_len)
 	} else if (!req->f.conn_close) {
 		x->flags |= XF_KEEPALIVE;
 	}
-	th = find_header(req, cfg->server.trace_header,
-	    strlen(cfg->server.trace_header));
+	th = find_header(req, cfg->server.trace_header, w->trace_hdr_len);
 	if (th == NULL || !trace_from_header(x, th))
 		trace_new(w, x);
 	has_body = req->f.chunked || req->f.content_length > 0;
@@ -532,6 +549,10 @@ read_head(struct conn *c)
 			conn_close(c, n == 0 ? "client closed" : "read failed");
 			return;
 		}
+		/* A short read emptied the socket: with edge-triggered epoll
+		 * new bytes bring a new event, so skip the EAGAIN read. */
+		if ((size_t)n < w->cbuf_size - c->in_len && !(c->flags & CF_EOF))
+			c->flags &= ~CF_CAN_READ;
 		if (c->state == CS_IDLE) {
 			c->state = CS_HEAD;
 			loop_timer_set(&w->loop, &c->timer,

@@ -189,6 +189,20 @@ name_is_str(const struct http1_header *h, const char *s)
 	return s != NULL && http1_name_eq(h->name, h->name_len, s, strlen(s));
 }
 
+/* Headers only the gateway sets: the trace id and the identity headers
+ * (a client's copy is never forwarded). */
+static bool
+is_gateway_header(const struct worker *w, const struct http1_header *h)
+{
+	unsigned i;
+
+	for (i = 0; i < w->ngw_hdrs; i++)
+		if (http1_name_eq(h->name, h->name_len, w->gw_hdrs[i],
+		    w->gw_hdr_len[i]))
+			return true;
+	return false;
+}
+
 static bool
 peer_trusted(const struct worker *w, const struct conn *c)
 {
@@ -241,7 +255,6 @@ build_request_head(struct conn *c, const struct http1_request *req,
 	struct worker *w = c->w;
 	struct exchange *x = c->x;
 	const struct config *cfg = w->cfg;
-	const struct cfg_auth *au = &cfg->auth;
 	struct hb b = { x->hbuf, 0, w->hbuf_size, true };
 	struct conn_tokens ct;
 	const struct http1_header *xff[8];
@@ -269,11 +282,7 @@ build_request_head(struct conn *c, const struct http1_request *req,
 		}
 		if (NAME_IS(h, "x-forwarded-proto") ||
 		    NAME_IS(h, "x-forwarded-host") ||
-		    name_is_str(h, cfg->server.trace_header) ||
-		    name_is_str(h, au->id_consumer) ||
-		    name_is_str(h, au->id_tier) ||
-		    name_is_str(h, au->id_scopes) ||
-		    edited_away(h, edits))
+		    is_gateway_header(w, h) || edited_away(h, edits))
 			continue;
 		hb_header(&b, h->name, h->name_len, h->value, h->value_len);
 	}
@@ -301,8 +310,8 @@ build_request_head(struct conn *c, const struct http1_request *req,
 	hb_lit(&b, "\r\nX-Forwarded-Proto: http\r\n");
 	if (req->host != NULL)
 		hb_header(&b, "X-Forwarded-Host", 16, req->host, req->host_len);
-	hb_header(&b, cfg->server.trace_header,
-	    strlen(cfg->server.trace_header), x->trace, x->trace_len);
+	hb_header(&b, cfg->server.trace_header, w->trace_hdr_len, x->trace,
+	    x->trace_len);
 	hb_edits(&b, edits);
 	hb_lit(&b, "\r\n");
 	if (!b.ok)
@@ -491,6 +500,9 @@ send_request(struct exchange *x)
 				conn_close(c, "client gone mid-body");
 				return;
 			}
+			if ((size_t)n < w->cbuf_size - c->in_len &&
+			    !(c->flags & CF_EOF))
+				c->flags &= ~CF_CAN_READ;
 			c->in_len += n;
 			c->active_ms = w->loop.now_ms;
 			continue;
@@ -556,7 +568,8 @@ build_response_head(struct exchange *x, const struct http1_response *res)
 	for (k = 0; k < res->num_headers; k++) {
 		const struct http1_header *h = &res->headers[k];
 		if (is_hop_by_hop(h, &ct) || NAME_IS(h, "content-length") ||
-		    name_is_str(h, cfg->server.trace_header) ||
+		    http1_name_eq(h->name, h->name_len,
+		    cfg->server.trace_header, w->trace_hdr_len) ||
 		    edited_away(h, &ctx.edits))
 			continue;
 		hb_header(&b, h->name, h->name_len, h->value, h->value_len);
@@ -568,8 +581,8 @@ build_response_head(struct exchange *x, const struct http1_response *res)
 		hb_u64(&b, res->f.content_length);
 		hb_lit(&b, "\r\n");
 	}
-	hb_header(&b, cfg->server.trace_header,
-	    strlen(cfg->server.trace_header), x->trace, x->trace_len);
+	hb_header(&b, cfg->server.trace_header, w->trace_hdr_len, x->trace,
+	    x->trace_len);
 	hb_edits(&b, &ctx.edits);
 	hb_put(&b, x->extra, x->extra_len);
 	if (c->flags & CF_CLOSE_AFTER)
@@ -771,6 +784,8 @@ relay_response(struct exchange *x)
 			upstream_failed(x, u->len == 0 ? UP_RESET : UP_BAD);
 			return;
 		}
+		if ((size_t)n < w->ubuf_size - u->len && !(u->flags & UF_EOF))
+			u->flags &= ~UF_CAN_READ;
 		u->len += n;
 		/* Inactivity, not a deadline, once bytes flow. */
 		loop_timer_set(&w->loop, &u->timer,
@@ -818,12 +833,14 @@ upstream_failed(struct exchange *x, enum up_fail why)
 			proxy_run(x);
 		return;
 	}
+	/* The client connection survives unless body bytes are unread. */
 	if (why == UP_TIMEOUT || why == UP_CONNECT_TIMEOUT)
 		conn_respond(c, 504, "upstream_timeout", NULL,
-		    !(x->flags & XF_REQ_DONE));
+		    body_pending(x) || x->req_ready > 0);
 	else
 		conn_respond(c, 502, why == UP_BAD ? "bad_gateway" :
-		    "upstream_unavailable", NULL, !(x->flags & XF_REQ_DONE));
+		    "upstream_unavailable", NULL,
+		    body_pending(x) || x->req_ready > 0);
 }
 
 void
@@ -888,6 +905,8 @@ proxy_upstream_event(struct loop *l, struct loop_fd *f, uint32_t ev)
 		u->flags |= UF_CAN_READ;
 	if (ev & (EPOLLOUT | EPOLLHUP | EPOLLERR))
 		u->flags |= UF_CAN_WRITE;
+	if (ev & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+		u->flags |= UF_EOF;
 	c = u->x->c;
 	conn_run(c);
 }

@@ -73,6 +73,7 @@ enum up_state {
 #define UF_CAN_WRITE	0x02
 #define UF_REUSED	0x04	/* came from the pool for this exchange */
 #define UF_DEAD		0x08
+#define UF_EOF		0x10	/* peer half-closed or failed */
 
 struct instance;
 
@@ -186,6 +187,10 @@ struct worker {
 	struct loop_fd sig;
 	uint64_t trace_state;		/* xorshift state for trace ids */
 	struct http1_header *hdrs;	/* parse scratch, max_headers long */
+	size_t trace_hdr_len;
+	const char *gw_hdrs[4];		/* trace + identity header names */
+	size_t gw_hdr_len[4];
+	unsigned ngw_hdrs;
 	char *path_scratch;		/* normalised path */
 	char *rewrite_scratch;
 };

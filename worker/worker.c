@@ -141,6 +141,17 @@ worker_init(struct worker *w, const struct worker_args *a)
 	w->ubuf_size = 32768;
 	w->max_headers = lim->headers > 256 ? lim->headers : 256;
 	w->hdrs = calloc(w->max_headers, sizeof(*w->hdrs));
+	w->trace_hdr_len = strlen(cfg->server.trace_header);
+	{
+		const char *names[4] = { cfg->server.trace_header,
+		    cfg->auth.id_consumer, cfg->auth.id_tier,
+		    cfg->auth.id_scopes };
+		for (i = 0; i < 4; i++)
+			if (names[i] != NULL) {
+				w->gw_hdrs[w->ngw_hdrs] = names[i];
+				w->gw_hdr_len[w->ngw_hdrs++] = strlen(names[i]);
+			}
+	}
 	w->path_scratch = malloc(lim->header_bytes + 1);
 	w->rewrite_scratch = malloc(lim->header_bytes + 1);
 	if (w->hdrs == NULL || w->path_scratch == NULL ||
