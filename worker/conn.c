@@ -96,6 +96,33 @@ conn_accept(struct worker *w, int fd, const struct sockaddr *sa)
 	    w->cfg->server.limits.header_timeout_ms);
 }
 
+/* One access log line for the exchange; STATUS 0 = its own status. */
+static void
+log_exchange(struct conn *c, struct exchange *x, int status)
+{
+	struct worker *w = c->w;
+	struct accesslog_entry e;
+	char remote[64];
+
+	if (w->alog == NULL || x->method_len == 0)
+		return;
+	conn_peer_text(c, remote, sizeof(remote));
+	e.remote = remote;
+	e.method = x->method_text;
+	e.method_len = x->method_len;
+	e.path = x->logpath;
+	e.path_len = x->logpath_len;
+	e.minor_version = x->minor_version;
+	e.status = status ? status : x->status;
+	e.bytes = x->bytes_out;
+	e.duration_us = w->loop.now_us - x->start_us;
+	e.route = x->route >= 0 ? w->cfg->routes[x->route].name : NULL;
+	e.upstream = x->up_addr;
+	e.trace = x->trace;
+	accesslog_write(w->alog, &e);
+	x->method_len = 0;
+}
+
 static void
 exchange_release(struct conn *c)
 {
@@ -103,6 +130,8 @@ exchange_release(struct conn *c)
 
 	if (x == NULL)
 		return;
+	/* Still unlogged here: the client went away first (499, as nginx). */
+	log_exchange(c, x, (x->flags & XF_SENT) && x->status ? 0 : 499);
 	if (x->u != NULL)
 		proxy_abort(x);
 	pool_buf_put(c->w, BUF_HEAD, x->hbuf);
@@ -281,6 +310,7 @@ conn_flush(struct conn *c)
 			return -1;
 		}
 		c->active_ms = c->w->loop.now_ms;
+		x->bytes_out += n;
 		while (n > 0 && x->nout > 0) {
 			if ((size_t)n >= x->out[0].iov_len) {
 				n -= x->out[0].iov_len;
@@ -313,6 +343,7 @@ conn_response_done(struct conn *c)
 	const struct cfg_limits *lim = &w->cfg->server.limits;
 
 	count_response(w, c->x->status);
+	log_exchange(c, c->x, 0);
 	exchange_release(c);
 	if (c->flags & CF_CLOSE_AFTER) {
 		if (c->flags & CF_EOF) {
@@ -371,6 +402,19 @@ find_header(const struct http1_request *req, const char *name, size_t len)
 	return NULL;
 }
 
+static uint16_t
+copy_path(char *out, size_t cap, const char *p, size_t len)
+{
+	const char *q = memchr(p, '?', len);
+
+	if (q != NULL)
+		len = q - p;
+	if (len > cap)
+		len = cap;
+	memcpy(out, p, len);
+	return len;
+}
+
 /* A complete request head of head_len bytes is at the front of c->in. */
 static void
 handle_request(struct conn *c, struct http1_request *req, int head_len)
@@ -397,6 +441,17 @@ handle_request(struct conn *c, struct http1_request *req, int head_len)
 	x->c = c;
 	x->head_len = head_len;
 	x->method = method_from_name(req->method, req->method_len);
+	if (w->alog != NULL) {
+		size_t ml = req->method_len < sizeof(x->method_text) ?
+		    req->method_len : sizeof(x->method_text);
+		memcpy(x->method_text, req->method, ml);
+		x->method_len = ml;
+		x->minor_version = req->minor_version;
+		x->start_us = w->loop.now_us;
+		/* Until normalised, the raw path without its query. */
+		x->logpath_len = copy_path(x->logpath, sizeof(x->logpath),
+		    req->path, req->path_len);
+	}
 	if (x->method == M_HEAD)
 		x->flags |= XF_HEAD;
 	if (req->minor_version == 0) {
@@ -436,6 +491,9 @@ handle_request(struct conn *c, struct http1_request *req, int head_len)
 		    n == -2 ? "uri_too_long" : "bad_path", NULL, true);
 		return;
 	}
+	if (w->alog != NULL)
+		x->logpath_len = copy_path(x->logpath, sizeof(x->logpath),
+		    w->path_scratch, n);
 	ri = route_find(cfg, w->md, x->method, req->host, req->host_len,
 	    w->path_scratch, n, &allow);
 	if (ri < 0) {

@@ -10,12 +10,18 @@
 #define MAX_EVENTS 256
 
 uint64_t
-loop_clock_ms(void)
+loop_clock_us(void)
 {
 	struct timespec ts;
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	return (uint64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+uint64_t
+loop_clock_ms(void)
+{
+	return loop_clock_us() / 1000;
 }
 
 int
@@ -25,7 +31,8 @@ loop_init(struct loop *l)
 	l->epfd = epoll_create1(EPOLL_CLOEXEC);
 	if (l->epfd < 0)
 		return -1;
-	l->now_ms = loop_clock_ms();
+	l->now_us = loop_clock_us();
+	l->now_ms = l->now_us / 1000;
 	return 0;
 }
 
@@ -186,7 +193,8 @@ loop_run(struct loop *l)
 		if (l->before_sleep)
 			l->before_sleep(l, l->before_sleep_arg);
 		n = epoll_wait(l->epfd, ev, MAX_EVENTS, next_timeout(l));
-		l->now_ms = loop_clock_ms();
+		l->now_us = loop_clock_us();
+		l->now_ms = l->now_us / 1000;
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;

@@ -27,6 +27,7 @@ struct loop_timer {
 struct loop {
 	int epfd;
 	uint64_t now_ms;		/* monotonic, refreshed each turn */
+	uint64_t now_us;		/* the same instant in microseconds */
 	struct loop_timer **heap;
 	unsigned nheap, capheap;
 	bool stop;
@@ -51,5 +52,6 @@ static inline bool loop_timer_armed(const struct loop_timer *t)
 /* loop_run: until l->stop. Returns 0, or -1 if epoll_wait failed. */
 int loop_run(struct loop *l);
 uint64_t loop_clock_ms(void);
+uint64_t loop_clock_us(void);
 
 #endif

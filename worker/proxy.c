@@ -397,6 +397,7 @@ connect_next(struct exchange *x)
 			x->inst_first = idx;
 		x->attempts++;
 		x->u = upstream_acquire(w, &s->inst[idx], x);
+		x->up_addr = s->inst[idx].addr->text;
 		if (x->u != NULL)
 			break;
 		log_warn("upstream %s (%s): connect: %s",

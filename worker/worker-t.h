@@ -11,6 +11,7 @@
 #include <sys/uio.h>
 
 #include "../master/config.h"
+#include "../policies/accesslog.h"
 #include "../policies/policy.h"
 #include "../shm/counters.h"
 #include "http1.h"
@@ -146,6 +147,14 @@ struct exchange {
 	uint32_t resp_off;		/* start of unsent body in u->buf */
 	uint32_t hash;			/* balancing key hash */
 	char trace[33];
+	uint64_t start_us;		/* head complete (access log) */
+	uint64_t bytes_out;		/* bytes written to the client */
+	uint8_t minor_version;
+	uint8_t method_len;
+	uint16_t logpath_len;
+	char method_text[16];
+	char logpath[256];		/* path for the access log */
+	const char *up_addr;		/* instance used (access log) */
 	uint16_t extra_len;		/* policy header lines for the response */
 	char extra[384];
 	uint8_t trace_len;
@@ -185,6 +194,7 @@ struct worker {
 	uint64_t drain_deadline;
 	struct loop_timer drain_timer;
 	struct loop_fd sig;
+	struct accesslog *alog;		/* NULL = access log off */
 	uint64_t trace_state;		/* xorshift state for trace ids */
 	struct http1_header *hdrs;	/* parse scratch, max_headers long */
 	size_t trace_hdr_len;

@@ -101,6 +101,7 @@ on_signal(struct loop *l, struct loop_fd *f, uint32_t ev)
 			break;
 		case SIGUSR1:
 			log_reopen();
+			accesslog_reopen(w->alog);
 			break;
 		default:
 			break;
@@ -111,8 +112,11 @@ on_signal(struct loop *l, struct loop_fd *f, uint32_t ev)
 static void
 before_sleep(struct loop *l, void *arg)
 {
+	struct worker *w = arg;
+
 	(void)l;
-	pool_reap(arg);
+	pool_reap(w);
+	accesslog_flush(w->alog);
 }
 
 static uint32_t
@@ -193,6 +197,13 @@ worker_init(struct worker *w, const struct worker_args *a)
 		if (loop_add(&w->loop, &w->ls[i].lfd, EPOLLIN) < 0)
 			return -1;
 	}
+	{
+		int err;
+		w->alog = accesslog_open(cfg, &err);
+		if (w->alog == NULL && err != 0)
+			log_error("access log %s: %s", cfg->server.access_log,
+			    strerror(err));
+	}
 	w->md = route_match_data_new(cfg);
 	w->chains = calloc(cfg->nroutes ? cfg->nroutes : 1,
 	    sizeof(*w->chains));
@@ -223,6 +234,7 @@ worker_main(const struct worker_args *a)
 		log_error("worker %u: event loop: %s", a->slot,
 		    strerror(errno));
 	conn_close_all(&w, "worker stopping");
+	accesslog_close(w.alog);
 	upstream_free(&w);
 	for (i = 0; i < w.cfg->nroutes; i++)
 		policy_chain_free(&w.chains[i]);

@@ -1,0 +1,38 @@
+/*
+ * accesslog: one line per completed request, JSON or combined, buffered
+ * per worker and written once per loop turn (or when the buffer fills).
+ * The query string is never logged: it is where clients put tokens and
+ * keys, and credentials must not reach a log.
+ */
+#ifndef PORTICO_ACCESSLOG_H
+#define PORTICO_ACCESSLOG_H
+
+#include <stdint.h>
+#include "../master/config.h"
+
+struct accesslog_entry {
+	const char *remote;		/* client address text */
+	const char *method;
+	size_t method_len;
+	const char *path;		/* normalised path, no query */
+	size_t path_len;
+	int minor_version;
+	int status;
+	uint64_t bytes;			/* response bytes written */
+	uint64_t duration_us;
+	const char *route;		/* NULL when no route matched */
+	const char *upstream;		/* instance address or NULL */
+	const char *trace;
+};
+
+struct accesslog;
+
+/* accesslog_open: NULL when the config turns access logs off (or the file
+ * cannot be opened: then *err is set to errno). */
+struct accesslog *accesslog_open(const struct config *cfg, int *err);
+void accesslog_write(struct accesslog *al, const struct accesslog_entry *e);
+void accesslog_flush(struct accesslog *al);
+int accesslog_reopen(struct accesslog *al);
+void accesslog_close(struct accesslog *al);
+
+#endif
