@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# bench-rss.sh: memory per idle keep-alive client connection. One worker
+# (nginx: worker_processes 1; portico: workers = 1; haproxy: nbthread 1)
+# behind the bench origin; after a warm-up, the worker's RSS is read, then
+# tools/bench/idleconns.py opens N connections, sends one request on each,
+# reads the response and keeps them all open; the RSS is read again.
+# Target: at most 1 KiB per connection above idle RSS.
+#
+#   N=10000 TARGETS="nginx haproxy portico"
+set -u
+cd "$(dirname "$0")/.." || exit 1
+. tools/bench/lib.sh
+
+N=${N:-10000}
+TARGETS=${TARGETS:-"nginx haproxy portico"}
+OUT=build/bench
+
+[ -x "$PY" ] || bench_die "$PY not found"
+# the client and the worker each hold N sockets
+ulimit -n $((2 * N + 4096)) 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+[ "$(ulimit -n)" -gt $((N + 100)) ] || bench_die "ulimit -n is $(ulimit -n); need more than $((N + 100))"
+# haproxy insists on 2 x maxconn + some descriptors: where the hard limit
+# is too low for that, it gets fewer connections (its figure is per
+# connection, so it stays comparable).
+NH=$N
+[ $((2 * (N + 100) + 100)) -le "$(ulimit -n)" ] || NH=$((($(ulimit -n) - 100) / 2 - 100))
+
+bench_setup
+mkdir -p "$OUT"
+ORIGIN_PORT=$(bench_ports 1)
+origin_conf "$BENCH_TMP/origin" "$ORIGIN_PORT"
+start_nginx "$BENCH_TMP/origin"
+bench_wait_http "$ORIGIN_PORT" /small "$STARTED_PID" 10 || bench_die "origin nginx did not start"
+
+rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null; }
+
+declare -A RES
+for t in $TARGETS; do
+	if [ "$t" = portico ] && [ ! -x "$PORTICO" ]; then
+		bench_log "bench-rss: $PORTICO is missing (run make): skipping portico"
+		continue
+	fi
+	dir=$BENCH_TMP/$t
+	port=$(bench_ports 1)
+	case $t in
+	nginx) nginx_front_conf "$dir" "$port" "$ORIGIN_PORT" 1; start_nginx "$dir" ;;
+	haproxy) HAPROXY_MAXCONN=$((NH + 100)) haproxy_conf "$dir" "$port" "$ORIGIN_PORT" 1; start_haproxy "$dir" ;;
+	portico) portico_conf "$dir" "$port" "$(bench_ports 1)" "$ORIGIN_PORT" 1; start_portico "$dir" ;;
+	*) bench_log "bench-rss: unknown target $t"; continue ;;
+	esac
+	pid=$STARTED_PID
+	if ! bench_wait_http "$port" /small "$pid" 10; then
+		bench_log "bench-rss: $t did not start; last log lines:"
+		tail -n 5 "$dir/err.log" "$dir/stdout.log" 2>/dev/null | sed 's/^/    /' >&2
+		bench_stop "$pid"; bench_untrack "$pid"
+		continue
+	fi
+	if [ "$t" = haproxy ]; then wpid=$pid; else wpid=$(bench_children "$pid" | head -n 1); fi
+	# warm-up: upstream pool, buffers and code pages in before the idle reading
+	"$PY" tools/bench/fixedload.py "$port" /small 2000 16 >/dev/null 2>&1
+	sleep 1
+	idle=$(rss_kib "$wpid")
+	n=$N
+	[ "$t" = haproxy ] && n=$NH
+	"$PY" tools/bench/idleconns.py "$port" /small "$n" 300 >"$dir/idle.txt" 2>&1 &
+	cpid=$!
+	bench_track "$cpid"
+	ok=""
+	for ((i = 0; i < 1200; i++)); do	# up to 120 s
+		grep -q '^ready' "$dir/idle.txt" 2>/dev/null && { ok=1; break; }
+		kill -0 "$cpid" 2>/dev/null || break
+		sleep 0.1
+	done
+	if [ -n "$ok" ]; then
+		sleep 1
+		busy=$(rss_kib "$wpid")
+		RES[$t]="$idle $busy $n"
+		bench_log "bench-rss: $t worker $wpid: idle ${idle} KiB, with $n connections ${busy} KiB"
+	else
+		bench_log "bench-rss: $t: client failed: $(tail -n 3 "$dir/idle.txt")"
+	fi
+	bench_stop "$cpid"; bench_untrack "$cpid"
+	bench_stop "$pid"; bench_untrack "$pid"
+done
+
+{
+	echo "portico bench-rss $(date -u +%Y-%m-%dT%H:%M:%SZ), one worker, $N idle keep-alive client connections"
+	printf '%-10s %12s %12s %8s %10s\n' target "idle KiB" "loaded KiB" conns "KiB/conn"
+	for t in $TARGETS; do
+		[ -n "${RES[$t]:-}" ] || { printf '%-10s %12s\n' "$t" "not measured"; continue; }
+		set -- ${RES[$t]}
+		awk -v t="$t" -v a="$1" -v b="$2" -v n="$3" \
+			'BEGIN { printf "%-10s %12d %12d %8d %10.2f\n", t, a, b, n, (b - a) / n }'
+	done
+	echo "target: portico at most 1 KiB/conn"
+} | tee "$OUT/rss.txt"
