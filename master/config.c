@@ -1985,7 +1985,7 @@ static int
 refuse_unbuilt(struct ld *ld, const config_setting_t *root)
 {
 	static const char *const route_unbuilt[] = {
-		"scopes", "rate_limit", "cache", "aggregate", NULL
+		"scopes", "cache", "aggregate", NULL
 	};
 	const config_setting_t *l, *e, *s;
 	const char *const *k;
@@ -2007,7 +2007,19 @@ refuse_unbuilt(struct ld *ld, const config_setting_t *root)
 		if (ld->cfg->routes[i].auth != AUTH_NONE)
 			return bad(ld, member(e, "auth"), "'auth' is not "
 			    "supported by this build yet");
-		/* scopes: auth; rate_limit: ratelimit; cache, aggregate. */
+		/* ratelimit: `by = "consumer"` needs the auth issue's identity;
+		 * no tier means "anonymous", which must then exist. */
+		if (ld->cfg->routes[i].rl_by == RL_CONSUMER)
+			return bad(ld, lookup_from(e, "rate_limit.by"),
+			    "rate_limit by consumer needs authentication, "
+			    "which this build does not have yet");
+		if (ld->cfg->routes[i].rl_by != RL_NONE &&
+		    ld->cfg->routes[i].rl_tier < 0 &&
+		    tier_index(ld->cfg, "anonymous") < 0)
+			return bad(ld, member(e, "rate_limit"), "rate_limit "
+			    "without a tier uses tier 'anonymous', which is "
+			    "not defined");
+		/* scopes: auth; cache, aggregate. */
 		for (k = route_unbuilt; *k != NULL; k++) {
 			s = member(e, *k);
 			if (s != NULL)

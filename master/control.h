@@ -1,0 +1,33 @@
+/*
+ * control: the master's side of the gwctl socket. A unix stream socket
+ * (mode 0600) served from the master's epoll loop; each connection sends
+ * framed msgpack maps ({"cmd": NAME, ...}, see msg.h) and gets one reply
+ * map per request: {"ok": true, ...} or {"ok": false, "error": TEXT}.
+ * Buffers are per connection and bounded; a malformed or oversized
+ * message gets an error reply and the connection closes.
+ */
+#ifndef PORTICO_CONTROL_H
+#define PORTICO_CONTROL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct master;
+struct control;
+
+/* control_open: bind PATH (creating its directory; an existing socket is
+ * removed unless a live master answers on it, which is an error) and
+ * register it in m->epfd. Returns the server, or NULL with a reason in
+ * err. */
+struct control *control_open(struct master *m, const char *path, char *err,
+    size_t errlen);
+/* control_tick: close connections idle too long; call about once a
+ * second. */
+void control_tick(struct control *c, uint64_t now_ms);
+/* control_close_fds: in a freshly forked worker, close every descriptor
+ * the server holds (memory is left to the process's exit). */
+void control_close_fds(struct control *c);
+/* control_close: close everything, remove the socket file, free. */
+void control_close(struct control *c);
+
+#endif
