@@ -7,6 +7,7 @@
 /* The fixed pipeline order; later issues insert trace, auth, ratelimit and
  * cache ahead of transform. */
 static const struct policy *const pipeline[] = {
+	&policy_ratelimit,
 	&policy_transform,
 };
 

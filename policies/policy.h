@@ -95,6 +95,7 @@ int policy_edit_remove(struct policy_edits *e, const char *name, size_t len);
 int policy_resp_header(struct policy_ctx *ctx, const char *name,
     const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
+extern const struct policy policy_ratelimit;
 extern const struct policy policy_transform;
 
 #endif

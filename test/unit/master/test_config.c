@@ -552,8 +552,9 @@ static const struct err_case unbuilt_cases[] = {
 	  "'auth' is not supported by this build yet" },
 	{ ROUTE("\n scopes = [\"a\"];"), 7,
 	  "'scopes' is not supported by this build yet" },
-	{ ROUTE("\n rate_limit = { by = \"ip\"; };"), 7,
-	  "'rate_limit' is not supported by this build yet" },
+	{ ROUTE("\n rate_limit = { by = \"consumer\"; };"), 7,
+	  "rate_limit by consumer needs authentication, which this build "
+	  "does not have yet" },
 	{ ROUTE("\n cache = { ttl_s = 5; };"), 7,
 	  "'cache' is not supported by this build yet" },
 	{ SVC "routes = ( { name = \"r\"; match = { path = \"/a\"; };\n"

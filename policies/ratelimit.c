@@ -1,0 +1,576 @@
+/*
+ * ratelimit: token buckets per tier, shared by every worker through the
+ * store (shm/bucket.h has the lease protocol that keeps them exact).
+ *
+ * The tier is the route's rate_limit.tier, else "anonymous" (no request
+ * carries an identity until the auth issue; `by = "consumer"` is refused
+ * at load until then). Every response of a limited route carries
+ * RateLimit-Policy and RateLimit (draft-ietf-httpapi-ratelimit-headers-11);
+ * a refusal is 429 with Retry-After. When the store cannot be used the
+ * request is refused with 503: a limit never fails open.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../master/log.h"
+#include "../shm/bucket.h"
+#include "../shm/store.h"
+#include "policy.h"
+#include "ratelimit.h"
+
+#define LEASE_SLOTS	256	/* keys with a live lease, per process */
+#define LEASE_MAX	64	/* tokens per lease, at most */
+/* A lease not spent within this long goes back: leased tokens are spent
+ * soon after they leave the shared bucket, or not at all. */
+#define LEASE_MS	200
+#define VALUE_MAX	200	/* longer key values are hashed */
+
+struct rl_route {
+	const struct config *cfg;
+	const struct cfg_tier *tier;
+	struct bucket_params p;
+	enum rl_by by;
+	const char *route_name;
+	const char *header;		/* RL_HEADER: as configured */
+	char kind[96];			/* "ip", "route", "header:name" */
+	char policy[128];		/* the RateLimit-Policy value */
+};
+
+/* A worker's lease on one shared bucket. */
+struct lease {
+	uint32_t tokens;		/* leased, not yet spent */
+	uint16_t klen;
+	uint64_t taken_ms;
+	uint64_t left;			/* shared tokens left when leased */
+	uint64_t full_ns;		/* shared bucket's time to full then */
+	struct bucket_params p;
+	char key[RL_KEY_MAX];
+};
+
+/* Per process, like the store handle: a lease outlives routes and
+ * belongs to whichever process took it. */
+static struct {
+	int pid;
+	struct lease *slot;
+	uint64_t warned_ms;
+} rl;
+
+static uint64_t
+fnv(const void *p, size_t n)
+{
+	const unsigned char *s = p;
+	uint64_t h = 1469598103934665603ull;
+
+	while (n-- > 0)
+		h = (h ^ *s++) * 1099511628211ull;
+	return h;
+}
+
+static struct lease *
+leases(void)
+{
+	if (rl.pid != (int)getpid()) {
+		/* A parent's leases are the parent's to spend. */
+		rl.slot = NULL;
+		rl.pid = (int)getpid();
+	}
+	if (rl.slot == NULL)
+		rl.slot = calloc(LEASE_SLOTS, sizeof(*rl.slot));
+	return rl.slot;
+}
+
+static void
+warn_store(const char *what, int rc, uint64_t now_ms)
+{
+	if (rl.warned_ms != 0 && now_ms - rl.warned_ms < 1000)
+		return;
+	rl.warned_ms = now_ms;
+	log_warn("rate limit: %s: %s; refusing rate-limited requests", what,
+	    rc != 0 ? store_strerror(rc) : "store unavailable");
+}
+
+static void
+lease_giveback(struct store *st, struct lease *l, uint64_t now_ms)
+{
+	int rc;
+
+	if (l->tokens == 0)
+		return;
+	rc = bucket_return(st, l->key, l->klen, &l->p, store_now_ns(),
+	    l->tokens);
+	if (rc < 0)
+		warn_store("returning a lease", rc, now_ms);
+	l->tokens = 0;
+}
+
+/* ---- keys -------------------------------------------------------- */
+
+static void
+addr_text(int family, const uint8_t *a, char *out, size_t cap)
+{
+	static const uint8_t v4mapped[12] = {
+		0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff
+	};
+
+	if (family == AF_INET6 && memcmp(a, v4mapped, 12) == 0) {
+		family = AF_INET;
+		a += 12;
+	}
+	if (inet_ntop(family, a, out, (socklen_t)cap) == NULL)
+		snprintf(out, cap, "?");
+}
+
+static bool
+trusted(const struct config *cfg, int family, const uint8_t *a)
+{
+	struct sockaddr_storage ss;
+	size_t i;
+
+	memset(&ss, 0, sizeof(ss));
+	ss.ss_family = (sa_family_t)family;
+	if (family == AF_INET)
+		memcpy(&((struct sockaddr_in *)&ss)->sin_addr, a, 4);
+	else
+		memcpy(&((struct sockaddr_in6 *)&ss)->sin6_addr, a, 16);
+	for (i = 0; i < cfg->server.ntrusted; i++)
+		if (cidr_match(&cfg->server.trusted[i], (struct sockaddr *)&ss))
+			return true;
+	return false;
+}
+
+/* One X-Forwarded-For element: an IPv4 or IPv6 address, optionally
+ * bracketed. 0 with family and address set, or -1. */
+static int
+parse_hop(const char *s, size_t n, int *family, uint8_t *a)
+{
+	char buf[64];
+
+	while (n > 0 && (*s == ' ' || *s == '\t')) {
+		s++;
+		n--;
+	}
+	while (n > 0 && (s[n - 1] == ' ' || s[n - 1] == '\t'))
+		n--;
+	if (n >= 2 && s[0] == '[' && s[n - 1] == ']') {
+		s++;
+		n -= 2;
+	}
+	if (n == 0 || n >= sizeof(buf))
+		return -1;
+	memcpy(buf, s, n);
+	buf[n] = '\0';
+	if (inet_pton(AF_INET, buf, a) == 1) {
+		*family = AF_INET;
+		return 0;
+	}
+	if (inet_pton(AF_INET6, buf, a) == 1) {
+		*family = AF_INET6;
+		return 0;
+	}
+	return -1;
+}
+
+/*
+ * The client address: the peer, or, when the peer is a trusted proxy, the
+ * first address of X-Forwarded-For that is not a trusted proxy, reading
+ * from the right (each proxy appends the address it saw; only the part
+ * our trusted proxies wrote can be believed). Every hop trusted: the
+ * leftmost. A malformed hop ends the walk at the last believed address.
+ */
+static void
+client_ip(const struct policy_ctx *ctx, char *out, size_t cap)
+{
+	const struct config *cfg = ctx->cfg;
+	int fam = ctx->peer_family, hf;
+	uint8_t cur[16], hop[16];
+	size_t i, end, start;
+
+	memset(cur, 0, sizeof(cur));
+	memcpy(cur, ctx->peer_addr, fam == AF_INET ? 4 : 16);
+	if (cfg->server.ntrusted == 0 || !trusted(cfg, fam, cur))
+		goto done;
+	for (i = ctx->nheaders; i-- > 0;) {
+		const struct http1_header *h = &ctx->headers[i];
+
+		if (!http1_header_is(h, "X-Forwarded-For"))
+			continue;
+		end = h->value_len;
+		while (end > 0) {
+			start = end;
+			while (start > 0 && h->value[start - 1] != ',')
+				start--;
+			if (parse_hop(h->value + start, end - start, &hf,
+			    hop) < 0)
+				goto done;
+			fam = hf;
+			memcpy(cur, hop, 16);
+			if (!trusted(cfg, fam, cur))
+				goto done;
+			end = start > 0 ? start - 1 : 0;
+		}
+	}
+done:
+	addr_text(fam, cur, out, cap);
+}
+
+/* The bucket key of this request (see ratelimit.h); its length. */
+static size_t
+make_key(const struct rl_route *rr, const struct policy_ctx *ctx, char *key)
+{
+	char ip[INET6_ADDRSTRLEN + 1];
+	const char *v = "";
+	size_t vlen = 0, n, i;
+
+	switch (rr->by) {
+	case RL_IP:
+		client_ip(ctx, ip, sizeof(ip));
+		v = ip;
+		vlen = strlen(ip);
+		break;
+	case RL_ROUTE:
+		v = rr->route_name;
+		vlen = strlen(v);
+		break;
+	case RL_HEADER:
+		/* Missing: the shared "" bucket, never unlimited. */
+		for (i = 0; i < ctx->nheaders; i++)
+			if (http1_name_eq(ctx->headers[i].name,
+			    ctx->headers[i].name_len, rr->header,
+			    strlen(rr->header))) {
+				v = ctx->headers[i].value;
+				vlen = ctx->headers[i].value_len;
+				break;
+			}
+		break;
+	default:
+		break;
+	}
+	n = (size_t)snprintf(key, RL_KEY_MAX, "%s%c%s%c", rr->tier->name, 0,
+	    rr->kind, 0);
+	if (vlen > VALUE_MAX)
+		n += (size_t)snprintf(key + n, RL_KEY_MAX - n, "~%016llx",
+		    (unsigned long long)fnv(v, vlen));
+	else {
+		memcpy(key + n, v, vlen);
+		n += vlen;
+	}
+	return n;
+}
+
+/* ---- the policy -------------------------------------------------- */
+
+static int
+find_tier(const struct config *cfg, const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < cfg->ntiers; i++)
+		if (strcmp(cfg->tiers[i].name, name) == 0)
+			return (int)i;
+	return -1;
+}
+
+static int
+rl_init(const struct config *cfg, const struct cfg_route *r, void **state)
+{
+	struct rl_route *rr;
+	int t;
+	size_t i;
+
+	if (r->rl_by == RL_NONE)
+		return 0;
+	if (r->rl_by == RL_CONSUMER) {
+		log_error("route %s: rate_limit by consumer needs "
+		    "authentication, which this build does not have yet",
+		    r->name);
+		return -1;
+	}
+	t = r->rl_tier >= 0 ? r->rl_tier : find_tier(cfg, "anonymous");
+	if (t < 0 || (size_t)t >= cfg->ntiers) {
+		log_error("route %s: rate_limit has no tier and there is no "
+		    "'anonymous' tier", r->name);
+		return -1;
+	}
+	rr = calloc(1, sizeof(*rr));
+	if (rr == NULL)
+		return -1;
+	rr->cfg = cfg;
+	rr->tier = &cfg->tiers[t];
+	rr->p.rate = rr->tier->rate;
+	rr->p.per_s = rr->tier->per_s;
+	rr->p.burst = rr->tier->burst;
+	rr->by = r->rl_by;
+	rr->route_name = r->name;
+	rr->header = r->rl_header != NULL ? r->rl_header : "";
+	if (r->rl_by == RL_HEADER) {
+		snprintf(rr->kind, sizeof(rr->kind), "header:%s", rr->header);
+		for (i = 7; rr->kind[i] != '\0'; i++)
+			if (rr->kind[i] >= 'A' && rr->kind[i] <= 'Z')
+				rr->kind[i] = (char)(rr->kind[i] - 'A' + 'a');
+	} else {
+		snprintf(rr->kind, sizeof(rr->kind), "%s",
+		    r->rl_by == RL_IP ? "ip" : "route");
+	}
+	snprintf(rr->policy, sizeof(rr->policy), "\"%s\";q=%llu;w=%llu",
+	    rr->tier->name, (unsigned long long)rr->p.rate,
+	    (unsigned long long)rr->p.per_s);
+	/* Workers open the store here, after fork, once per process; a
+	 * failure is retried by later requests (refused meanwhile). */
+	store_proc(cfg);
+	*state = rr;
+	return 1;
+}
+
+static uint64_t
+secs_up(uint64_t ns)
+{
+	return (ns + 999999999ull) / 1000000000ull;
+}
+
+static void
+headers(const struct rl_route *rr, struct policy_ctx *ctx, uint64_t left,
+    uint64_t reset_s)
+{
+	policy_resp_header(ctx, "RateLimit-Policy", "%s", rr->policy);
+	policy_resp_header(ctx, "RateLimit", "\"%s\";r=%llu;t=%llu",
+	    rr->tier->name, (unsigned long long)left,
+	    (unsigned long long)reset_s);
+}
+
+static int
+refuse(const struct rl_route *rr, struct policy_ctx *ctx, int status,
+    uint64_t retry_s)
+{
+	if (retry_s == 0)
+		retry_s = 1;
+	headers(rr, ctx, 0, retry_s);
+	policy_resp_header(ctx, "Retry-After", "%llu",
+	    (unsigned long long)retry_s);
+	ctx->status = status;
+	ctx->error = status == 429 ? "rate_limited" : "rate_limit_unavailable";
+	return POLICY_RESPOND;
+}
+
+static int
+rl_request(void *state, struct policy_ctx *ctx)
+{
+	struct rl_route *rr = state;
+	struct lease *tab, *l;
+	struct bucket_view v;
+	struct store *st;
+	char key[RL_KEY_MAX];
+	size_t klen;
+	bool mine;
+	int n;
+
+	klen = make_key(rr, ctx, key);
+	tab = leases();
+	if (tab == NULL)
+		return refuse(rr, ctx, 503, 1);
+	l = &tab[fnv(key, klen) % LEASE_SLOTS];
+	mine = l->klen == klen && memcmp(l->key, key, klen) == 0 &&
+	    bucket_same_params(&l->p, &rr->p);
+	if (mine && l->tokens > 0 && ctx->now_ms - l->taken_ms <= LEASE_MS) {
+		/* The common case: no store access at all. */
+		l->tokens--;
+		headers(rr, ctx, l->left + l->tokens, secs_up(l->full_ns));
+		return POLICY_CONTINUE;
+	}
+	st = store_proc(ctx->cfg);
+	if (st == NULL) {
+		warn_store("opening the store", 0, ctx->now_ms);
+		return refuse(rr, ctx, 503, 1);
+	}
+	/* A stale lease, or another key's in this slot: give it back. */
+	lease_giveback(st, l, ctx->now_ms);
+	n = bucket_lease(st, key, klen, &rr->p, store_now_ns(), LEASE_MAX,
+	    2 * (uint64_t)ctx->cfg->server.workers, &v);
+	if (n < 0) {
+		warn_store("leasing tokens", n, ctx->now_ms);
+		return refuse(rr, ctx, 503, 1);
+	}
+	if (n == 0)
+		return refuse(rr, ctx, 429, secs_up(v.wait_ns));
+	memcpy(l->key, key, klen);
+	l->klen = (uint16_t)klen;
+	l->p = rr->p;
+	l->tokens = (uint32_t)n - 1;
+	l->taken_ms = ctx->now_ms;
+	l->left = v.left;
+	l->full_ns = v.full_ns;
+	headers(rr, ctx, l->left + l->tokens, secs_up(l->full_ns));
+	return POLICY_CONTINUE;
+}
+
+static void
+rl_free(void *state)
+{
+	struct store *st;
+	size_t i;
+
+	free(state);
+	/* The worker is stopping or reloading: unspent leases go back. */
+	if (rl.slot == NULL || rl.pid != (int)getpid())
+		return;
+	for (i = 0; i < LEASE_SLOTS; i++) {
+		if (rl.slot[i].tokens == 0)
+			continue;
+		st = store_proc(NULL);
+		if (st == NULL)
+			return;
+		lease_giveback(st, &rl.slot[i], 0);
+	}
+}
+
+const struct policy policy_ratelimit = {
+	.name = "ratelimit",
+	.init = rl_init,
+	.on_request = rl_request,
+	.on_response = NULL,
+	.free = rl_free,
+};
+
+/* ---- gwctl limits ------------------------------------------------ */
+
+struct found {
+	char key[RL_KEY_MAX];
+	size_t klen;
+	struct bucket b;
+};
+
+static void
+pack_bucket(msgpack_packer *pk, const struct found *f, uint64_t now_ns)
+{
+	const char *tier = f->key;
+	const char *kind = tier + strlen(tier) + 1;
+	struct bucket b = f->b;
+
+	bucket_refill(&b, now_ns);
+	msgpack_pack_map(pk, 8);
+	msg_pack_kv_str(pk, "tier", tier);
+	msg_pack_kv_str(pk, "by", kind);
+	msg_pack_kv_uint(pk, "tokens", bucket_whole(&b));
+	msg_pack_kv_uint(pk, "tokens_micro", b.tokens);
+	msg_pack_kv_uint(pk, "burst", b.p.burst);
+	msg_pack_kv_uint(pk, "rate", b.p.rate);
+	msg_pack_kv_uint(pk, "per_s", b.p.per_s);
+	msg_pack_kv_uint(pk, "full_in_ms",
+	    (bucket_wait_ns(&b, b.p.burst) + 999999) / 1000000);
+}
+
+/* Buckets whose value part is KEY, in a read txn. Count, or negative. */
+static int
+scan(struct store *st, const char *key, struct found *out, int max)
+{
+	MDB_cursor *cur;
+	MDB_txn *txn;
+	MDB_val k, v;
+	size_t klen = strlen(key);
+	int rc, n = 0;
+
+	if ((rc = store_read_begin(st, &txn)) < 0)
+		return rc;
+	if ((rc = mdb_cursor_open(txn, st->dbi[STORE_BUCKETS], &cur)) != 0) {
+		store_read_end(st);
+		return -EIO;
+	}
+	rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+	for (; rc == 0 && n < max; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+		const char *p = k.mv_data, *z1, *z2;
+
+		if (k.mv_size >= RL_KEY_MAX)
+			continue;
+		z1 = memchr(p, '\0', k.mv_size);
+		z2 = z1 ? memchr(z1 + 1, '\0', k.mv_size - (z1 + 1 - p)) : NULL;
+		if (z2 == NULL || (size_t)(p + k.mv_size - (z2 + 1)) != klen ||
+		    memcmp(z2 + 1, key, klen) != 0)
+			continue;
+		if (bucket_decode(v.mv_data, v.mv_size, &out[n].b) < 0)
+			continue;
+		memcpy(out[n].key, p, k.mv_size);
+		out[n].key[k.mv_size] = '\0';
+		out[n].klen = k.mv_size;
+		n++;
+	}
+	mdb_cursor_close(cur);
+	store_read_end(st);
+	return n;
+}
+
+int
+ratelimit_control(const struct config *cfg, const msgpack_object *req,
+    struct msg_out *o)
+{
+	enum { MAXF = 64 };
+	struct found *f = NULL;
+	struct store *st = NULL;
+	char key[VALUE_MAX + 1], err[160] = "";
+	bool reset = false;
+	uint64_t now;
+	int n = 0, i, rc = 0, nreset = 0;
+
+	(void)cfg;
+	if (msg_get_str(req, "key", key, sizeof(key)) < 0) {
+		snprintf(err, sizeof(err), "limits needs a key (at most %d "
+		    "bytes)", VALUE_MAX);
+		goto reply;
+	}
+	if (msg_get(req, "reset") != NULL &&
+	    msg_get_bool(req, "reset", &reset) < 0) {
+		snprintf(err, sizeof(err), "'reset' must be a boolean");
+		goto reply;
+	}
+	f = calloc(MAXF, sizeof(*f));
+	if (f == NULL)
+		return -1;
+	if ((rc = store_master_open(&st)) < 0) {
+		snprintf(err, sizeof(err), "shared store: %s",
+		    store_strerror(rc));
+		goto reply;
+	}
+	n = scan(st, key, f, MAXF);
+	if (n < 0) {
+		snprintf(err, sizeof(err), "shared store: %s",
+		    store_strerror(n));
+		goto reply;
+	}
+	for (i = 0; reset && i < n; i++) {
+		rc = bucket_reset(st, f[i].key, f[i].klen);
+		if (rc < 0) {
+			snprintf(err, sizeof(err), "reset: %s",
+			    store_strerror(rc));
+			goto reply;
+		}
+		nreset++;
+	}
+reply:
+	now = store_now_ns();
+	if (err[0] != '\0') {
+		if (msg_out_init(o, 2) < 0)
+			goto oom;
+		msg_pack_kv_bool(&o->pk, "ok", false);
+		msg_pack_kv_str(&o->pk, "error", err);
+	} else {
+		if (msg_out_init(o, 4) < 0)
+			goto oom;
+		msg_pack_kv_bool(&o->pk, "ok", true);
+		msg_pack_kv_str(&o->pk, "key", key);
+		msg_pack_kv_uint(&o->pk, "reset", (uint64_t)nreset);
+		msg_pack_str(&o->pk, "buckets");
+		msgpack_pack_array(&o->pk, (size_t)n);
+		for (i = 0; i < n; i++)
+			pack_bucket(&o->pk, &f[i], now);
+	}
+	store_close(st);
+	free(f);
+	return 0;
+oom:
+	store_close(st);
+	free(f);
+	return -1;
+}

@@ -1,0 +1,568 @@
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <msgpack.h>
+
+#include "../master/log.h"
+#include "bucket.h"
+#include "store.h"
+
+/* The same flags in every process and binary: LMDB requires it of
+ * MDB_WRITEMAP, and NOSYNC is right for tmpfs state that never outlives a
+ * reboot. NOTLS: read txns belong to the txn object, not the thread. */
+#define ENV_FLAGS	(MDB_NOTLS | MDB_NOSYNC | MDB_NOMETASYNC | MDB_WRITEMAP)
+#define VALUE_FORMAT	1
+
+static const char *const db_names[STORE__NDB] = {
+	[STORE_BUCKETS] = "buckets",
+	[STORE_BREAKERS] = "breakers",
+	[STORE_HEALTH] = "health",
+	[STORE_CACHE] = "cache",
+	[STORE_CACHE_EXP] = "cache_exp",
+};
+
+/* The master's view: what store_master_init checked. */
+static struct {
+	char path[PATH_MAX];
+	unsigned max_mb, nworkers;
+	int ready;
+	uint64_t last_tick_ms;
+} master;
+
+/* This process's handle (store_proc). */
+static struct {
+	struct store *s;
+	int pid;
+	uint64_t retry_ms;
+} proc;
+
+uint64_t
+store_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+const char *
+store_strerror(int rc)
+{
+	return mdb_strerror(rc < 0 && rc > -4096 ? -rc : rc);
+}
+
+int
+store_buf_write(void *data, const char *buf, size_t len)
+{
+	struct store_buf *b = data;
+
+	if (b->len + len > b->cap) {
+		b->overflow = 1;
+		return -1;
+	}
+	memcpy(b->p + b->len, buf, len);
+	b->len += len;
+	return 0;
+}
+
+/* Two generations of workers (a reload runs both), the master, gwctl's
+ * requests served by the master, and room for a binary upgrade's master. */
+static unsigned
+readers(unsigned nworkers)
+{
+	unsigned n = 2 * nworkers + 16;
+
+	return n < 126 ? 126 : n;
+}
+
+/* LMDB's own codes are negative, errno values positive: make both
+ * negative, as every function here returns them. */
+static int
+neg(int rc)
+{
+	return rc > 0 ? -rc : rc;
+}
+
+static int
+mkdirs(const char *path)
+{
+	char buf[PATH_MAX];
+	char *p;
+
+	if (snprintf(buf, sizeof(buf), "%s", path) >= (int)sizeof(buf))
+		return -ENAMETOOLONG;
+	for (p = buf + 1; *p != '\0'; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(buf, 0700) < 0 && errno != EEXIST)
+			return -errno;
+		*p = '/';
+	}
+	if (mkdir(buf, 0700) < 0 && errno != EEXIST)
+		return -errno;
+	return 0;
+}
+
+static int
+schema_encode(char *out, size_t cap)
+{
+	struct store_buf b = { out, 0, cap, 0 };
+	msgpack_packer pk;
+
+	msgpack_packer_init(&pk, &b, store_buf_write);
+	msgpack_pack_array(&pk, 2);
+	msgpack_pack_uint32(&pk, VALUE_FORMAT);
+	msgpack_pack_uint32(&pk, STORE_SCHEMA);
+	return b.overflow ? -1 : (int)b.len;
+}
+
+/* The schema number in a stored value, or -1 when it is not ours. */
+static int64_t
+schema_decode(const void *data, size_t len)
+{
+	msgpack_unpacked up;
+	const msgpack_object *a;
+	int64_t v = -1;
+
+	msgpack_unpacked_init(&up);
+	if (msgpack_unpack_next(&up, data, len, NULL) !=
+	    MSGPACK_UNPACK_SUCCESS)
+		goto done;
+	if (up.data.type != MSGPACK_OBJECT_ARRAY || up.data.via.array.size < 2)
+		goto done;
+	a = up.data.via.array.ptr;
+	if (a[0].type != MSGPACK_OBJECT_POSITIVE_INTEGER ||
+	    a[0].via.u64 != VALUE_FORMAT ||
+	    a[1].type != MSGPACK_OBJECT_POSITIVE_INTEGER)
+		goto done;
+	v = (int64_t)a[1].via.u64;
+done:
+	msgpack_unpacked_destroy(&up);
+	return v;
+}
+
+/* Open the environment at PATH; CREATE: make the named databases and
+ * write the schema key, else require them. */
+static int
+env_open(const char *path, unsigned max_mb, unsigned nworkers, int create,
+    struct store **out, char *why, size_t whylen)
+{
+	struct store *s;
+	MDB_txn *txn = NULL;
+	MDB_dbi main;
+	MDB_val k, v;
+	char sv[16];
+	int64_t schema;
+	int rc, i, n;
+
+	*out = NULL;
+	s = calloc(1, sizeof(*s));
+	if (s == NULL)
+		return -ENOMEM;
+	s->pid = (int)getpid();
+	if ((rc = mdb_env_create(&s->env)) != 0 ||
+	    (rc = mdb_env_set_maxreaders(s->env, readers(nworkers))) != 0 ||
+	    (rc = mdb_env_set_mapsize(s->env, (size_t)max_mb << 20)) != 0 ||
+	    (rc = mdb_env_set_maxdbs(s->env, STORE__NDB + 2)) != 0) {
+		snprintf(why, whylen, "lmdb setup: %s", mdb_strerror(rc));
+		goto fail;
+	}
+	if ((rc = mdb_env_open(s->env, path, ENV_FLAGS, 0600)) != 0) {
+		snprintf(why, whylen, "cannot open %s: %s", path,
+		    mdb_strerror(rc));
+		goto fail;
+	}
+	if ((rc = mdb_txn_begin(s->env, NULL, create ? 0 : MDB_RDONLY,
+	    &txn)) != 0) {
+		snprintf(why, whylen, "%s: transaction: %s", path,
+		    mdb_strerror(rc));
+		goto fail;
+	}
+	if ((rc = mdb_dbi_open(txn, NULL, 0, &main)) != 0) {
+		snprintf(why, whylen, "%s: main database: %s", path,
+		    mdb_strerror(rc));
+		goto fail;
+	}
+	k.mv_data = (void *)STORE_SCHEMA_KEY;
+	k.mv_size = strlen(STORE_SCHEMA_KEY);
+	if (create) {
+		n = schema_encode(sv, sizeof(sv));
+		v.mv_data = sv;
+		v.mv_size = (size_t)n;
+		if ((rc = mdb_put(txn, main, &k, &v, 0)) != 0) {
+			snprintf(why, whylen, "%s: writing the schema: %s",
+			    path, mdb_strerror(rc));
+			goto fail;
+		}
+	} else {
+		rc = mdb_get(txn, main, &k, &v);
+		if (rc != 0) {
+			snprintf(why, whylen, "%s: no schema record (%s)", path,
+			    mdb_strerror(rc));
+			goto fail;
+		}
+		schema = schema_decode(v.mv_data, v.mv_size);
+		if (schema != STORE_SCHEMA) {
+			snprintf(why, whylen, "%s: schema %lld, this build "
+			    "uses %d", path, (long long)schema, STORE_SCHEMA);
+			rc = MDB_INCOMPATIBLE;
+			goto fail;
+		}
+	}
+	for (i = 0; i < STORE__NDB; i++) {
+		rc = mdb_dbi_open(txn, db_names[i], create ? MDB_CREATE : 0,
+		    &s->dbi[i]);
+		if (rc != 0) {
+			snprintf(why, whylen, "%s: database %s: %s", path,
+			    db_names[i], mdb_strerror(rc));
+			goto fail;
+		}
+	}
+	/* Commit even a read txn: that keeps the dbi handles open. */
+	rc = mdb_txn_commit(txn);
+	txn = NULL;
+	if (rc != 0) {
+		snprintf(why, whylen, "%s: commit: %s", path, mdb_strerror(rc));
+		goto fail;
+	}
+	*out = s;
+	return 0;
+fail:
+	if (txn != NULL)
+		mdb_txn_abort(txn);
+	if (s->env != NULL)
+		mdb_env_close(s->env);
+	free(s);
+	return rc != 0 ? neg(rc) : -EIO;
+}
+
+int
+store_open(const char *path, unsigned max_mb, unsigned nworkers,
+    struct store **out)
+{
+	char why[512];
+	int rc;
+
+	rc = env_open(path, max_mb, nworkers, 0, out, why, sizeof(why));
+	if (rc < 0)
+		log_error("shared store: %s", why);
+	return rc;
+}
+
+void
+store_close(struct store *s)
+{
+	if (s == NULL)
+		return;
+	/* A handle inherited across fork belongs to the parent: leave it. */
+	if (s->pid == (int)getpid()) {
+		if (s->rtxn != NULL)
+			mdb_txn_abort(s->rtxn);
+		mdb_env_close(s->env);
+	}
+	free(s);
+}
+
+static int
+file_in(const char *dir, const char *name, char *out, size_t cap)
+{
+	if (snprintf(out, cap, "%s/%s", dir, name) >= (int)cap)
+		return -ENAMETOOLONG;
+	return 0;
+}
+
+int
+store_check(const char *path, unsigned max_mb, unsigned nworkers,
+    char *why, size_t whylen)
+{
+	struct store *s;
+	struct stat st;
+	char data[PATH_MAX];
+
+	if (file_in(path, "data.mdb", data, sizeof(data)) < 0) {
+		snprintf(why, whylen, "%s: path too long", path);
+		return -1;
+	}
+	if (stat(data, &st) < 0) {
+		snprintf(why, whylen, "%s is missing", data);
+		return -1;
+	}
+	if (env_open(path, max_mb, nworkers, 0, &s, why, whylen) < 0)
+		return -1;
+	store_close(s);
+	return 0;
+}
+
+int
+store_create(const char *path, unsigned max_mb, unsigned nworkers,
+    char *why, size_t whylen)
+{
+	static const char *const files[] = { "data.mdb", "lock.mdb" };
+	struct store *s;
+	char f[PATH_MAX];
+	mdb_filehandle_t fd;
+	size_t i;
+	int rc;
+
+	if ((rc = mkdirs(path)) < 0) {
+		snprintf(why, whylen, "cannot create %s: %s", path,
+		    strerror(-rc));
+		return rc;
+	}
+	/* Unlink, never truncate: a process still mapping the old files
+	 * keeps its own inode and cannot fault on a shrunk file. */
+	for (i = 0; i < 2; i++)
+		if (file_in(path, files[i], f, sizeof(f)) == 0 &&
+		    unlink(f) < 0 && errno != ENOENT) {
+			rc = -errno;
+			snprintf(why, whylen, "cannot remove %s: %s", f,
+			    strerror(errno));
+			return rc;
+		}
+	rc = env_open(path, max_mb, nworkers, 1, &s, why, whylen);
+	if (rc < 0)
+		return rc;
+	/* Reserve the whole map now: a sparse map on a full tmpfs faults
+	 * with SIGBUS on a write far from any check. */
+	if ((rc = mdb_env_get_fd(s->env, &fd)) == 0)
+		rc = posix_fallocate(fd, 0, (off_t)max_mb << 20);
+	store_close(s);
+	if (rc != 0) {
+		snprintf(why, whylen, "cannot reserve %u MB for %s: %s",
+		    max_mb, path, strerror(rc));
+		return neg(rc);
+	}
+	return 0;
+}
+
+int
+store_recreate(const char *path, unsigned max_mb, unsigned nworkers,
+    const char *reason, char *why, size_t whylen)
+{
+	log_warn("shared store %s: recreating it: %s", path, reason);
+	return store_create(path, max_mb, nworkers, why, whylen);
+}
+
+int
+store_master_init(const struct config *cfg)
+{
+	const char *path = cfg->server.state_path;
+	unsigned mb = cfg->server.state_max_mb;
+	unsigned nw = cfg->server.workers;
+	struct store *s;
+	char why[512], why2[512];
+	mdb_filehandle_t fd;
+	int rc;
+
+	if (snprintf(master.path, sizeof(master.path), "%s", path) >=
+	    (int)sizeof(master.path)) {
+		log_error("shared store: path too long: %s", path);
+		return -1;
+	}
+	master.max_mb = mb;
+	master.nworkers = nw;
+	master.ready = 0;
+	if (store_check(path, mb, nw, why, sizeof(why)) < 0) {
+		if (file_in(path, "data.mdb", why2, sizeof(why2)) == 0 &&
+		    access(why2, F_OK) < 0) {
+			log_info("shared store %s: creating it", path);
+			rc = store_create(path, mb, nw, why2, sizeof(why2));
+		} else {
+			rc = store_recreate(path, mb, nw, why, why2,
+			    sizeof(why2));
+		}
+		if (rc < 0) {
+			log_error("shared store: %s", why2);
+			return -1;
+		}
+	} else {
+		/* An existing store: keep its state (buckets stay limited
+		 * across restarts), but make sure the map is reserved for
+		 * the size configured now. */
+		if (env_open(path, mb, nw, 0, &s, why, sizeof(why)) < 0) {
+			log_error("shared store: %s", why);
+			return -1;
+		}
+		if ((rc = mdb_env_get_fd(s->env, &fd)) == 0)
+			rc = posix_fallocate(fd, 0, (off_t)mb << 20);
+		store_close(s);
+		if (rc != 0) {
+			log_error("shared store: cannot reserve %u MB for %s: "
+			    "%s", mb, path, strerror(rc));
+			return -1;
+		}
+	}
+	master.ready = 1;
+	log_info("shared store %s ready (%u MB)", path, mb);
+	return 0;
+}
+
+int
+store_master_open(struct store **out)
+{
+	char why[512];
+	int rc;
+
+	*out = NULL;
+	if (!master.ready)
+		return -ENOENT;
+	rc = env_open(master.path, master.max_mb, master.nworkers, 0, out,
+	    why, sizeof(why));
+	if (rc < 0)
+		log_error("shared store: %s", why);
+	return rc;
+}
+
+int
+store_reader_check(void)
+{
+	struct store *s;
+	int dead = 0, rc;
+
+	if (store_master_open(&s) < 0)
+		return -1;
+	rc = mdb_reader_check(s->env, &dead);
+	store_close(s);
+	if (rc != 0)
+		return neg(rc);
+	if (dead > 0)
+		log_info("shared store: cleared %d stale reader slot%s", dead,
+		    dead == 1 ? "" : "s");
+	return dead;
+}
+
+void
+store_tick(uint64_t now_ms)
+{
+	struct store *s;
+	int dead = 0, n;
+
+	if (!master.ready || now_ms - master.last_tick_ms < 1000)
+		return;
+	master.last_tick_ms = now_ms;
+	if (store_master_open(&s) < 0)
+		return;
+	mdb_reader_check(s->env, &dead);
+	if (dead > 0)
+		log_info("shared store: cleared %d stale reader slot%s", dead,
+		    dead == 1 ? "" : "s");
+	n = bucket_sweep(s, store_now_ns());
+	if (n > 0)
+		log_debug("shared store: %d refilled bucket%s dropped", n,
+		    n == 1 ? "" : "s");
+	store_close(s);
+}
+
+struct store *
+store_proc(const struct config *cfg)
+{
+	uint64_t now;
+
+	if (proc.s != NULL && proc.pid == (int)getpid())
+		return proc.s;
+	if (proc.pid != (int)getpid()) {
+		/* Inherited from the parent: not ours to use or close. */
+		proc.s = NULL;
+		proc.pid = (int)getpid();
+		proc.retry_ms = 0;
+	}
+	if (cfg == NULL)
+		return NULL;
+	now = store_now_ns() / 1000000;
+	if (proc.retry_ms != 0 && now < proc.retry_ms)
+		return NULL;
+	if (store_open(cfg->server.state_path, cfg->server.state_max_mb,
+	    cfg->server.workers, &proc.s) < 0) {
+		proc.s = NULL;
+		proc.retry_ms = now + 1000;
+		return NULL;
+	}
+	return proc.s;
+}
+
+int
+store_nearly_full(struct store *s, MDB_txn *txn)
+{
+	MDB_envinfo info;
+	MDB_stat st;
+	MDB_cursor *cur;
+	MDB_val k, v;
+	uint64_t now = store_now_ns(), used, freep = 0, total;
+
+	if (s->full_ns != 0 && now - s->full_ns < 1000000000ull)
+		return s->nearly_full;
+	s->full_ns = now;
+	if (mdb_env_info(s->env, &info) != 0 || mdb_env_stat(s->env, &st) != 0)
+		return s->nearly_full;
+	total = info.me_mapsize / st.ms_psize;
+	used = info.me_last_pgno + 1;
+	if (used * 100 < total * (100 - STORE_HEADROOM_PCT)) {
+		s->nearly_full = 0;
+		return 0;
+	}
+	/* Past the high-water mark: count the pages LMDB can reuse. The
+	 * freelist (dbi 0) holds page-number lists led by their length,
+	 * as mdb_stat -f reads it. */
+	if (mdb_cursor_open(txn, 0, &cur) == 0) {
+		while (mdb_cursor_get(cur, &k, &v, MDB_NEXT) == 0)
+			if (v.mv_size >= sizeof(size_t))
+				freep += *(const size_t *)v.mv_data;
+		mdb_cursor_close(cur);
+	}
+	used = used > freep ? used - freep : 0;
+	s->nearly_full = used * 100 >= total * (100 - STORE_HEADROOM_PCT);
+	return s->nearly_full;
+}
+
+int
+store_read_begin(struct store *s, MDB_txn **txn)
+{
+	int rc;
+
+	if (s->rtxn == NULL)
+		rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &s->rtxn);
+	else
+		rc = mdb_txn_renew(s->rtxn);
+	if (rc != 0) {
+		if (s->rtxn != NULL) {
+			mdb_txn_abort(s->rtxn);
+			s->rtxn = NULL;
+		}
+		return neg(rc);
+	}
+	*txn = s->rtxn;
+	return 0;
+}
+
+void
+store_read_end(struct store *s)
+{
+	if (s->rtxn != NULL)
+		mdb_txn_reset(s->rtxn);
+}
+
+int
+store_write_begin(struct store *s, MDB_txn **txn)
+{
+	return neg(mdb_txn_begin(s->env, NULL, 0, txn));
+}
+
+int
+store_write_commit(MDB_txn *txn)
+{
+	return neg(mdb_txn_commit(txn));
+}
+
+void
+store_write_abort(MDB_txn *txn)
+{
+	mdb_txn_abort(txn);
+}

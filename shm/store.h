@@ -1,0 +1,119 @@
+/*
+ * store: the node's shared state, one LMDB environment on tmpfs at
+ * server.state.path (a directory holding data.mdb and lock.mdb).
+ *
+ * Every process opens its own handle after fork and never uses one across
+ * it (LMDB's rule). All processes and binaries open it with the same flags
+ * (MDB_NOTLS | MDB_NOSYNC | MDB_NOMETASYNC | MDB_WRITEMAP). The store is a
+ * cache of live state, not of record: the master recreates it, logging
+ * why, when it is missing, unreadable or of another schema.
+ *
+ * Values are msgpack arrays whose first element is a format version, so
+ * two binaries can share the store during an upgrade; the main database
+ * holds the schema version under STORE_SCHEMA_KEY.
+ *
+ * Errors: functions returning int give 0 (or a count) on success and a
+ * negative LMDB / errno code on failure (MDB_MAP_FULL when the map is
+ * full); store_strerror names it. A full map is an ordinary error: the
+ * caller decides (rate limiting refuses, it never fails open).
+ */
+#ifndef PORTICO_STORE_H
+#define PORTICO_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <lmdb.h>
+
+#include "../master/config.h"
+
+#define STORE_SCHEMA		1
+#define STORE_SCHEMA_KEY	"portico.schema"
+
+enum store_db {
+	STORE_BUCKETS,		/* rate-limit buckets: see bucket.h */
+	STORE_BREAKERS,		/* service + instance: breaker state */
+	STORE_HEALTH,		/* service + instance: health results */
+	STORE_CACHE,		/* response cache */
+	STORE_CACHE_EXP,	/* expiry time + cache key: eviction index */
+	STORE__NDB
+};
+
+struct store {
+	MDB_env *env;
+	MDB_dbi dbi[STORE__NDB];
+	MDB_txn *rtxn;		/* this process's read txn, reset between uses */
+	int pid;		/* the process that opened env */
+	uint64_t full_ns;	/* when nearly_full was last computed */
+	int nearly_full;
+};
+
+/* store_open: open the existing store at PATH in this process (workers,
+ * after fork). NWORKERS sizes the reader table. 0 or negative. */
+int store_open(const char *path, unsigned max_mb, unsigned nworkers,
+    struct store **out);
+void store_close(struct store *s);
+
+/* store_check: whether PATH holds a store this build can use; on failure
+ * -1 with the reason in why. Leaves nothing open. */
+int store_check(const char *path, unsigned max_mb, unsigned nworkers,
+    char *why, size_t whylen);
+/* store_create: a fresh store at PATH (its directory is made; old files
+ * removed), the map reserved with posix_fallocate, every named database
+ * and the schema key written. 0 or negative with the reason in why. */
+int store_create(const char *path, unsigned max_mb, unsigned nworkers,
+    char *why, size_t whylen);
+/* store_recreate: store_create after logging REASON. */
+int store_recreate(const char *path, unsigned max_mb, unsigned nworkers,
+    const char *reason, char *why, size_t whylen);
+
+/* Master side. store_master_init: check the store of CFG, recreating it
+ * when needed (logged); call before forking workers. 0 or -1 (logged).
+ * The master holds no handle across fork: its operations below open the
+ * store, work and close it again. */
+int store_master_init(const struct config *cfg);
+/* store_reader_check: clear reader slots of dead processes. Number
+ * cleared, or negative. Call when a worker dies. */
+int store_reader_check(void);
+/* store_tick: about once a second: reader check, and delete buckets that
+ * have refilled (an absent bucket is a full one). */
+void store_tick(uint64_t now_ms);
+/* store_master_open: a short-lived handle for the master's own work
+ * (gwctl commands); close it with store_close before returning to the
+ * event loop. 0 or negative. */
+int store_master_open(struct store **out);
+
+/* store_proc: this process's handle, opened on first use (and again only
+ * after a failure, at most once a second). NULL when it cannot be opened
+ * (logged), or when cfg is NULL and it is not open yet. */
+struct store *store_proc(const struct config *cfg);
+
+/* Transactions. The read txn is the process's own, renewed and reset, and
+ * never held across I/O. */
+int store_read_begin(struct store *s, MDB_txn **txn);
+void store_read_end(struct store *s);
+int store_write_begin(struct store *s, MDB_txn **txn);
+int store_write_commit(MDB_txn *txn);
+void store_write_abort(MDB_txn *txn);
+
+/* A fixed buffer for msgpack_packer_init(pk, buf, store_buf_write): the
+ * values are small, so no allocation; overflow is remembered. */
+struct store_buf {
+	char *p;
+	size_t len, cap;
+	int overflow;
+};
+int store_buf_write(void *data, const char *buf, size_t len);
+
+/* store_nearly_full: whether less than STORE_HEADROOM_PCT of the map is
+ * free (free pages counted from LMDB's freelist, at most once a second;
+ * TXN is a txn the caller has open). New entries should then be refused
+ * so that updates and deletions, which need fresh pages too, still fit:
+ * in a completely full map not even a deletion can commit. */
+#define STORE_HEADROOM_PCT	10
+int store_nearly_full(struct store *s, MDB_txn *txn);
+
+const char *store_strerror(int rc);
+/* store_now_ns: CLOCK_MONOTONIC in ns, the one clock of every process. */
+uint64_t store_now_ns(void);
+
+#endif

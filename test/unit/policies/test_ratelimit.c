@@ -1,0 +1,298 @@
+/*
+ * The rate-limit policy: bucket keys (ip behind trusted proxies, route,
+ * header with the shared "" bucket), tiers, headers, 429s and leases, on a
+ * real store in a temporary directory under /dev/shm. The .c is included
+ * to reach its statics.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "../../../policies/ratelimit.c"
+
+static char dir[64];
+static struct cfg_tier tiers[2];
+static struct cfg_cidr trusted_nets[1];
+static struct config cfg;
+static struct cfg_route route;
+static char extra[512];
+static struct http1_header hdrs[8];
+
+static int
+setup(void **st)
+{
+	char why[256];
+
+	(void)st;
+	snprintf(dir, sizeof(dir), "/dev/shm/ptc-rl-XXXXXX");
+	if (mkdtemp(dir) == NULL)
+		return -1;
+	if (store_create(dir, 4, 1, why, sizeof(why)) < 0)
+		return -1;
+	tiers[0] = (struct cfg_tier){ .name = "anonymous", .rate = 10,
+	    .per_s = 1, .burst = 3 };
+	tiers[1] = (struct cfg_tier){ .name = "free", .rate = 100,
+	    .per_s = 60, .burst = 2 };
+	trusted_nets[0] = (struct cfg_cidr){ .family = AF_INET,
+	    .addr = { 10 }, .bits = 8 };
+	memset(&cfg, 0, sizeof(cfg));
+	cfg.server.state_path = dir;
+	cfg.server.state_max_mb = 4;
+	cfg.server.workers = 1;
+	cfg.tiers = tiers;
+	cfg.ntiers = 2;
+	memset(&route, 0, sizeof(route));
+	route.name = "r1";
+	route.rl_by = RL_IP;
+	route.rl_tier = -1;
+	return 0;
+}
+
+static int
+teardown(void **st)
+{
+	char cmd[128];
+
+	(void)st;
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	return system(cmd) != 0 ? -1 : 0;
+}
+
+static void
+ctx_init(struct policy_ctx *c, const uint8_t *peer4, size_t nh,
+    uint64_t now_ms)
+{
+	memset(c, 0, sizeof(*c));
+	c->cfg = &cfg;
+	c->route = &route;
+	c->peer_family = AF_INET;
+	c->peer_addr = peer4;
+	c->headers = hdrs;
+	c->nheaders = nh;
+	c->now_ms = now_ms;
+	c->resp_extra = extra;
+	c->resp_extra_cap = sizeof(extra);
+	extra[0] = '\0';
+}
+
+static void
+set_hdr(size_t i, const char *name, const char *value)
+{
+	hdrs[i].name = name;
+	hdrs[i].name_len = strlen(name);
+	hdrs[i].value = value;
+	hdrs[i].value_len = strlen(value);
+}
+
+static const char *
+key_value(const char *key, size_t n)
+{
+	static char out[RL_KEY_MAX + 1];
+	const char *z1 = memchr(key, 0, n), *z2;
+
+	z2 = memchr(z1 + 1, 0, n - (size_t)(z1 + 1 - key));
+	memcpy(out, z2 + 1, n - (size_t)(z2 + 1 - key));
+	out[n - (size_t)(z2 + 1 - key)] = '\0';
+	return out;
+}
+
+static void
+test_client_ip(void **st)
+{
+	static const uint8_t peer_proxy[4] = { 10, 0, 0, 1 };
+	static const uint8_t peer_out[4] = { 192, 0, 2, 7 };
+	struct policy_ctx c;
+	char ip[64];
+
+	(void)st;
+	/* No trusted proxies: the peer, whatever the header says. */
+	set_hdr(0, "X-Forwarded-For", "1.2.3.4");
+	ctx_init(&c, peer_proxy, 1, 0);
+	client_ip(&c, ip, sizeof(ip));
+	assert_string_equal(ip, "10.0.0.1");
+
+	cfg.server.trusted = trusted_nets;
+	cfg.server.ntrusted = 1;
+	/* Behind a trusted proxy: first untrusted hop from the right. */
+	set_hdr(0, "x-forwarded-for", "9.9.9.9, 1.2.3.4, 10.0.0.2");
+	ctx_init(&c, peer_proxy, 1, 0);
+	client_ip(&c, ip, sizeof(ip));
+	assert_string_equal(ip, "1.2.3.4");
+	/* Several header lines read as one list, in order. */
+	set_hdr(0, "X-Forwarded-For", "5.5.5.5");
+	set_hdr(1, "X-Forwarded-For", "10.1.1.1");
+	ctx_init(&c, peer_proxy, 2, 0);
+	client_ip(&c, ip, sizeof(ip));
+	assert_string_equal(ip, "5.5.5.5");
+	/* Every hop trusted: the leftmost. */
+	set_hdr(0, "X-Forwarded-For", "10.9.9.9,10.1.1.1");
+	ctx_init(&c, peer_proxy, 1, 0);
+	client_ip(&c, ip, sizeof(ip));
+	assert_string_equal(ip, "10.9.9.9");
+	/* Junk stops the walk at the last believed address. */
+	set_hdr(0, "X-Forwarded-For", "1.2.3.4, bogus, 10.0.0.3");
+	ctx_init(&c, peer_proxy, 1, 0);
+	client_ip(&c, ip, sizeof(ip));
+	assert_string_equal(ip, "10.0.0.3");
+	/* IPv6 hops. */
+	set_hdr(0, "X-Forwarded-For", "[2001:db8::1]");
+	ctx_init(&c, peer_proxy, 1, 0);
+	client_ip(&c, ip, sizeof(ip));
+	assert_string_equal(ip, "2001:db8::1");
+	/* An untrusted peer's header is ignored. */
+	set_hdr(0, "X-Forwarded-For", "1.2.3.4");
+	ctx_init(&c, peer_out, 1, 0);
+	client_ip(&c, ip, sizeof(ip));
+	assert_string_equal(ip, "192.0.2.7");
+	cfg.server.trusted = NULL;
+	cfg.server.ntrusted = 0;
+}
+
+static void
+test_keys(void **st)
+{
+	static const uint8_t peer[4] = { 127, 0, 0, 1 };
+	struct policy_ctx c;
+	struct rl_route *rr;
+	void *state = NULL;
+	char key[RL_KEY_MAX];
+	size_t n;
+
+	(void)st;
+	assert_int_equal(rl_init(&cfg, &route, &state), 1);
+	rr = state;
+	assert_string_equal(rr->tier->name, "anonymous");
+	ctx_init(&c, peer, 0, 0);
+	n = make_key(rr, &c, key);
+	assert_int_equal(n, sizeof("anonymous\0ip\0" "127.0.0.1") - 1);
+	assert_memory_equal(key, "anonymous\0ip\0" "127.0.0.1", n);
+	rl_free(state);
+
+	route.rl_by = RL_HEADER;
+	route.rl_header = "X-Key";
+	route.rl_tier = 1;
+	assert_int_equal(rl_init(&cfg, &route, &state), 1);
+	rr = state;
+	set_hdr(0, "x-key", "abc");
+	ctx_init(&c, peer, 1, 0);
+	n = make_key(rr, &c, key);
+	assert_memory_equal(key, "free\0header:x-key\0abc", n);
+	/* Missing header: the shared "" bucket. */
+	ctx_init(&c, peer, 0, 0);
+	n = make_key(rr, &c, key);
+	assert_int_equal(n, sizeof("free\0header:x-key\0") - 1);
+	assert_string_equal(key_value(key, n), "");
+	rl_free(state);
+
+	route.rl_by = RL_ROUTE;
+	assert_int_equal(rl_init(&cfg, &route, &state), 1);
+	n = make_key(state, &c, key);
+	assert_memory_equal(key, "free\0route\0r1", n);
+	rl_free(state);
+
+	route.rl_by = RL_CONSUMER;
+	assert_int_equal(rl_init(&cfg, &route, &state), -1);
+	route.rl_by = RL_NONE;
+	assert_int_equal(rl_init(&cfg, &route, &state), 0);
+	route.rl_by = RL_IP;
+	route.rl_tier = -1;
+	route.rl_header = NULL;
+}
+
+static void
+test_limit_and_headers(void **st)
+{
+	static const uint8_t peer[4] = { 127, 0, 0, 9 };
+	struct policy_ctx c;
+	void *state = NULL;
+	int i;
+
+	(void)st;
+	route.rl_by = RL_HEADER;
+	route.rl_header = "X-Key";
+	assert_int_equal(rl_init(&cfg, &route, &state), 1);
+	set_hdr(0, "X-Key", "a");
+	for (i = 0; i < 3; i++) {
+		ctx_init(&c, peer, 1, 1000);
+		assert_int_equal(rl_request(state, &c), POLICY_CONTINUE);
+		assert_non_null(strstr(extra,
+		    "RateLimit-Policy: \"anonymous\";q=10;w=1\r\n"));
+		assert_non_null(strstr(extra, "RateLimit: \"anonymous\";r="));
+		assert_null(strstr(extra, "Retry-After"));
+	}
+	ctx_init(&c, peer, 1, 1000);
+	assert_int_equal(rl_request(state, &c), POLICY_RESPOND);
+	assert_int_equal(c.status, 429);
+	assert_string_equal(c.error, "rate_limited");
+	assert_non_null(strstr(extra, "Retry-After: 1\r\n"));
+	assert_non_null(strstr(extra, "RateLimit: \"anonymous\";r=0;t=1\r\n"));
+	/* Another key value has its own bucket. */
+	set_hdr(0, "X-Key", "b");
+	ctx_init(&c, peer, 1, 1000);
+	assert_int_equal(rl_request(state, &c), POLICY_CONTINUE);
+	/* The missing header shares "" with every other such request. */
+	for (i = 0; i < 3; i++) {
+		ctx_init(&c, peer, 0, 1000);
+		assert_int_equal(rl_request(state, &c), POLICY_CONTINUE);
+	}
+	ctx_init(&c, peer, 0, 1000);
+	assert_int_equal(rl_request(state, &c), POLICY_RESPOND);
+	rl_free(state);
+	route.rl_by = RL_IP;
+	route.rl_header = NULL;
+}
+
+/* A lease not spent in time goes back to the shared bucket. */
+static void
+test_lease_returned(void **st)
+{
+	static const uint8_t peer[4] = { 127, 0, 0, 10 };
+	const struct bucket_params big = { 1000, 1, 1000 };
+	struct policy_ctx c;
+	struct bucket b;
+	void *state = NULL;
+	char key[RL_KEY_MAX];
+	size_t n;
+
+	(void)st;
+	tiers[0].rate = tiers[0].burst = 1000;
+	assert_int_equal(rl_init(&cfg, &route, &state), 1);
+	ctx_init(&c, peer, 0, 5000);
+	assert_int_equal(rl_request(state, &c), POLICY_CONTINUE);
+	n = make_key(state, &c, key);
+	/* One worker: a lease of 1000 / 2 = 500, capped at LEASE_MAX. */
+	assert_int_equal(bucket_peek(store_proc(&cfg), key, n, &big,
+	    store_now_ns(), &b), 1);
+	assert_int_equal(bucket_whole(&b), 1000 - LEASE_MAX);
+	/* Spent locally: no store change. */
+	ctx_init(&c, peer, 0, 5000 + LEASE_MS);
+	assert_int_equal(rl_request(state, &c), POLICY_CONTINUE);
+	/* Stale: the rest goes back before a new lease is taken. */
+	ctx_init(&c, peer, 0, 5001 + LEASE_MS);
+	assert_int_equal(rl_request(state, &c), POLICY_CONTINUE);
+	assert_int_equal(bucket_peek(store_proc(&cfg), key, n, &big,
+	    store_now_ns(), &b), 1);
+	assert_int_equal(bucket_whole(&b), 1000 - LEASE_MAX - 2);
+	/* Freeing the policy (worker exit) returns the lease. */
+	rl_free(state);
+	assert_int_equal(bucket_peek(store_proc(&cfg), key, n, &big,
+	    store_now_ns(), &b), 1);
+	assert_true(bucket_whole(&b) >= 997);
+	tiers[0].rate = 10;
+	tiers[0].burst = 3;
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_client_ip),
+		cmocka_unit_test(test_keys),
+		cmocka_unit_test(test_limit_and_headers),
+		cmocka_unit_test(test_lease_returned),
+	};
+
+	return cmocka_run_group_tests(tests, setup, teardown);
+}

@@ -1,0 +1,249 @@
+/*
+ * The shared store: create / check / recreate, the schema key, the
+ * master's init, and reader slots of dead processes. A real LMDB
+ * environment in a temporary directory under /dev/shm.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "shm/bucket.h"
+#include "shm/store.h"
+
+static char dir[64];
+
+static int
+setup(void **st)
+{
+	(void)st;
+	snprintf(dir, sizeof(dir), "/dev/shm/ptc-store-XXXXXX");
+	return mkdtemp(dir) == NULL ? -1 : 0;
+}
+
+static int
+teardown(void **st)
+{
+	char cmd[128];
+
+	(void)st;
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	return system(cmd) != 0 ? -1 : 0;
+}
+
+static void
+sub(char *out, size_t cap, const char *name)
+{
+	snprintf(out, cap, "%s/%s", dir, name);
+}
+
+static void
+test_create_check(void **st)
+{
+	char why[512], path[128];
+	struct stat sb;
+	struct store *s;
+	MDB_txn *txn;
+	MDB_val k, v;
+
+	(void)st;
+	sub(path, sizeof(path), "state");
+	assert_int_equal(store_check(path, 4, 2, why, sizeof(why)), -1);
+	assert_non_null(strstr(why, "missing"));
+	assert_int_equal(store_create(path, 4, 2, why, sizeof(why)), 0);
+	assert_int_equal(store_check(path, 4, 2, why, sizeof(why)), 0);
+	/* The map is reserved up front, not sparse. */
+	sub(path, sizeof(path), "state/data.mdb");
+	assert_int_equal(stat(path, &sb), 0);
+	assert_true((uint64_t)sb.st_blocks * 512 >= 4ull << 20);
+
+	sub(path, sizeof(path), "state");
+	assert_int_equal(store_open(path, 4, 2, &s), 0);
+	/* The schema key: msgpack [format 1, schema]. */
+	assert_int_equal(store_read_begin(s, &txn), 0);
+	k.mv_data = (void *)STORE_SCHEMA_KEY;
+	k.mv_size = strlen(STORE_SCHEMA_KEY);
+	{
+		MDB_dbi main;
+
+		assert_int_equal(mdb_dbi_open(txn, NULL, 0, &main), 0);
+		assert_int_equal(mdb_get(txn, main, &k, &v), 0);
+	}
+	assert_int_equal(v.mv_size, 3);
+	assert_int_equal(((unsigned char *)v.mv_data)[0], 0x92);
+	assert_int_equal(((unsigned char *)v.mv_data)[1], 1);
+	assert_int_equal(((unsigned char *)v.mv_data)[2], STORE_SCHEMA);
+	store_read_end(s);
+	/* The read txn is reused, not leaked. */
+	assert_int_equal(store_read_begin(s, &txn), 0);
+	store_read_end(s);
+	store_close(s);
+}
+
+static void
+test_schema_mismatch_recreated(void **st)
+{
+	char why[512], why2[512], path[128];
+	static const unsigned char v99[] = { 0x92, 0x01, 0x63 };
+	struct store *s;
+	MDB_txn *txn;
+	MDB_dbi main;
+	MDB_val k, v;
+
+	(void)st;
+	sub(path, sizeof(path), "state");
+	assert_int_equal(store_create(path, 4, 2, why, sizeof(why)), 0);
+	assert_int_equal(store_open(path, 4, 2, &s), 0);
+	assert_int_equal(bucket_lease(s, "k", 1,
+	    &(struct bucket_params){ 1, 1, 5 }, 1, 5, 1, NULL), 5);
+	/* Another binary's schema. */
+	assert_int_equal(store_write_begin(s, &txn), 0);
+	assert_int_equal(mdb_dbi_open(txn, NULL, 0, &main), 0);
+	k.mv_data = (void *)STORE_SCHEMA_KEY;
+	k.mv_size = strlen(STORE_SCHEMA_KEY);
+	v.mv_data = (void *)v99;
+	v.mv_size = sizeof(v99);
+	assert_int_equal(mdb_put(txn, main, &k, &v, 0), 0);
+	assert_int_equal(store_write_commit(txn), 0);
+	store_close(s);
+
+	assert_int_equal(store_check(path, 4, 2, why, sizeof(why)), -1);
+	assert_non_null(strstr(why, "schema 99"));
+	assert_true(store_open(path, 4, 2, &s) < 0);
+	assert_int_equal(store_recreate(path, 4, 2, why, why2, sizeof(why2)),
+	    0);
+	assert_int_equal(store_check(path, 4, 2, why, sizeof(why)), 0);
+	/* Fresh: the old bucket is gone. */
+	assert_int_equal(store_open(path, 4, 2, &s), 0);
+	{
+		struct bucket b;
+
+		assert_int_equal(bucket_peek(s, "k", 1, NULL, 1, &b), 0);
+	}
+	store_close(s);
+}
+
+static void
+test_garbage_recreated_by_master(void **st)
+{
+	char path[128], data[160];
+	struct config cfg;
+	struct store *s;
+	FILE *f;
+	int i;
+
+	(void)st;
+	sub(path, sizeof(path), "state");
+	assert_int_equal(mkdir(path, 0700), 0);
+	sub(data, sizeof(data), "state/data.mdb");
+	f = fopen(data, "w");
+	assert_non_null(f);
+	for (i = 0; i < 1000; i++)
+		fputs("not an lmdb file at all ", f);
+	fclose(f);
+
+	memset(&cfg, 0, sizeof(cfg));
+	cfg.server.state_path = path;
+	cfg.server.state_max_mb = 4;
+	cfg.server.workers = 2;
+	assert_int_equal(store_master_init(&cfg), 0);
+	assert_int_equal(store_master_open(&s), 0);
+	store_close(s);
+	/* An existing good store is kept as it is. */
+	assert_int_equal(store_open(path, 4, 2, &s), 0);
+	assert_int_equal(bucket_lease(s, "k", 1,
+	    &(struct bucket_params){ 1, 3600, 5 }, 1, 2, 1, NULL), 2);
+	store_close(s);
+	assert_int_equal(store_master_init(&cfg), 0);
+	assert_int_equal(store_open(path, 4, 2, &s), 0);
+	{
+		struct bucket b;
+
+		assert_int_equal(bucket_peek(s, "k", 1, NULL, 1, &b), 1);
+		assert_int_equal(bucket_whole(&b), 3);
+	}
+	store_close(s);
+}
+
+/* A process killed inside a read txn holds a reader slot until the
+ * master's check clears it. */
+static void
+test_reader_check(void **st)
+{
+	char path[128];
+	struct config cfg;
+	int status, pipefd[2], hold[2];
+	pid_t pid, holder;
+	char c;
+
+	(void)st;
+	sub(path, sizeof(path), "state");
+	memset(&cfg, 0, sizeof(cfg));
+	cfg.server.state_path = path;
+	cfg.server.state_max_mb = 4;
+	cfg.server.workers = 2;
+	assert_int_equal(store_master_init(&cfg), 0);
+	assert_int_equal(store_reader_check(), 0);
+	/* A live worker keeps the environment open (else the next opener
+	 * reinitialises the lock file and every slot with it). */
+	assert_int_equal(pipe(hold), 0);
+	holder = fork();
+	assert_true(holder >= 0);
+	if (holder == 0) {
+		close(hold[1]);
+		if (store_proc(&cfg) == NULL)
+			_exit(1);
+		if (read(hold[0], &c, 1) < 0)
+			_exit(1);
+		_exit(0);
+	}
+	close(hold[0]);
+	usleep(100000);
+	assert_int_equal(pipe(pipefd), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		struct store *s = store_proc(&cfg);
+		MDB_txn *txn;
+
+		if (s == NULL || store_read_begin(s, &txn) < 0)
+			_exit(1);
+		if (write(pipefd[1], "x", 1) != 1)
+			_exit(1);
+		_exit(0);	/* no reset, no close: a crash */
+	}
+	close(pipefd[1]);
+	assert_int_equal(read(pipefd[0], &c, 1), 1);
+	close(pipefd[0]);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_int_equal(WEXITSTATUS(status), 0);
+	assert_int_equal(store_reader_check(), 1);
+	assert_int_equal(store_reader_check(), 0);
+	close(hold[1]);
+	assert_int_equal(waitpid(holder, &status, 0), holder);
+	assert_int_equal(WEXITSTATUS(status), 0);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_create_check, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_schema_mismatch_recreated,
+		    setup, teardown),
+		cmocka_unit_test_setup_teardown(test_garbage_recreated_by_master,
+		    setup, teardown),
+		cmocka_unit_test_setup_teardown(test_reader_check, setup,
+		    teardown),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
