@@ -696,7 +696,7 @@ finish(struct exchange *x)
 	struct conn *c = x->c;
 	struct upconn *u = x->u;
 	bool reuse = !(x->flags & XF_UP_CLOSE) && (x->flags & XF_REQ_DONE) &&
-	    x->resp_off == u->len;
+	    !(u->flags & UF_EOF) && x->resp_off == u->len;
 
 	u->len = 0;
 	x->u = NULL;
@@ -717,49 +717,44 @@ relay_response(struct exchange *x)
 	int rc;
 
 	for (;;) {
+		if (u->len > 0 && !(x->flags & XF_RESP_HEAD)) {
+			rc = http1_parse_response(u->buf, u->len, u->scanned,
+			    &res, w->hdrs, w->max_headers, w->ubuf_size);
+			if (rc == HTTP1_INCOMPLETE) {
+				u->scanned = u->len;
+			} else if (rc < 0 || res.status == 101) {
+				upstream_failed(x, UP_BAD);
+				return;
+			} else if (res.status < 200) {
+				/* Interim responses are ours to absorb. */
+				memmove(u->buf, u->buf + rc, u->len - rc);
+				u->len -= rc;
+				u->scanned = 0;
+				continue;
+			} else if (start_response(x, &res, rc) < 0) {
+				upstream_failed(x, UP_BAD);
+				return;
+			}
+		}
+		/* Head and the body bytes already read leave in one write. */
+		if ((x->flags & XF_RESP_HEAD) && !(x->flags & XF_RESP_DONE) &&
+		    u->len > x->resp_off && x->nout < 2) {
+			if (queue_body(x) < 0) {
+				conn_close(c, "bad chunked response");
+				return;
+			}
+		}
 		if (x->nout > 0) {
 			rc = conn_flush(c);
 			if (rc <= 0)
 				return;		/* blocked, or closed */
 			if (x->resp_off == u->len)
 				u->len = x->resp_off = 0;
+			continue;
 		}
 		if (x->flags & XF_RESP_DONE) {
 			finish(x);
 			return;
-		}
-		if (u->len > x->resp_off && (x->flags & XF_RESP_HEAD)) {
-			if (queue_body(x) < 0) {
-				conn_close(c, "bad chunked response");
-				return;
-			}
-			continue;
-		}
-		if (u->len > 0 && !(x->flags & XF_RESP_HEAD)) {
-			rc = http1_parse_response(u->buf, u->len, u->scanned,
-			    &res, w->hdrs, w->max_headers, w->ubuf_size);
-			if (rc == HTTP1_INCOMPLETE) {
-				u->scanned = u->len;
-			} else if (rc < 0) {
-				upstream_failed(x, UP_BAD);
-				return;
-			} else if (res.status < 200) {
-				/* Interim responses are ours to absorb. */
-				if (res.status == 101) {
-					upstream_failed(x, UP_BAD);
-					return;
-				}
-				memmove(u->buf, u->buf + rc, u->len - rc);
-				u->len -= rc;
-				u->scanned = 0;
-				continue;
-			} else {
-				if (start_response(x, &res, rc) < 0) {
-					upstream_failed(x, UP_BAD);
-					return;
-				}
-				continue;
-			}
 		}
 		if (!(u->flags & UF_CAN_READ))
 			return;
