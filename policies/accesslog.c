@@ -9,6 +9,7 @@
 #include "accesslog.h"
 
 #define AL_BUF (64 * 1024)
+#define AL_HIGH (32 * 1024)	/* write once this much has gathered */
 #define AL_LINE 2048		/* longest line; a longer path is cut */
 
 struct accesslog {
@@ -85,6 +86,12 @@ accesslog_flush(struct accesslog *al)
 		off += n;
 	}
 	al->len = 0;
+}
+
+bool
+accesslog_pending(const struct accesslog *al)
+{
+	return al != NULL && al->len > 0;
 }
 
 void
@@ -184,4 +191,6 @@ accesslog_write(struct accesslog *al, const struct accesslog_entry *e)
 		accesslog_flush(al);
 	memcpy(al->buf + al->len, line, n);
 	al->len += n;
+	if (al->len >= AL_HIGH)
+		accesslog_flush(al);
 }

@@ -1,12 +1,14 @@
 /*
  * accesslog: one line per completed request, JSON or combined, buffered
- * per worker and written once per loop turn (or when the buffer fills).
+ * per worker and written when 32 KiB have gathered or the oldest line is
+ * ACCESSLOG_FLUSH_MS old (like nginx's buffer=32k flush=...).
  * The query string is never logged: it is where clients put tokens and
  * keys, and credentials must not reach a log.
  */
 #ifndef PORTICO_ACCESSLOG_H
 #define PORTICO_ACCESSLOG_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include "../master/config.h"
 
@@ -25,6 +27,8 @@ struct accesslog_entry {
 	const char *trace;
 };
 
+#define ACCESSLOG_FLUSH_MS 200
+
 struct accesslog;
 
 /* accesslog_open: NULL when the config turns access logs off (or the file
@@ -32,6 +36,8 @@ struct accesslog;
 struct accesslog *accesslog_open(const struct config *cfg, int *err);
 void accesslog_write(struct accesslog *al, const struct accesslog_entry *e);
 void accesslog_flush(struct accesslog *al);
+/* accesslog_pending: whether lines wait to be written. */
+bool accesslog_pending(const struct accesslog *al);
 int accesslog_reopen(struct accesslog *al);
 void accesslog_close(struct accesslog *al);
 

@@ -696,6 +696,13 @@ conn_event(struct loop *l, struct loop_fd *f, uint32_t ev)
 		conn_close(c, "socket error");
 		return;
 	}
+	/* The client went away while its request was with the upstream:
+	 * stop working for nobody (logged as 499, like nginx). */
+	if ((ev & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) && c->state == CS_PROXY &&
+	    c->x != NULL && (c->x->flags & XF_REQ_DONE)) {
+		conn_close(c, "client closed before the response");
+		return;
+	}
 	conn_run(c);
 }
 

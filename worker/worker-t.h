@@ -195,6 +195,7 @@ struct worker {
 	struct loop_timer drain_timer;
 	struct loop_fd sig;
 	struct accesslog *alog;		/* NULL = access log off */
+	struct loop_timer alog_timer;
 	uint64_t trace_state;		/* xorshift state for trace ids */
 	struct http1_header *hdrs;	/* parse scratch, max_headers long */
 	size_t trace_hdr_len;

@@ -110,13 +110,24 @@ on_signal(struct loop *l, struct loop_fd *f, uint32_t ev)
 }
 
 static void
+flush_alog(struct loop *l, struct loop_timer *t)
+{
+	struct worker *w = t->data;
+
+	(void)l;
+	accesslog_flush(w->alog);
+}
+
+static void
 before_sleep(struct loop *l, void *arg)
 {
 	struct worker *w = arg;
 
-	(void)l;
 	pool_reap(w);
-	accesslog_flush(w->alog);
+	/* Lines wait at most ACCESSLOG_FLUSH_MS: one write per batch, not
+	 * one per loop turn. */
+	if (accesslog_pending(w->alog) && !loop_timer_armed(&w->alog_timer))
+		loop_timer_set(l, &w->alog_timer, ACCESSLOG_FLUSH_MS);
 }
 
 static uint32_t
@@ -200,6 +211,8 @@ worker_init(struct worker *w, const struct worker_args *a)
 	{
 		int err;
 		w->alog = accesslog_open(cfg, &err);
+		w->alog_timer.cb = flush_alog;
+		w->alog_timer.data = w;
 		if (w->alog == NULL && err != 0)
 			log_error("access log %s: %s", cfg->server.access_log,
 			    strerror(err));
@@ -230,6 +243,8 @@ worker_main(const struct worker_args *a)
 	COUNTER_SET(&w.stats->generation, a->generation);
 	log_debug("worker %u (generation %u) started", a->slot,
 	    a->generation);
+	/* The master waits for this before draining an older generation. */
+	COUNTER_SET(&w.stats->ready, 1);
 	if (loop_run(&w.loop) < 0)
 		log_error("worker %u: event loop: %s", a->slot,
 		    strerror(errno));
