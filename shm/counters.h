@@ -19,6 +19,7 @@ struct worker_counters {
 	uint64_t status[6];		/* by class: [1]=1xx .. [5]=5xx, [0]=other */
 	uint64_t upstream_conns;	/* upstream connections open now */
 	uint64_t draining;		/* 1 once the worker drains */
+	uint64_t ready;			/* 1 once its event loop runs */
 };
 
 struct counters {
