@@ -38,7 +38,7 @@ $(B)/portico: $(B)/obj/master/main.o $(B)/libportico.a
 $(B)/gwctl: $(B)/obj/tools/gwctl.o $(B)/libportico.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(B)/demo: $(B)/obj/tools/demo.o
+$(B)/demo: $(B)/obj/tools/demo.o $(B)/obj/tools/demo_http.o
 	$(CC) $(LDFLAGS) -o $@ $^
 
 $(B)/test/unit/%: test/unit/%.c $(B)/libportico.a

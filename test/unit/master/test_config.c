@@ -1,7 +1,10 @@
 /*
- * test_config: the config loader. Includes config.c to reach validate()
- * and parse_cidr(). Run from the top of the tree (make unit does).
+ * test_config: the config loader. Includes config.c to reach validate();
+ * cfg_parse_cidr() comes from config-int.h. Run from the top of the tree
+ * (make unit does).
  */
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -681,7 +684,7 @@ in(const char *cidr, const char *addr)
 	struct sockaddr_in sin;
 	struct sockaddr_in6 sin6;
 
-	assert_int_equal(parse_cidr(cidr, &c), 0);
+	assert_int_equal(cfg_parse_cidr(cidr, &c), 0);
 	if (strchr(addr, ':') != NULL) {
 		set6(&sin6, addr);
 		return cidr_match(&c, (struct sockaddr *)&sin6);
@@ -720,11 +723,11 @@ test_cidr(void **state)
 	assert_false(in("10.0.0.0/8", "2001:db8::1"));
 	assert_true(in("10.0.0.0/8", "::ffff:10.2.3.4"));	/* v4-mapped */
 	assert_false(in("10.0.0.0/8", "::ffff:11.2.3.4"));
-	assert_int_equal(parse_cidr("10.1.2.3/8", &c), 0);
+	assert_int_equal(cfg_parse_cidr("10.1.2.3/8", &c), 0);
 	assert_int_equal(c.addr[1], 0);
 	assert_int_equal(c.bits, 8);
 	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
-		if (parse_cidr(bad[i], &c) != -1)
+		if (cfg_parse_cidr(bad[i], &c) != -1)
 			fail_msg("accepted '%s'", bad[i]);
 }
 

@@ -1,0 +1,549 @@
+/*
+ * config_route: the routes list of the configuration file.
+ *
+ * Routes are parsed after every other section, so a route can name a
+ * service or a tier defined anywhere in the file.
+ */
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <libconfig.h>
+
+#include "config.h"
+#include "config-int.h"
+
+/* ---- routes -------------------------------------------------------- */
+
+static const char *const route_keys[] = {
+	"name", "match", "service", "aggregate", "auth", "scopes",
+	"rate_limit", "rewrite", "transform", "cache", NULL
+};
+static const char *const match_keys[] = {
+	"path", "prefix", "regex", "methods", "host", NULL
+};
+static const char *const rl_keys[] = { "by", "tier", NULL };
+static const char *const rewrite_keys[] = { "pattern", "to", NULL };
+static const char *const transform_keys[] = { "request", "response", NULL };
+static const char *const treq_keys[] = {
+	"add_headers", "remove_headers", NULL
+};
+static const char *const tresp_keys[] = {
+	"add_headers", "remove_headers", "strip_fields", NULL
+};
+static const char *const cache_keys[] = { "ttl_s", "vary", NULL };
+static const char *const aggregate_keys[] = { "calls", "timeout_ms", NULL };
+static const char *const call_keys[] = {
+	"name", "service", "path", "fallback", NULL
+};
+
+static int
+parse_match(struct ld *ld, const config_setting_t *rs, struct cfg_route *r,
+    const char *what)
+{
+	const config_setting_t *m, *s, *which = NULL;
+	static const char *const kinds[] = { "path", "prefix", "regex" };
+	char **methods = NULL, sub[200];
+	size_t i, n = 0, len;
+	int k, count = 0, rc = -1;
+
+	if (cfg_get_group(ld, rs, "match", what, &m) < 0)
+		return -1;
+	if (m == NULL)
+		return cfg_bad(ld, rs, "%s needs 'match'", what);
+	snprintf(sub, sizeof(sub), "%s match", what);
+	if (cfg_check_keys(ld, m, match_keys, sub) < 0)
+		return -1;
+	for (k = 0; k < 3; k++) {
+		s = cfg_member(m, kinds[k]);
+		if (s == NULL)
+			continue;
+		if (++count > 1)
+			return cfg_bad(ld, s, "%s: give only one of 'path', "
+			    "'prefix' or 'regex'", sub);
+		which = s;
+	}
+	if (count == 0)
+		return cfg_bad(ld, m, "%s needs one of 'path', 'prefix' or "
+		    "'regex'", sub);
+	if (cfg_get_str(ld, m, "path", sub, NULL, &r->path) < 0 ||
+	    cfg_get_str(ld, m, "prefix", sub, NULL, &r->prefix) < 0 ||
+	    cfg_get_str(ld, m, "regex", sub, NULL, &r->regex) < 0)
+		return -1;
+	if (r->path != NULL && r->path[0] != '/')
+		return cfg_bad(ld, which, "%s: path '%s' must start with '/'",
+		    sub, r->path);
+	if (r->prefix != NULL) {
+		if (r->prefix[0] != '/')
+			return cfg_bad(ld, which, "%s: prefix '%s' must start "
+			    "with '/'", sub, r->prefix);
+		/* Segment-aware matching wants "/a", not "/a/"; "/" -> "". */
+		len = strlen(r->prefix);
+		while (len > 0 && r->prefix[len - 1] == '/')
+			r->prefix[--len] = '\0';
+	}
+	if (r->regex != NULL && cfg_compile(ld, which, r->regex, "regex",
+	    &r->re) < 0)
+		return -1;
+
+	if (cfg_get_strs(ld, m, "methods", sub, &s, &methods, &n) < 0)
+		goto done;
+	if (s != NULL && n == 0) {
+		cfg_bad(ld, s, "%s: 'methods' must not be empty (leave it out "
+		    "for any method)", sub);
+		goto done;
+	}
+	for (i = 0; i < n; i++) {
+		enum http_method hm = method_from_name(methods[i],
+		    strlen(methods[i]));
+
+		if (hm == M_OTHER) {
+			cfg_bad(ld, config_setting_get_elem(s, i), "%s: unknown "
+			    "method '%s'", sub, methods[i]);
+			goto done;
+		}
+		r->methods |= METHOD_BIT(hm);
+	}
+
+	if (cfg_get_str(ld, m, "host", sub, NULL, &r->host) < 0)
+		goto done;
+	for (i = 0; r->host != NULL && r->host[i] != '\0'; i++) {
+		unsigned char c = (unsigned char)r->host[i];
+
+		if (!isalnum(c) && strchr("-.:[]_", c) == NULL) {
+			cfg_bad(ld, cfg_member(m, "host"), "%s: host '%s' is not a "
+			    "host name", sub, r->host);
+			goto done;
+		}
+		r->host[i] = (char)tolower(c);
+	}
+	rc = 0;
+done:
+	cfg_free_strv(methods);
+	return rc;
+}
+
+static int
+parse_rate_limit(struct ld *ld, const config_setting_t *rs,
+    struct cfg_route *r, const char *what)
+{
+	const config_setting_t *g, *s;
+	const char *v;
+	char sub[200];
+
+	if (cfg_get_group(ld, rs, "rate_limit", what, &g) < 0)
+		return -1;
+	if (g == NULL)
+		return 0;
+	snprintf(sub, sizeof(sub), "%s rate_limit", what);
+	if (cfg_check_keys(ld, g, rl_keys, sub) < 0 ||
+	    cfg_get_cstr(ld, g, "by", sub, &s, &v) < 0)
+		return -1;
+	if (v == NULL)
+		return cfg_bad(ld, g, "%s needs 'by'", sub);
+	if (strcmp(v, "consumer") == 0)
+		r->rl_by = RL_CONSUMER;
+	else if (strcmp(v, "ip") == 0)
+		r->rl_by = RL_IP;
+	else if (strcmp(v, "route") == 0)
+		r->rl_by = RL_ROUTE;
+	else if (strncmp(v, "header:", 7) == 0 && cfg_is_token(v + 7)) {
+		r->rl_by = RL_HEADER;
+		if (cfg_dup_str(ld, v + 7, &r->rl_header) < 0)
+			return -1;
+	} else
+		return cfg_bad(ld, s, "%s: by '%s' is not consumer, ip, route or "
+		    "header:NAME", sub, v);
+	if (cfg_get_cstr(ld, g, "tier", sub, &s, &v) < 0)
+		return -1;
+	if (v != NULL) {
+		r->rl_tier = cfg_tier_index(ld->cfg, v);
+		if (r->rl_tier < 0)
+			return cfg_bad(ld, s, "%s: unknown tier '%s'", sub, v);
+	}
+	return 0;
+}
+
+static int
+parse_rewrite(struct ld *ld, const config_setting_t *rs, struct cfg_route *r,
+    const char *what)
+{
+	const config_setting_t *g;
+	char sub[200];
+	uint32_t ncap = 0;
+	const char *p;
+
+	if (cfg_get_group(ld, rs, "rewrite", what, &g) < 0)
+		return -1;
+	if (g == NULL)
+		return 0;
+	snprintf(sub, sizeof(sub), "%s rewrite", what);
+	if (cfg_check_keys(ld, g, rewrite_keys, sub) < 0 ||
+	    cfg_need_str(ld, g, "pattern", sub, &r->rewrite_pattern) < 0 ||
+	    cfg_compile(ld, cfg_member(g, "pattern"), r->rewrite_pattern,
+	    "rewrite pattern", &r->rewrite_re) < 0 ||
+	    cfg_need_str(ld, g, "to", sub, &r->rewrite_to) < 0)
+		return -1;
+	/* route_rewrite substitutes $0..$9 and ${0}..${9}, "$$" is a '$':
+	 * refuse a group the pattern does not have. */
+	pcre2_pattern_info(r->rewrite_re, PCRE2_INFO_CAPTURECOUNT, &ncap);
+	for (p = r->rewrite_to; *p != '\0'; p++) {
+		const char *d;
+
+		if (*p != '$')
+			continue;
+		if (p[1] == '$') {
+			p++;
+			continue;
+		}
+		d = p[1] == '{' ? p + 2 : p + 1;
+		if (!isdigit((unsigned char)*d))
+			continue;
+		if ((uint32_t)(*d - '0') > ncap)
+			return cfg_bad(ld, cfg_member(g, "to"), "%s: '$%c' names a "
+			    "group the pattern does not have (it has %u)", sub,
+			    *d, ncap);
+	}
+	return 0;
+}
+
+static int
+parse_transform(struct ld *ld, const config_setting_t *rs,
+    struct cfg_route *r, const char *what)
+{
+	const config_setting_t *t, *g, *s;
+	char sub[200];
+
+	if (cfg_get_group(ld, rs, "transform", what, &t) < 0)
+		return -1;
+	if (t == NULL)
+		return 0;
+	snprintf(sub, sizeof(sub), "%s transform", what);
+	if (cfg_check_keys(ld, t, transform_keys, sub) < 0)
+		return -1;
+
+	snprintf(sub, sizeof(sub), "%s transform.request", what);
+	if (cfg_get_group(ld, t, "request", sub, &g) < 0)
+		return -1;
+	if (g != NULL) {
+		if (cfg_check_keys(ld, g, treq_keys, sub) < 0 ||
+		    cfg_get_strs(ld, g, "add_headers", sub, &s, &r->req_add,
+		    &r->nreq_add) < 0 ||
+		    cfg_check_header_lines(ld, s, r->req_add, sub) < 0 ||
+		    cfg_get_strs(ld, g, "remove_headers", sub, &s, &r->req_remove,
+		    &r->nreq_remove) < 0 ||
+		    cfg_check_tokens(ld, s, r->req_remove, sub) < 0)
+			return -1;
+	}
+
+	snprintf(sub, sizeof(sub), "%s transform.response", what);
+	if (cfg_get_group(ld, t, "response", sub, &g) < 0)
+		return -1;
+	if (g != NULL) {
+		if (cfg_check_keys(ld, g, tresp_keys, sub) < 0 ||
+		    cfg_get_strs(ld, g, "add_headers", sub, &s, &r->resp_add,
+		    &r->nresp_add) < 0 ||
+		    cfg_check_header_lines(ld, s, r->resp_add, sub) < 0 ||
+		    cfg_get_strs(ld, g, "remove_headers", sub, &s, &r->resp_remove,
+		    &r->nresp_remove) < 0 ||
+		    cfg_check_tokens(ld, s, r->resp_remove, sub) < 0 ||
+		    cfg_get_strs(ld, g, "strip_fields", sub, NULL, &r->strip_fields,
+		    &r->nstrip_fields) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+static int
+parse_cache(struct ld *ld, const config_setting_t *rs, struct cfg_route *r,
+    const char *what)
+{
+	const config_setting_t *g, *s;
+	char sub[200];
+
+	if (cfg_get_group(ld, rs, "cache", what, &g) < 0)
+		return -1;
+	if (g == NULL)
+		return 0;
+	r->has_cache = true;
+	snprintf(sub, sizeof(sub), "%s cache", what);
+	if (cfg_check_keys(ld, g, cache_keys, sub) < 0)
+		return -1;
+	if (cfg_member(g, "ttl_s") == NULL)
+		return cfg_bad(ld, g, "%s needs 'ttl_s'", sub);
+	if (cfg_get_unsigned(ld, g, "ttl_s", sub, 1, 31536000, 0,
+	    &r->cache_ttl_s) < 0 ||
+	    cfg_get_strs(ld, g, "vary", sub, &s, &r->cache_vary,
+	    &r->ncache_vary) < 0 ||
+	    cfg_check_tokens(ld, s, r->cache_vary, sub) < 0)
+		return -1;
+	return 0;
+}
+
+static int
+parse_call(struct ld *ld, const config_setting_t *e, struct cfg_call *c,
+    const char *agg)
+{
+	const config_setting_t *s;
+	const char *v, *p;
+	char what[240];
+
+	c->line = config_setting_source_line(e);
+	c->service = -1;
+	snprintf(what, sizeof(what), "%s call", agg);
+	if (cfg_check_keys(ld, e, call_keys, what) < 0 ||
+	    cfg_need_str(ld, e, "name", what, &c->name) < 0)
+		return -1;
+	snprintf(what, sizeof(what), "%s call '%s'", agg, c->name);
+	if (cfg_get_cstr(ld, e, "service", what, &s, &v) < 0)
+		return -1;
+	if (v == NULL)
+		return cfg_bad(ld, e, "%s needs 'service'", what);
+	c->service = config_service_index(ld->cfg, v);
+	if (c->service < 0)
+		return cfg_bad(ld, s, "%s: unknown service '%s'", what, v);
+	if (cfg_need_str(ld, e, "path", what, &c->path) < 0)
+		return -1;
+	if (c->path[0] != '/')
+		return cfg_bad(ld, cfg_member(e, "path"), "%s: path '%s' must start "
+		    "with '/'", what, c->path);
+	for (p = strchr(c->path, '{'); p != NULL; p = strchr(p + 1, '{'))
+		if (strncmp(p, "{consumer}", 10) != 0)
+			return cfg_bad(ld, cfg_member(e, "path"), "%s: path '%s': "
+			    "only {consumer} may be substituted", what,
+			    c->path);
+	if (cfg_get_str(ld, e, "fallback", what, NULL, &c->fallback) < 0)
+		return -1;
+	if (c->fallback != NULL && strcmp(c->fallback, "cache") != 0 &&
+	    !cfg_json_valid(c->fallback))
+		return cfg_bad(ld, cfg_member(e, "fallback"), "%s: fallback must be "
+		    "JSON text or \"cache\"", what);
+	return 0;
+}
+
+static int
+parse_aggregate(struct ld *ld, const config_setting_t *rs,
+    struct cfg_route *r, const char *what, const config_setting_t **agp)
+{
+	const config_setting_t *g, *l;
+	char sub[200];
+	size_t i, j;
+
+	if (cfg_get_group(ld, rs, "aggregate", what, &g) < 0)
+		return -1;
+	*agp = g;
+	if (g == NULL)
+		return 0;
+	snprintf(sub, sizeof(sub), "%s aggregate", what);
+	if (cfg_check_keys(ld, g, aggregate_keys, sub) < 0 ||
+	    cfg_get_list(ld, g, "calls", sub, &l) < 0 ||
+	    cfg_get_unsigned(ld, g, "timeout_ms", sub, 1, 600000, 200,
+	    &r->aggregate_timeout_ms) < 0)
+		return -1;
+	if (l == NULL || config_setting_length(l) == 0)
+		return cfg_bad(ld, l ? l : g, "%s needs at least one entry in "
+		    "'calls'", sub);
+	r->calls = calloc(config_setting_length(l), sizeof(*r->calls));
+	if (r->calls == NULL)
+		return cfg_oom(ld);
+	for (i = 0; i < (size_t)config_setting_length(l); i++) {
+		const config_setting_t *e = config_setting_get_elem(l, i);
+
+		r->ncalls++;
+		if (parse_call(ld, e, &r->calls[i], sub) < 0)
+			return -1;
+		for (j = 0; j < i; j++)
+			if (strcmp(r->calls[j].name, r->calls[i].name) == 0)
+				return cfg_bad(ld, cfg_member(e, "name"), "%s: call "
+				    "name '%s' is used twice", sub,
+				    r->calls[i].name);
+	}
+	return 0;
+}
+
+static int
+parse_route(struct ld *ld, const config_setting_t *rs, struct cfg_route *r,
+    size_t idx)
+{
+	struct config *cfg = ld->cfg;
+	const config_setting_t *s, *ag;
+	const char *v;
+	char what[160];
+	size_t i;
+
+	r->line = config_setting_source_line(rs);
+	snprintf(what, sizeof(what), "route #%zu", idx + 1);
+	if (cfg_check_keys(ld, rs, route_keys, what) < 0 ||
+	    cfg_need_str(ld, rs, "name", what, &r->name) < 0)
+		return -1;
+	for (i = 0; i < idx; i++)
+		if (strcmp(cfg->routes[i].name, r->name) == 0)
+			return cfg_bad(ld, cfg_member(rs, "name"), "route name '%s' "
+			    "is used twice (first on line %d)", r->name,
+			    cfg->routes[i].line);
+	snprintf(what, sizeof(what), "route '%s'", r->name);
+	if (parse_match(ld, rs, r, what) < 0)
+		return -1;
+
+	if (cfg_get_cstr(ld, rs, "service", what, &s, &v) < 0 ||
+	    parse_aggregate(ld, rs, r, what, &ag) < 0)
+		return -1;
+	if (v != NULL && ag != NULL)
+		return cfg_bad(ld, ag, "%s has both 'service' and 'aggregate'",
+		    what);
+	if (v == NULL && ag == NULL)
+		return cfg_bad(ld, rs, "%s needs 'service' or 'aggregate'", what);
+	if (v != NULL) {
+		r->service = config_service_index(cfg, v);
+		if (r->service < 0)
+			return cfg_bad(ld, s, "%s: unknown service '%s'", what, v);
+	}
+
+	if (cfg_get_cstr(ld, rs, "auth", what, &s, &v) < 0)
+		return -1;
+	if (v == NULL || strcmp(v, "none") == 0)
+		r->auth = AUTH_NONE;
+	else if (strcmp(v, "jwt") == 0)
+		r->auth = AUTH_JWT;
+	else if (strcmp(v, "api_key") == 0)
+		r->auth = AUTH_API_KEY;
+	else if (strcmp(v, "any") == 0)
+		r->auth = AUTH_ANY;
+	else
+		return cfg_bad(ld, s, "%s: auth '%s' is not jwt, api_key, any or "
+		    "none", what, v);
+	if ((r->auth == AUTH_JWT && !cfg->auth.has_jwt) ||
+	    (r->auth == AUTH_API_KEY && !cfg->auth.has_api_keys) ||
+	    (r->auth == AUTH_ANY && !cfg->auth.has_jwt &&
+	    !cfg->auth.has_api_keys))
+		return cfg_bad(ld, s, "%s: auth '%s' but the auth section does "
+		    "not configure it", what, v);
+
+	if (cfg_get_strs(ld, rs, "scopes", what, NULL, &r->scopes,
+	    &r->nscopes) < 0 ||
+	    parse_rate_limit(ld, rs, r, what) < 0 ||
+	    parse_rewrite(ld, rs, r, what) < 0 ||
+	    parse_transform(ld, rs, r, what) < 0 ||
+	    parse_cache(ld, rs, r, what) < 0)
+		return -1;
+	return 0;
+}
+
+int
+cfg_parse_routes(struct ld *ld, const config_setting_t *root)
+{
+	struct config *cfg = ld->cfg;
+	const config_setting_t *l;
+	size_t i, n;
+
+	if (cfg_get_list(ld, root, "routes", "the file", &l) < 0)
+		return -1;
+	if (l == NULL)
+		return 0;
+	n = config_setting_length(l);
+	cfg->routes = calloc(n > 0 ? n : 1, sizeof(*cfg->routes));
+	if (cfg->routes == NULL)
+		return cfg_oom(ld);
+	for (i = 0; i < n; i++) {
+		struct cfg_route *r = &cfg->routes[i];
+
+		r->service = -1;
+		r->rl_tier = -1;
+		cfg->nroutes++;
+		if (parse_route(ld, config_setting_get_elem(l, i), r, i) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+/*
+ * cfg_refuse_unbuilt: features the contract defines but this build does not
+ * enforce yet. They are parsed and validated above; a config that uses
+ * one is refused here rather than served without the policy (a route
+ * whose auth is silently skipped would fail open). The issue that builds
+ * a feature deletes its lines from this function.
+ */
+int
+cfg_refuse_unbuilt(struct ld *ld, const config_setting_t *root)
+{
+	static const char *const route_unbuilt[] = {
+		"scopes", "cache", "aggregate", NULL
+	};
+	const config_setting_t *l, *e, *s;
+	const char *const *k;
+	int i;
+
+	/* TLS listeners: the TLS issue. */
+	l = cfg_lookup_from(root, "server.listen");
+	for (i = 0; l != NULL && i < config_setting_length(l); i++) {
+		s = cfg_member(config_setting_get_elem(l, i), "tls");
+		if (s != NULL)
+			return cfg_bad(ld, s, "'tls' is not supported by this "
+			    "build yet");
+	}
+
+	l = cfg_member(root, "routes");
+	for (i = 0; l != NULL && i < config_setting_length(l); i++) {
+		e = config_setting_get_elem(l, i);
+		/* Authentication: the auth issue. */
+		if (ld->cfg->routes[i].auth != AUTH_NONE)
+			return cfg_bad(ld, cfg_member(e, "auth"), "'auth' is not "
+			    "supported by this build yet");
+		/* ratelimit: `by = "consumer"` needs the auth issue's identity;
+		 * no tier means "anonymous", which must then exist. */
+		if (ld->cfg->routes[i].rl_by == RL_CONSUMER)
+			return cfg_bad(ld, cfg_lookup_from(e, "rate_limit.by"),
+			    "rate_limit by consumer needs authentication, "
+			    "which this build does not have yet");
+		if (ld->cfg->routes[i].rl_by != RL_NONE &&
+		    ld->cfg->routes[i].rl_tier < 0 &&
+		    cfg_tier_index(ld->cfg, "anonymous") < 0)
+			return cfg_bad(ld, cfg_member(e, "rate_limit"), "rate_limit "
+			    "without a tier uses tier 'anonymous', which is "
+			    "not defined");
+		/* scopes: auth; cache, aggregate. */
+		for (k = route_unbuilt; *k != NULL; k++) {
+			s = cfg_member(e, *k);
+			if (s != NULL)
+				return cfg_bad(ld, s, "'%s' is not supported by "
+				    "this build yet", *k);
+		}
+		/* JSON field stripping: the transform issue. */
+		s = cfg_lookup_from(e, "transform.response.strip_fields");
+		if (s != NULL)
+			return cfg_bad(ld, s, "'transform.response.strip_fields' "
+			    "is not supported by this build yet");
+	}
+	return 0;
+}
+
+void
+cfg_free_route(struct cfg_route *r)
+{
+	size_t i;
+
+	free(r->name);
+	free(r->path);
+	free(r->prefix);
+	free(r->regex);
+	pcre2_code_free(r->re);
+	free(r->host);
+	cfg_free_strv(r->scopes);
+	free(r->rl_header);
+	free(r->rewrite_pattern);
+	pcre2_code_free(r->rewrite_re);
+	free(r->rewrite_to);
+	cfg_free_strv(r->req_add);
+	cfg_free_strv(r->req_remove);
+	cfg_free_strv(r->resp_add);
+	cfg_free_strv(r->resp_remove);
+	cfg_free_strv(r->strip_fields);
+	cfg_free_strv(r->cache_vary);
+	for (i = 0; i < r->ncalls; i++) {
+		free(r->calls[i].name);
+		free(r->calls[i].path);
+		free(r->calls[i].fallback);
+	}
+	free(r->calls);
+}
