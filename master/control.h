@@ -21,6 +21,21 @@ struct control;
  * err. */
 struct control *control_open(struct master *m, const char *path, char *err,
     size_t errlen);
+/* control_adopt: serve an already listening socket bound at PATH (a
+ * binary upgrade hands it over): nothing is unlinked or bound. */
+struct control *control_adopt(struct master *m, int fd, const char *path,
+    char *err, size_t errlen);
+/* control_listen_fd: the listening socket, to hand to a new binary. */
+int control_listen_fd(const struct control *c);
+/* control_detach: stop accepting and close our copy of the listening
+ * socket without removing the file (a new master serves it now);
+ * connections already open keep being served. */
+void control_detach(struct control *c);
+/* control_complete: the deferred reply to the reload or upgrade request
+ * waiting for one, if its client is still there; o is taken over (and
+ * freed when nobody waits). */
+struct msg_out;
+void control_complete(struct control *c, struct msg_out *o);
 /* control_tick: close connections idle too long; call about once a
  * second. */
 void control_tick(struct control *c, uint64_t now_ms);

@@ -89,7 +89,6 @@ main(int argc, char **argv)
 		config_free(cfg);
 		return 0;
 	}
-	rc = master_run(cfg);
-	config_free(cfg);
+	rc = master_run(cfg);	/* frees cfg */
 	return rc;
 }

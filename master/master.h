@@ -12,6 +12,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/socket.h>
 #include <sys/types.h>
 
 #include "config.h"
@@ -24,17 +25,46 @@ struct master_ev {
 	void (*fn)(struct master_ev *ev, uint32_t events);
 };
 
-/* One worker slot: its listening sockets and the process serving them. */
+#define MASTER_MAX_WORKERS	256	/* config's limit for server.workers */
+/* Counters slots: room for the serving generation, a reload's next one
+ * and two generations still draining. */
+#define MASTER_COUNTER_SLOTS	(4 * MASTER_MAX_WORKERS)
+#define MASTER_READY_MS		10000	/* a new generation's start-up bound */
+
+/* One listen address: one SO_REUSEPORT socket per slot number, created
+ * once and kept across reloads (closing one throws its accept queue
+ * away), handed to a new binary at upgrade. */
+struct master_sock {
+	struct cfg_addr addr;		/* as configured */
+	struct sockaddr_storage bound;	/* with the port the kernel chose */
+	socklen_t blen;
+	int *fds;			/* by slot number */
+	unsigned nfds;
+};
+
+/* One worker: the process serving a slot number of a generation. */
 struct master_slot {
-	unsigned index;			/* also the counters slot */
-	int *fds;			/* one per cfg->server.listen entry */
+	unsigned index;			/* counters slot (unique while alive) */
+	unsigned num;			/* slot number: which sockets it gets */
+	int *fds;			/* its sockets, one per listen entry */
 	pid_t pid;			/* 0 = no process right now */
 	unsigned generation;
 	uint64_t started_ms;		/* monotonic */
 	unsigned backoff_ms;		/* next respawn delay */
 	uint64_t respawn_at;		/* monotonic ms; 0 = none pending */
+	uint64_t kill_at;		/* draining: SIGKILL after this */
 	unsigned quick_deaths;		/* deaths within 60 s of start, in a row */
 	unsigned restarts;
+	bool ready;			/* its loop runs (counters say so) */
+};
+
+/* What the master is in the middle of; one at a time. */
+enum master_op {
+	MASTER_OP_NONE,
+	MASTER_OP_RELOAD,		/* next generation forked, not all ready */
+	MASTER_OP_CHECK,		/* upgrade: `NEWBIN -t` running */
+	MASTER_OP_HANDOFF,		/* upgrade: new master has the sockets,
+					 * not ready yet */
 };
 
 enum master_state {
@@ -46,29 +76,62 @@ enum master_state {
 struct control;
 
 struct master {
-	struct config *cfg;
+	struct config *cfg;		/* the serving generation's */
 	pid_t pid;
 	unsigned generation;
 	uint64_t start_ms;		/* monotonic */
 	int epfd;
 	struct master_ev sig;		/* signalfd */
 	struct counters *counters;
-	struct master_slot *slots;
+	unsigned char *cused;		/* counters slots in use */
+	struct master_sock *socks;
+	size_t nsocks;
+	struct master_slot *slots;	/* the serving generation */
 	unsigned nslots;
+	struct master_slot *old;	/* older generations, draining */
+	unsigned nold, oldcap;
 	struct control *ctl;
 	enum master_state state;
 	uint64_t deadline_ms;		/* stop: when to SIGKILL / give up */
 	bool killed;			/* SIGKILL already sent */
+	bool started;			/* the first generation reported ready */
+	bool upgraded;			/* handed over to a new binary: drain,
+					 * exit, touch nothing shared */
+	enum master_op op;
+	uint64_t op_deadline;		/* monotonic ms */
+	struct config *next_cfg;	/* reload: the next generation's */
+	struct master_slot *next;
+	unsigned nnext;
+	char op_err[256];		/* why a next worker died */
+	char exe[4096];			/* our binary, as started */
+	char upg_bin[4096];
+	pid_t upg_pid;			/* the check, then the new master */
+	struct master_ev upg;		/* check output pipe / handoff socket */
+	char upg_out[512];
+	size_t upg_outlen;
+	int handoff_fd;			/* new master: to the old one */
 };
 
-/* master_run: start everything from a loaded config and supervise until
- * stopped. Returns the process exit status (0 after a requested stop, 1
+/* master_run: start everything from a loaded config (taken over: freed
+ * here, since a reload replaces it) and supervise until stopped. Returns the process exit status (0 after a requested stop, 1
  * when start-up failed, after saying why on stderr and in the log). */
 int master_run(struct config *cfg);
 
 /* master_stop: begin a graceful (SIGQUIT-like) or fast (SIGTERM-like)
  * stop; a fast stop overrides a graceful one in progress. */
 void master_stop(struct master *m, bool graceful);
+
+/* master_reload: begin a reload from the same file and prefix. Returns 0
+ * when the next generation is starting (the result goes to
+ * control_complete), or -1 with "FILE:LINE: reason" or another reason in
+ * err when nothing changed. */
+int master_reload(struct master *m, char *err, size_t errlen);
+
+/* master_upgrade: begin a binary upgrade to BINARY (NULL: the binary we
+ * were started from). 0 = started (result to control_complete), or -1
+ * with the reason in err. */
+int master_upgrade(struct master *m, const char *binary, char *err,
+    size_t errlen);
 
 /* master_now_ms: CLOCK_MONOTONIC in milliseconds. */
 uint64_t master_now_ms(void);

@@ -43,8 +43,15 @@ static int run_help(struct ctx *, const struct cmd *);
 static int run_check(struct ctx *, const struct cmd *);
 static int run_status(struct ctx *, const struct cmd *);
 static int run_stop(struct ctx *, const struct cmd *);
-static int run_generic(struct ctx *, const struct cmd *);
+static int run_reload(struct ctx *, const struct cmd *);
+static int run_upgrade(struct ctx *, const struct cmd *);
 static int run_limits(struct ctx *, const struct cmd *);
+static int run_stats(struct ctx *, const struct cmd *);
+static int run_routes(struct ctx *, const struct cmd *);
+static int run_explain(struct ctx *, const struct cmd *);
+static int run_breakers(struct ctx *, const struct cmd *);
+static int run_cache(struct ctx *, const struct cmd *);
+static int run_reopen(struct ctx *, const struct cmd *);
 
 static const struct cmd cmds[] = {
 	{ "help", "help [COMMAND]", "show commands, or one command's usage",
@@ -53,23 +60,26 @@ static const struct cmd cmds[] = {
 	    "(no master needed)", run_check },
 	{ "status", "status", "master pid, generation, uptime and each "
 	    "worker's pid, generation, connections, requests", run_status },
-	{ "stats", "stats", "totals per route and service", run_generic },
+	{ "stats", "stats", "per worker and in total: connections, requests, "
+	    "responses by status class, upstream connections", run_stats },
 	{ "reload", "reload", "validate the configuration and reload it; "
-	    "the old one stays on error", run_generic },
+	    "the old one stays on error", run_reload },
 	{ "upgrade", "upgrade [--binary PATH]", "zero-downtime binary "
-	    "upgrade", run_generic },
+	    "upgrade", run_upgrade },
 	{ "routes", "routes", "the routing table with each route's policies",
-	    run_generic },
-	{ "explain", "explain METHOD PATH [-H 'Name: value']...", "which "
-	    "route matches and which policies would run", run_generic },
-	{ "breakers", "breakers", "circuit breaker states", run_generic },
+	    run_routes },
+	{ "explain", "explain METHOD PATH [-H 'Name: value']... [--ip ADDR]",
+	    "which route matches, the rewritten path, the policies that "
+	    "would run and the instance picked; nothing is sent",
+	    run_explain },
+	{ "breakers", "breakers", "circuit breaker states", run_breakers },
 	{ "limits", "limits [--reset] KEY", "rate-limit buckets of a key "
 	    "(client address, route name or header value); --reset refills "
 	    "them", run_limits },
 	{ "cache", "cache purge [PREFIX]", "purge cached responses",
-	    run_generic },
+	    run_cache },
 	{ "reopen", "reopen", "reopen log files (after rotation)",
-	    run_generic },
+	    run_reopen },
 	{ "stop", "stop [--now]", "graceful stop (--now: fast stop)",
 	    run_stop },
 	{ NULL, NULL, NULL, NULL },
@@ -88,8 +98,13 @@ usage(FILE *f)
 	    "  -p PREFIX  directory relative paths of CONFIG resolve against\n"
 	    "  --json     print the master's reply as JSON\n"
 	    "commands:\n");
-	for (c = cmds; c->name != NULL; c++)
-		fprintf(f, "  %-44s %s\n", c->usage, c->help);
+	for (c = cmds; c->name != NULL; c++) {
+		if (strlen(c->usage) > 44)	/* too wide: help below */
+			fprintf(f, "  %s\n  %-44s %s\n", c->usage, "",
+			    c->help);
+		else
+			fprintf(f, "  %-44s %s\n", c->usage, c->help);
+	}
 }
 
 static const struct cmd *
@@ -146,8 +161,9 @@ connect_master(struct ctx *x)
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 	if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
-		fprintf(stderr, "gwctl: cannot connect to %s: %s\n", x->sock,
-		    strerror(errno));
+		fprintf(stderr, "gwctl: cannot connect to %s: %s%s\n", x->sock,
+		    strerror(errno), errno == ENOENT || errno == ECONNREFUSED ?
+		    " (is portico running?)" : "");
 		close(fd);
 		return -1;
 	}
@@ -311,13 +327,34 @@ run_check(struct ctx *x, const struct cmd *self)
 	return 0;
 }
 
+static void
+status_row(const msgpack_object *w, const char *gen_state)
+{
+	const msgpack_object *st = msg_get(w, "status");
+	bool draining = false, ready = true;
+	char up[32];
+
+	msg_get_bool(w, "draining", &draining);
+	msg_get_bool(w, "ready", &ready);
+	fmt_dur(get_u(w, "uptime_s"), up, sizeof(up));
+	printf("%-5" PRIu64 " %-8" PRIu64 " %-4" PRIu64 " %-7s "
+	    "%-6" PRIu64 " %-9" PRIu64 " %-7" PRIu64 " %-7" PRIu64
+	    " %-7" PRIu64 " %-8" PRIu64 " %s\n",
+	    get_u(w, "slot"), get_u(w, "pid"), get_u(w, "generation"),
+	    get_u(w, "pid") > 0 ? up : "-",
+	    get_u(w, "conns"), get_u(w, "requests"), get_u(st, "2xx"),
+	    get_u(st, "4xx"), get_u(st, "5xx"), get_u(w, "restarts"),
+	    get_u(w, "pid") == 0 ? "down" : draining ? "draining" :
+	    !ready ? "starting" : gen_state);
+}
+
 static int
 run_status(struct ctx *x, const struct cmd *self)
 {
-	const msgpack_object *ws, *w, *st;
+	const msgpack_object *ws, *gs, *g;
 	struct msg_out req;
 	struct msg_in in;
-	char up[32], state[16];
+	char up[32], state[32], op[64], gst[16];
 	uint32_t i;
 	int rc = 1;
 
@@ -336,32 +373,113 @@ run_status(struct ctx *x, const struct cmd *self)
 		goto done;
 	if (msg_get_str(in.map, "state", state, sizeof(state)) < 0)
 		snprintf(state, sizeof(state), "?");
+	if (msg_get_str(in.map, "operation", op, sizeof(op)) < 0)
+		op[0] = '\0';
 	fmt_dur(get_u(in.map, "uptime_s"), up, sizeof(up));
-	printf("master pid %" PRIu64 ", generation %" PRIu64 ", up %s, %s\n",
-	    get_u(in.map, "pid"), get_u(in.map, "generation"), up, state);
+	printf("master pid %" PRIu64 ", generation %" PRIu64 ", up %s, %s%s%s"
+	    "\n", get_u(in.map, "pid"), get_u(in.map, "generation"), up,
+	    state, op[0] != '\0' ? "; in progress: " : "", op);
+	gs = msg_get(in.map, "generations");
+	if (gs != NULL && gs->type == MSGPACK_OBJECT_ARRAY &&
+	    gs->via.array.size > 0) {
+		printf("%-11s %-9s %-8s %s\n", "GENERATION", "STATE",
+		    "WORKERS", "CONNS");
+		for (i = 0; i < gs->via.array.size; i++) {
+			g = &gs->via.array.ptr[i];
+			if (msg_get_str(g, "state", gst, sizeof(gst)) < 0)
+				snprintf(gst, sizeof(gst), "?");
+			printf("%-11" PRIu64 " %-9s %-8" PRIu64 " %" PRIu64
+			    "\n", get_u(g, "generation"), gst,
+			    get_u(g, "workers"), get_u(g, "conns"));
+		}
+	}
 	printf("%-5s %-8s %-4s %-7s %-6s %-9s %-7s %-7s %-7s %-8s %s\n",
 	    "SLOT", "PID", "GEN", "UPTIME", "CONNS", "REQUESTS", "2XX", "4XX",
 	    "5XX", "RESTARTS", "STATE");
 	ws = msg_get(in.map, "workers");
-	if (ws == NULL || ws->type != MSGPACK_OBJECT_ARRAY)
-		goto done;
-	for (i = 0; i < ws->via.array.size; i++) {
-		bool draining = false;
+	if (ws != NULL && ws->type == MSGPACK_OBJECT_ARRAY)
+		for (i = 0; i < ws->via.array.size; i++)
+			status_row(&ws->via.array.ptr[i], "serving");
+	ws = msg_get(in.map, "other_workers");
+	if (ws != NULL && ws->type == MSGPACK_OBJECT_ARRAY)
+		for (i = 0; i < ws->via.array.size; i++)
+			status_row(&ws->via.array.ptr[i], "starting");
+done:
+	msg_out_free(&req);
+	msg_in_free(&in);
+	return rc;
+}
 
-		w = &ws->via.array.ptr[i];
-		st = msg_get(w, "status");
-		msg_get_bool(w, "draining", &draining);
-		fmt_dur(get_u(w, "uptime_s"), up, sizeof(up));
-		printf("%-5" PRIu64 " %-8" PRIu64 " %-4" PRIu64 " %-7s "
-		    "%-6" PRIu64 " %-9" PRIu64 " %-7" PRIu64 " %-7" PRIu64
-		    " %-7" PRIu64 " %-8" PRIu64 " %s\n",
-		    get_u(w, "slot"), get_u(w, "pid"), get_u(w, "generation"),
-		    get_u(w, "pid") > 0 ? up : "-",
-		    get_u(w, "conns"), get_u(w, "requests"), get_u(st, "2xx"),
-		    get_u(st, "4xx"), get_u(st, "5xx"), get_u(w, "restarts"),
-		    get_u(w, "pid") == 0 ? "down" :
-		    draining ? "draining" : "serving");
+static int
+run_reload(struct ctx *x, const struct cmd *self)
+{
+	struct msg_out req;
+	struct msg_in in;
+	int rc = 1;
+
+	(void)self;
+	if (x->argc > 0) {
+		fprintf(stderr, "gwctl: reload takes no arguments\n");
+		return 1;
 	}
+	if (msg_out_init(&req, 1) < 0)
+		return 1;
+	msg_pack_kv_str(&req.pk, "cmd", "reload");
+	if (transact(x, &req, &in) < 0)
+		goto done;
+	rc = reply_ok(x, in.map);
+	if (rc == 0 && !x->json)
+		printf("reloaded: generation %" PRIu64 " serving with %" PRIu64
+		    " workers; %" PRIu64 " older workers draining\n",
+		    get_u(in.map, "generation"), get_u(in.map, "workers"),
+		    get_u(in.map, "draining"));
+done:
+	msg_out_free(&req);
+	msg_in_free(&in);
+	return rc;
+}
+
+static int
+run_upgrade(struct ctx *x, const struct cmd *self)
+{
+	struct msg_out req;
+	struct msg_in in;
+	char bin[4096], path[4096];
+	const char *binary = NULL;
+	int i, rc = 1;
+
+	(void)self;
+	for (i = 0; i < x->argc; i++) {
+		if (strcmp(x->argv[i], "--binary") == 0 && i + 1 < x->argc) {
+			binary = x->argv[++i];
+		} else {
+			fprintf(stderr, "gwctl: upgrade: unexpected argument "
+			    "'%s'\n", x->argv[i]);
+			return 1;
+		}
+	}
+	/* The master runs elsewhere: give it an absolute path. */
+	if (binary != NULL && binary[0] != '/') {
+		if (getcwd(path, sizeof(path)) == NULL ||
+		    snprintf(bin, sizeof(bin), "%s/%s", path, binary) >=
+		    (int)sizeof(bin)) {
+			fprintf(stderr, "gwctl: upgrade: path too long\n");
+			return 1;
+		}
+		binary = bin;
+	}
+	if (msg_out_init(&req, binary != NULL ? 2 : 1) < 0)
+		return 1;
+	msg_pack_kv_str(&req.pk, "cmd", "upgrade");
+	if (binary != NULL)
+		msg_pack_kv_str(&req.pk, "binary", binary);
+	if (transact(x, &req, &in) < 0)
+		goto done;
+	rc = reply_ok(x, in.map);
+	if (rc == 0 && !x->json)
+		printf("upgraded: new master pid %" PRIu64 " serves; old "
+		    "master %" PRIu64 " drains and exits\n",
+		    get_u(in.map, "new_pid"), get_u(in.map, "old_pid"));
 done:
 	msg_out_free(&req);
 	msg_in_free(&in);
@@ -396,53 +514,6 @@ run_stop(struct ctx *x, const struct cmd *self)
 	if (rc == 0 && !x->json)
 		printf("portico (pid %" PRIu64 "): %s stop started\n",
 		    get_u(in.map, "pid"), now ? "fast" : "graceful");
-done:
-	msg_out_free(&req);
-	msg_in_free(&in);
-	return rc;
-}
-
-/*
- * Commands the control issue fills in: send what the operator typed, in
- * the shape that issue is expected to read, and show the master's answer.
- */
-static int
-run_generic(struct ctx *x, const struct cmd *c)
-{
-	struct msg_out req;
-	struct msg_in in;
-	const char *binary = NULL;
-	char *pos[MAX_ARGS], *hdr[MAX_ARGS];
-	int i, npos = 0, nhdr = 0, rc = 1;
-
-	for (i = 0; i < x->argc; i++) {
-		if (strcmp(x->argv[i], "--binary") == 0 && i + 1 < x->argc)
-			binary = x->argv[++i];
-		else if (strcmp(x->argv[i], "-H") == 0 && i + 1 < x->argc)
-			hdr[nhdr++] = x->argv[++i];
-		else
-			pos[npos++] = x->argv[i];
-	}
-	if (msg_out_init(&req, 4) < 0)
-		return 1;
-	msg_pack_kv_str(&req.pk, "cmd", c->name);
-	msg_pack_kv_str(&req.pk, "binary", binary);
-	msg_pack_str(&req.pk, "args");
-	msgpack_pack_array(&req.pk, (size_t)npos);
-	for (i = 0; i < npos; i++)
-		msg_pack_str(&req.pk, pos[i]);
-	msg_pack_str(&req.pk, "headers");
-	msgpack_pack_array(&req.pk, (size_t)nhdr);
-	for (i = 0; i < nhdr; i++)
-		msg_pack_str(&req.pk, hdr[i]);
-	if (transact(x, &req, &in) < 0)
-		goto done;
-	rc = reply_ok(x, in.map);
-	if (rc == 0 && !x->json) {
-		/* No table for this command yet: JSON is still readable. */
-		msg_print_json(stdout, in.map);
-		fputc('\n', stdout);
-	}
 done:
 	msg_out_free(&req);
 	msg_in_free(&in);
@@ -515,6 +586,425 @@ run_limits(struct ctx *x, const struct cmd *self)
 		    get_u(in.map, "reset") == 1 ? "" : "s");
 done:
 	msg_out_free(&req);
+	msg_in_free(&in);
+	return rc;
+}
+
+/* ---- stats, routes, explain, breakers, cache, reopen ------------------ */
+
+/* The string under KEY, "-" when absent or nil. */
+static const char *
+sget(const msgpack_object *map, const char *key, char *buf, size_t len)
+{
+	if (msg_get_str(map, key, buf, len) < 0)
+		snprintf(buf, len, "-");
+	return buf;
+}
+
+/* An array of strings joined by SEP; EMPTY when there is none. */
+static const char *
+join(const msgpack_object *arr, const char *sep, const char *empty,
+    char *buf, size_t len)
+{
+	size_t o = 0;
+	uint32_t i;
+
+	buf[0] = '\0';
+	if (arr == NULL || arr->type != MSGPACK_OBJECT_ARRAY ||
+	    arr->via.array.size == 0) {
+		snprintf(buf, len, "%s", empty);
+		return buf;
+	}
+	for (i = 0; i < arr->via.array.size && o < len; i++) {
+		const msgpack_object *e = &arr->via.array.ptr[i];
+
+		if (e->type != MSGPACK_OBJECT_STR)
+			continue;
+		o += (size_t)snprintf(buf + o, len - o, "%s%.*s",
+		    i > 0 ? sep : "", (int)e->via.str.size, e->via.str.ptr);
+	}
+	return buf;
+}
+
+/* Send {"cmd": NAME} (plus nothing) and check the reply. Returns 0 with in
+ * holding an ok reply, 1 after printing why not. */
+static int
+ask(struct ctx *x, const char *name, struct msg_in *in)
+{
+	struct msg_out req;
+	int rc = 1;
+
+	msgpack_unpacked_init(&in->up);
+	in->map = NULL;
+	in->owned = NULL;
+	if (msg_out_init(&req, 1) < 0) {
+		fprintf(stderr, "gwctl: out of memory\n");
+		return 1;
+	}
+	msg_pack_kv_str(&req.pk, "cmd", name);
+	if (transact(x, &req, in) == 0)
+		rc = reply_ok(x, in->map);
+	msg_out_free(&req);
+	return rc;
+}
+
+static int
+no_args(struct ctx *x, const struct cmd *c)
+{
+	if (x->argc == 0)
+		return 0;
+	fprintf(stderr, "gwctl: %s takes no arguments (usage: gwctl %s)\n",
+	    c->name, c->usage);
+	return 1;
+}
+
+static void
+print_wrow(const char *slot, const msgpack_object *w)
+{
+	const msgpack_object *st = msg_get(w, "status");
+	char pid[24], gen[24];
+	bool draining = false;
+
+	if (msg_get(w, "pid") != NULL) {
+		snprintf(pid, sizeof(pid), "%" PRIu64, get_u(w, "pid"));
+		snprintf(gen, sizeof(gen), "%" PRIu64, get_u(w, "generation"));
+	} else {
+		snprintf(pid, sizeof(pid), "%" PRIu64 " wkr",
+		    get_u(w, "workers"));
+		snprintf(gen, sizeof(gen), "-");
+	}
+	msg_get_bool(w, "draining", &draining);
+	printf("%-6s %-10s %-4s %-6" PRIu64 " %-10" PRIu64 " %-6" PRIu64
+	    " %-8" PRIu64 " %-6" PRIu64 " %-6" PRIu64 " %-6" PRIu64 " %-6"
+	    PRIu64 " %-9" PRIu64 " %s\n", slot, pid, gen, get_u(w, "conns"),
+	    get_u(w, "requests"), get_u(st, "1xx"), get_u(st, "2xx"),
+	    get_u(st, "3xx"), get_u(st, "4xx"), get_u(st, "5xx"),
+	    get_u(st, "other"), get_u(w, "upstream_conns"),
+	    msg_get(w, "pid") == NULL ? "" : draining ? "draining" :
+	    "serving");
+}
+
+static int
+run_stats(struct ctx *x, const struct cmd *self)
+{
+	const msgpack_object *ws, *tot;
+	struct msg_in in;
+	char slot[24], note[256];
+	uint32_t i;
+	int rc;
+
+	if (no_args(x, self) != 0)
+		return 1;
+	rc = ask(x, "stats", &in);
+	if (rc != 0 || x->json)
+		goto done;
+	printf("%-6s %-10s %-4s %-6s %-10s %-6s %-8s %-6s %-6s %-6s %-6s "
+	    "%-9s %s\n", "WORKER", "PID", "GEN", "CONNS", "REQUESTS", "1XX",
+	    "2XX", "3XX", "4XX", "5XX", "OTHER", "UPSTREAM", "STATE");
+	ws = msg_get(in.map, "workers");
+	for (i = 0; ws != NULL && ws->type == MSGPACK_OBJECT_ARRAY &&
+	    i < ws->via.array.size; i++) {
+		snprintf(slot, sizeof(slot), "%" PRIu64,
+		    get_u(&ws->via.array.ptr[i], "slot"));
+		print_wrow(slot, &ws->via.array.ptr[i]);
+	}
+	tot = msg_get(in.map, "total");
+	if (tot != NULL && tot->type == MSGPACK_OBJECT_MAP)
+		print_wrow("total", tot);
+	if (msg_get_str(in.map, "routes", note, sizeof(note)) == 0)
+		printf("(%s)\n", note);
+done:
+	msg_in_free(&in);
+	return rc;
+}
+
+/* "prefix /api GET,POST host api.example.com" */
+static const char *
+match_text(const msgpack_object *m, char *buf, size_t len)
+{
+	char kind[16], val[512], host[256], meth[128];
+
+	sget(m, "kind", kind, sizeof(kind));
+	sget(m, "value", val, sizeof(val));
+	join(msg_get(m, "methods"), ",", "any", meth, sizeof(meth));
+	if (msg_get_str(m, "host", host, sizeof(host)) < 0)
+		snprintf(host, sizeof(host), "any");
+	snprintf(buf, len, "%s %s, methods %s, host %s", kind, val, meth,
+	    host);
+	return buf;
+}
+
+/* One line per policy, each after PREFIX. */
+static void
+print_policies(const msgpack_object *ps, const char *prefix)
+{
+	const msgpack_object *p;
+	char name[32], a[512], b[512], c[512], d[512], e[512];
+	bool built = true;
+	uint32_t i;
+
+	if (ps == NULL || ps->type != MSGPACK_OBJECT_ARRAY ||
+	    ps->via.array.size == 0) {
+		printf("%snone\n", prefix);
+		return;
+	}
+	for (i = 0; i < ps->via.array.size; i++) {
+		p = &ps->via.array.ptr[i];
+		sget(p, "name", name, sizeof(name));
+		built = true;
+		msg_get_bool(p, "built", &built);
+		printf("%s%s", prefix, name);
+		if (strcmp(name, "rate_limit") == 0) {
+			printf(": by %s, tier %s", sget(p, "by", a, sizeof(a)),
+			    sget(p, "tier", b, sizeof(b)));
+			if (msg_get_str(p, "key", c, sizeof(c)) == 0)
+				printf(", key %s", c);
+		} else if (strcmp(name, "transform") == 0) {
+			printf(": request add [%s] remove [%s]; response add "
+			    "[%s] remove [%s] strip_fields [%s]",
+			    join(msg_get(p, "request_add"), ", ", "", a,
+			    sizeof(a)),
+			    join(msg_get(p, "request_remove"), ", ", "", b,
+			    sizeof(b)),
+			    join(msg_get(p, "response_add"), ", ", "", c,
+			    sizeof(c)),
+			    join(msg_get(p, "response_remove"), ", ", "", d,
+			    sizeof(d)),
+			    join(msg_get(p, "strip_fields"), ", ", "", e,
+			    sizeof(e)));
+		} else if (strcmp(name, "auth") == 0) {
+			printf(": %s, scopes [%s]", sget(p, "mode", a,
+			    sizeof(a)), join(msg_get(p, "scopes"), ", ", "", b,
+			    sizeof(b)));
+		} else if (strcmp(name, "cache") == 0) {
+			printf(": ttl %" PRIu64 " s, vary [%s]",
+			    get_u(p, "ttl_s"), join(msg_get(p, "vary"), ", ",
+			    "", a, sizeof(a)));
+		} else if (strcmp(name, "aggregate") == 0) {
+			const msgpack_object *cs = msg_get(p, "calls");
+			uint32_t j;
+
+			printf(": timeout %" PRIu64 " ms, calls",
+			    get_u(p, "timeout_ms"));
+			for (j = 0; cs != NULL && cs->type ==
+			    MSGPACK_OBJECT_ARRAY && j < cs->via.array.size;
+			    j++)
+				printf(" %s=%s%s", sget(&cs->via.array.ptr[j],
+				    "name", a, sizeof(a)),
+				    sget(&cs->via.array.ptr[j], "service", b,
+				    sizeof(b)), sget(&cs->via.array.ptr[j],
+				    "path", c, sizeof(c)));
+		}
+		printf("%s\n", built ? "" : " (not built yet)");
+	}
+}
+
+static void
+print_rewrite(const msgpack_object *rw, const char *prefix)
+{
+	char a[512], b[512];
+
+	if (rw == NULL || rw->type != MSGPACK_OBJECT_MAP)
+		printf("%snone\n", prefix);
+	else
+		printf("%s%s -> %s\n", prefix, sget(rw, "pattern", a,
+		    sizeof(a)), sget(rw, "to", b, sizeof(b)));
+}
+
+static int
+run_routes(struct ctx *x, const struct cmd *self)
+{
+	const msgpack_object *rs, *r, *sv;
+	struct msg_in in;
+	char name[128], m[1024], svc[128], bal[160], inst[2048], file[1024];
+	uint32_t i;
+	int rc;
+
+	if (no_args(x, self) != 0)
+		return 1;
+	rc = ask(x, "routes", &in);
+	if (rc != 0 || x->json)
+		goto done;
+	rs = msg_get(in.map, "routes");
+	printf("%u route%s from %s, tried in order:\n",
+	    rs != NULL && rs->type == MSGPACK_OBJECT_ARRAY ?
+	    rs->via.array.size : 0,
+	    rs != NULL && rs->type == MSGPACK_OBJECT_ARRAY &&
+	    rs->via.array.size == 1 ? "" : "s",
+	    sget(in.map, "config", file, sizeof(file)));
+	for (i = 0; rs != NULL && rs->type == MSGPACK_OBJECT_ARRAY &&
+	    i < rs->via.array.size; i++) {
+		r = &rs->via.array.ptr[i];
+		sv = msg_get(r, "service");
+		printf("%-20s %s (line %" PRIu64 ")\n",
+		    sget(r, "name", name, sizeof(name)),
+		    match_text(msg_get(r, "match"), m, sizeof(m)),
+		    get_u(r, "line"));
+		if (sv != NULL && sv->type == MSGPACK_OBJECT_MAP)
+			printf("  service   %s, %s, retries %" PRIu64 ": %s\n",
+			    sget(sv, "name", svc, sizeof(svc)),
+			    sget(sv, "balance", bal, sizeof(bal)),
+			    get_u(sv, "retries"), join(msg_get(sv,
+			    "instances"), " ", "-", inst, sizeof(inst)));
+		else
+			printf("  service   none (aggregate)\n");
+		print_rewrite(msg_get(r, "rewrite"), "  rewrite   ");
+		print_policies(msg_get(r, "policies"), "  policy    ");
+	}
+done:
+	msg_in_free(&in);
+	return rc;
+}
+
+static int
+run_explain(struct ctx *x, const struct cmd *self)
+{
+	const msgpack_object *route, *sv, *pick;
+	const char *pos[2], *hdr[MAX_ARGS], *ip = NULL;
+	struct msg_out req;
+	struct msg_in in;
+	char a[2048], b[1024], c[256];
+	int i, npos = 0, nhdr = 0, rc = 1;
+
+	for (i = 0; i < x->argc; i++) {
+		const char *arg = x->argv[i];
+
+		if ((strcmp(arg, "-H") == 0 || strcmp(arg, "--ip") == 0) &&
+		    i + 1 >= x->argc) {
+			fprintf(stderr, "gwctl: explain: %s needs a value\n",
+			    arg);
+			return 1;
+		}
+		if (strcmp(arg, "-H") == 0) {
+			arg = x->argv[++i];
+			if (strchr(arg, ':') == NULL || arg[0] == ':') {
+				fprintf(stderr, "gwctl: explain: header '%s' "
+				    "is not 'Name: value'\n", arg);
+				return 1;
+			}
+			hdr[nhdr++] = arg;
+		} else if (strcmp(arg, "--ip") == 0) {
+			ip = x->argv[++i];
+		} else if (npos < 2) {
+			pos[npos++] = arg;
+		} else {
+			fprintf(stderr, "gwctl: explain: unexpected argument "
+			    "'%s' (usage: gwctl %s)\n", arg, self->usage);
+			return 1;
+		}
+	}
+	if (npos != 2) {
+		fprintf(stderr, "gwctl: usage: gwctl %s\n", self->usage);
+		return 1;
+	}
+	if (msg_out_init(&req, 5) < 0)
+		return 1;
+	msg_pack_kv_str(&req.pk, "cmd", "explain");
+	msg_pack_kv_str(&req.pk, "method", pos[0]);
+	msg_pack_kv_str(&req.pk, "path", pos[1]);
+	msg_pack_kv_str(&req.pk, "ip", ip);
+	msg_pack_str(&req.pk, "headers");
+	msgpack_pack_array(&req.pk, (size_t)nhdr);
+	for (i = 0; i < nhdr; i++)
+		msg_pack_str(&req.pk, hdr[i]);
+	if (transact(x, &req, &in) < 0)
+		goto done;
+	rc = reply_ok(x, in.map);
+	if (rc != 0 || x->json)
+		goto done;
+	printf("%s %s\n", pos[0], pos[1]);
+	if (msg_get_str(in.map, "normalized", a, sizeof(a)) == 0)
+		printf("  normalised     %s\n", a);
+	printf("  result         %s\n", sget(in.map, "reason", a, sizeof(a)));
+	route = msg_get(in.map, "route");
+	if (route == NULL || route->type != MSGPACK_OBJECT_MAP)
+		goto done;
+	printf("  route          %s: %s (line %" PRIu64 ")\n",
+	    sget(route, "name", c, sizeof(c)),
+	    match_text(msg_get(route, "match"), a, sizeof(a)),
+	    get_u(route, "line"));
+	print_rewrite(msg_get(in.map, "rewrite"), "  rewrite        ");
+	printf("  upstream path  %s\n", sget(in.map, "upstream_path", a,
+	    sizeof(a)));
+	print_policies(msg_get(in.map, "policies"), "  policy         ");
+	sv = msg_get(in.map, "service");
+	if (sv != NULL && sv->type == MSGPACK_OBJECT_MAP) {
+		printf("  service        %s, %s: %s\n",
+		    sget(sv, "name", c, sizeof(c)),
+		    sget(sv, "balance", b, sizeof(b)),
+		    join(msg_get(sv, "instances"), " ", "-", a, sizeof(a)));
+		pick = msg_get(sv, "pick");
+		if (msg_get_str(pick, "instance", c, sizeof(c)) == 0)
+			printf("  instance       %s (#%" PRIu64 "): %s\n", c,
+			    get_u(pick, "index"), sget(pick, "how", a,
+			    sizeof(a)));
+		else
+			printf("  instance       %s\n", sget(pick, "how", a,
+			    sizeof(a)));
+	}
+	printf("  (nothing was sent upstream)\n");
+done:
+	msg_out_free(&req);
+	msg_in_free(&in);
+	return rc;
+}
+
+static int
+run_breakers(struct ctx *x, const struct cmd *self)
+{
+	struct msg_in in;
+	int rc;
+
+	if (no_args(x, self) != 0)
+		return 1;
+	rc = ask(x, "breakers", &in);
+	msg_in_free(&in);
+	return rc;
+}
+
+static int
+run_cache(struct ctx *x, const struct cmd *self)
+{
+	struct msg_out req;
+	struct msg_in in;
+	int rc = 1;
+
+	if (x->argc < 1 || x->argc > 2 || strcmp(x->argv[0], "purge") != 0) {
+		fprintf(stderr, "gwctl: usage: gwctl %s\n", self->usage);
+		return 1;
+	}
+	if (msg_out_init(&req, 3) < 0)
+		return 1;
+	msg_pack_kv_str(&req.pk, "cmd", "cache");
+	msg_pack_kv_str(&req.pk, "action", "purge");
+	msg_pack_kv_str(&req.pk, "prefix", x->argc > 1 ? x->argv[1] : "/");
+	if (transact(x, &req, &in) < 0)
+		goto done;
+	rc = reply_ok(x, in.map);
+	if (rc == 0 && !x->json)
+		printf("purged %" PRIu64 " cached responses\n",
+		    get_u(in.map, "purged"));
+done:
+	msg_out_free(&req);
+	msg_in_free(&in);
+	return rc;
+}
+
+static int
+run_reopen(struct ctx *x, const struct cmd *self)
+{
+	struct msg_in in;
+	char log[1024];
+	int rc;
+
+	if (no_args(x, self) != 0)
+		return 1;
+	rc = ask(x, "reopen", &in);
+	if (rc == 0 && !x->json)
+		printf("reopened %s; %" PRIu64 " worker%s signalled to reopen "
+		    "their logs\n", sget(in.map, "error_log", log, sizeof(log)),
+		    get_u(in.map, "workers_signalled"),
+		    get_u(in.map, "workers_signalled") == 1 ? "" : "s");
 	msg_in_free(&in);
 	return rc;
 }

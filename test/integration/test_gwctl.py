@@ -1,0 +1,347 @@
+"""gwctl against a running master: every command's table and --json, explain
+(match, rewrite, 404, 405, 400, host, balancing), commands not built yet,
+reopen, stop, failures (unknown command, no master), and the control socket
+refusing garbage without disturbing the master."""
+
+import json
+import os
+import socket
+import struct
+import subprocess
+import time
+
+import pytest
+
+from conftest import GWCTL, http, need_binary, route, service
+
+TIERS = {"anonymous": {"rate": 100, "per_s": 1, "burst": 100}}
+
+
+def fnv1a(data):
+    h = 2166136261
+    for b in data:
+        h = ((h ^ b) * 16777619) & 0xFFFFFFFF
+    return h
+
+
+def gwctl(g, *args, timeout=15):
+    """Run build/gwctl -c CONF ARGS...; returns CompletedProcess."""
+    need_binary(GWCTL)
+    return subprocess.run([GWCTL, "-c", g.conf, "-p", g.tmp] + list(args),
+                          capture_output=True, text=True, timeout=timeout,
+                          stdin=subprocess.DEVNULL)
+
+
+def ok(g, *args):
+    r = gwctl(g, *args)
+    assert r.returncode == 0, (args, r.stdout, r.stderr)
+    return r.stdout
+
+
+def js(g, *args):
+    r = gwctl(g, "--json", *args)
+    assert r.returncode == 0, (args, r.stdout, r.stderr)
+    j = json.loads(r.stdout)
+    assert j["ok"] is True, j
+    return j
+
+
+def fails(r, text):
+    """Non-zero exit with a one-line reason on stderr containing text."""
+    assert r.returncode != 0, (r.stdout, r.stderr)
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1, r.stderr
+    assert text in lines[0], r.stderr
+    return lines[0]
+
+
+@pytest.fixture
+def gw(gateway, origin):
+    o1, o2, o3 = origin(), origin(), origin()
+    services = {
+        "api": service(o1.addr, o2.addr, balance="hash:header:X-User"),
+        "one": service(o3.addr),
+        "rr": service(o1.addr, o2.addr),
+        "byip": service(o1.addr, o2.addr, o3.addr, balance="hash:ip"),
+    }
+    api = route("api", "api", prefix="/api", methods=["GET", "POST"])
+    api["rewrite"] = {"pattern": "^/api/(.*)$", "to": "/v2/$1"}
+    api["rate_limit"] = {"by": "header:X-User", "tier": "anonymous"}
+    api["transform"] = {
+        "request": {"add_headers": ["X-Gateway: portico"],
+                    "remove_headers": ["Cookie"]},
+        "response": {"remove_headers": ["Server"]}}
+    routes = [api,
+              route("exact", "one", path="/x", host="a.example"),
+              route("numbers", "rr", regex="^/r/[0-9]+$"),
+              route("ip", "byip", prefix="/ip")]
+    g = gateway(services, routes, workers=2, extra={"tiers": TIERS})
+    g.origins = (o1, o2, o3)
+    return g
+
+
+def test_help_lists_every_command(gw):
+    out = ok(gw, "help")
+    for c in ("status", "stats", "reload", "upgrade", "check", "routes",
+              "explain", "breakers", "limits", "cache purge", "stop",
+              "reopen"):
+        assert c in out, c
+    for c in ("stats", "routes", "explain", "breakers", "cache", "reopen",
+              "stop", "limits"):
+        r = gwctl(gw, c, "--help")
+        assert r.returncode == 0 and ("gwctl " + c) in r.stdout, r
+
+
+def test_stats_table_and_json(gw):
+    assert http(gw.port, path="/x", host="a.example").status == 200
+    assert http(gw.port, path="/nope").status == 404
+    out = ok(gw, "stats")
+    lines = out.splitlines()
+    assert lines[0].split()[:5] == ["WORKER", "PID", "GEN", "CONNS",
+                                    "REQUESTS"], out
+    for h in ("1XX", "2XX", "3XX", "4XX", "5XX", "UPSTREAM"):
+        assert h in lines[0], out
+    assert sum(1 for ln in lines if ln.split()[:1] in (["0"], ["1"])) == 2
+    assert any(ln.startswith("total") for ln in lines), out
+    assert "per-route stats" in out
+    j = js(gw, "stats")
+    assert len(j["workers"]) == 2
+    for w in j["workers"]:
+        for k in ("slot", "pid", "generation", "draining", "conns",
+                  "conns_total", "requests", "upstream_conns", "status"):
+            assert k in w, (k, w)
+        assert set(w["status"]) == {"1xx", "2xx", "3xx", "4xx", "5xx",
+                                    "other"}
+    assert sorted(w["pid"] for w in j["workers"]) == \
+        sorted(gw.worker_pids())
+    t = j["total"]
+    assert t["workers"] == 2
+    assert t["requests"] >= 2 and t["status"]["2xx"] >= 1 and \
+        t["status"]["4xx"] >= 1, t
+    assert t["requests"] == sum(w["requests"] for w in j["workers"])
+
+
+def test_routes_table_and_json(gw):
+    out = ok(gw, "routes")
+    assert "4 routes" in out
+    for want in ("api", "prefix /api, methods GET,POST, host any",
+                 "hash:header:X-User", "^/api/(.*)$ -> /v2/$1",
+                 "rate_limit: by header:X-User, tier anonymous",
+                 "transform: request add [X-Gateway: portico] remove "
+                 "[Cookie]", "response add [] remove [Server]",
+                 "exact", "path /x, methods any, host a.example",
+                 "numbers", "regex ^/r/[0-9]+$", "round_robin",
+                 gw.origins[0].addr):
+        assert want in out, (want, out)
+    j = js(gw, "routes")
+    assert [r["name"] for r in j["routes"]] == ["api", "exact", "numbers",
+                                                "ip"]
+    api = j["routes"][0]
+    assert api["match"] == {"kind": "prefix", "value": "/api",
+                            "methods": ["GET", "POST"], "host": None}
+    assert api["service"]["name"] == "api"
+    assert api["service"]["balance"] == "hash:header:X-User"
+    assert len(api["service"]["instances"]) == 2
+    assert api["rewrite"] == {"pattern": "^/api/(.*)$", "to": "/v2/$1"}
+    pol = {p["name"]: p for p in api["policies"]}
+    assert pol["rate_limit"]["by"] == "header:X-User"
+    assert pol["rate_limit"]["tier"] == "anonymous"
+    assert pol["transform"]["request_add"] == ["X-Gateway: portico"]
+    assert pol["transform"]["request_remove"] == ["Cookie"]
+    assert pol["transform"]["response_remove"] == ["Server"]
+    assert j["routes"][1]["policies"] == []
+    assert j["routes"][1]["rewrite"] is None
+
+
+def test_explain_match_rewrite_and_hash(gw):
+    out = ok(gw, "explain", "GET", "/api/a/../b?q=1", "-H", "X-User: bob")
+    for want in ("normalised     /api/b", "route 'api'",
+                 "upstream path  /v2/b?q=1", "key bob",
+                 "transform: request add [X-Gateway: portico]",
+                 "nothing was sent upstream"):
+        assert want in out, (want, out)
+    j = js(gw, "explain", "GET", "/api/a/../b?q=1", "-H", "X-User: bob")
+    assert j["status"] is None and j["sent"] is False
+    assert j["normalized"] == "/api/b"
+    assert j["upstream_path"] == "/v2/b?q=1"
+    assert j["route"]["name"] == "api"
+    assert [p["name"] for p in j["policies"]] == ["rate_limit", "transform"]
+    pick = j["service"]["pick"]
+    idx = fnv1a(b"bob") % 2
+    assert pick["index"] == idx
+    assert pick["instance"] == j["service"]["instances"][idx]
+    # Same header, same pick; the worker's choice is the same function.
+    j2 = js(gw, "explain", "POST", "/api/zz", "-H", "x-user:  bob ")
+    assert j2["service"]["pick"]["index"] == idx
+    time.sleep(0.2)
+    for o in gw.origins:
+        assert o.complete_requests() == [], "explain sent a request"
+
+
+def test_explain_balancing(gw):
+    j = js(gw, "explain", "GET", "/r/7")
+    assert j["route"]["name"] == "numbers"
+    assert j["service"]["pick"]["index"] is None
+    assert "next of 2 (round robin per worker)" in \
+        j["service"]["pick"]["how"]
+    j = js(gw, "explain", "GET", "/ip/x", "--ip", "10.1.2.3")
+    assert j["service"]["pick"]["index"] == \
+        fnv1a(socket.inet_aton("10.1.2.3")) % 3
+    j = js(gw, "explain", "GET", "/ip/x")
+    assert j["service"]["pick"]["index"] is None
+    assert "--ip" in j["service"]["pick"]["how"]
+
+
+def test_explain_host(gw):
+    j = js(gw, "explain", "GET", "/x", "-H", "Host: A.Example:8080")
+    assert j["route"]["name"] == "exact"
+    assert j["service"]["pick"]["how"] == "the only instance"
+    j = js(gw, "explain", "GET", "/x", "-H", "Host: b.example")
+    assert j["status"] == 404 and j["route"] is None
+
+
+def test_explain_404_405_400(gw):
+    out = ok(gw, "explain", "GET", "/nope")
+    assert "404" in out and "no route matches" in out
+    j = js(gw, "explain", "GET", "/nope")
+    assert j["status"] == 404 and j["normalized"] == "/nope"
+
+    out = ok(gw, "explain", "DELETE", "/api/x")
+    assert "405" in out and "Allow: GET, HEAD, POST" in out, out
+    j = js(gw, "explain", "DELETE", "/api/x")
+    assert j["status"] == 405 and j["allow"] == "GET, HEAD, POST"
+
+    for bad in ("/../etc", "/a%2Fb", "nopath", "/a%zz"):
+        j = js(gw, "explain", "GET", bad)
+        assert j["status"] == 400, (bad, j)
+        assert "normalisation" in j["reason"]
+        assert j["route"] is None
+    out = ok(gw, "explain", "GET", "/a%2Fb")
+    assert "refused by normalisation: 400" in out
+
+
+def test_explain_usage_errors(gw):
+    fails(gwctl(gw, "explain", "GET"), "usage")
+    fails(gwctl(gw, "explain", "GET", "/", "-H", "novalue"),
+          "is not 'Name: value'")
+    fails(gwctl(gw, "explain", "GET", "/", "-H"), "needs a value")
+
+
+def test_not_built_yet(gw):
+    fails(gwctl(gw, "breakers"), "circuit breakers are not built yet")
+    fails(gwctl(gw, "cache", "purge"), "the response cache is not built yet")
+    fails(gwctl(gw, "cache", "purge", "/api"), "not built yet")
+    r = gwctl(gw, "--json", "breakers")
+    assert r.returncode != 0
+    assert json.loads(r.stdout) == {
+        "ok": False, "error": "circuit breakers are not built yet"}
+    fails(gwctl(gw, "cache"), "usage")
+
+
+def test_reopen(gw):
+    log = os.path.join(gw.tmp, "error.log")
+    os.rename(log, log + ".1")
+    out = ok(gw, "reopen")
+    assert "2 workers signalled" in out, out
+    j = js(gw, "reopen")
+    assert j["workers_signalled"] == 2 and j["error_log"] == log
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and not os.path.exists(log):
+        time.sleep(0.05)
+    with open(log) as f:
+        assert "error log reopened" in f.read()
+    assert gw.alive()
+    assert http(gw.port, path="/x", host="a.example").status == 200
+
+
+def test_unknown_command_and_no_master(gw, tmp):
+    fails(gwctl(gw, "frobnicate"), "unknown command 'frobnicate'")
+    fails(gwctl(gw, "stats", "extra"), "takes no arguments")
+    r = subprocess.run([GWCTL, "-s", os.path.join(tmp, "none.sock"),
+                        "stats"], capture_output=True, text=True,
+                       timeout=15)
+    fails(r, "is portico running?")
+
+
+def _raw(path, data, timeout=5.0):
+    """Send data on a fresh control connection; returns what came back
+    until the master closed (or the timeout)."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(timeout)
+    s.connect(path)
+    out = b""
+    try:
+        s.sendall(data)
+        while True:
+            d = s.recv(65536)
+            if not d:
+                break
+            out += d
+    except socket.timeout:
+        pass
+    except (BrokenPipeError, ConnectionResetError):
+        pass
+    finally:
+        s.close()
+    return out
+
+
+def _error_reply(out):
+    """Decode a {"ok": false, "error": TEXT} reply (fixmap of two)."""
+    assert len(out) >= 4, out
+    n = struct.unpack(">I", out[:4])[0]
+    body = out[4:4 + n]
+    assert len(body) == n, out
+    assert body[:1] == b"\x82" and b"\xa2ok\xc2" in body, body
+    assert b"error" in body, body
+    return body
+
+
+def test_control_socket_refuses_garbage(gw):
+    path = os.path.join(gw.tmp, "portico.sock")
+    assert oct(os.stat(path).st_mode & 0o777) == "0o600"
+    # random bytes: their first four announce an absurd length
+    _error_reply(_raw(path, bytes([0xFF, 0x13, 0x37, 0x42]) +
+                      os.urandom(200)))
+    # oversized and zero length prefixes
+    body = _error_reply(_raw(path, struct.pack(">I", (1 << 20) + 1)))
+    assert b"out of range" in body
+    _error_reply(_raw(path, struct.pack(">I", 0xFFFFFFFF) + b"x" * 10))
+    _error_reply(_raw(path, struct.pack(">I", 0)))
+    # well framed, not a map: an array, an integer, a string
+    for v in (b"\x93\x01\x02\x03", b"\x05", b"\xa3abc"):
+        body = _error_reply(_raw(path, struct.pack(">I", len(v)) + v))
+        assert b"not a map" in body, body
+    # malformed msgpack and a map announcing 2^32-1 entries
+    for v in (b"\xc1", b"\x82\xa1a", b"\xdf\xff\xff\xff\xff"):
+        body = _error_reply(_raw(path, struct.pack(">I", len(v)) + v))
+        assert b"malformed" in body, body
+    # a map without a cmd: an error reply, the connection stays usable
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(5)
+    s.connect(path)
+    s.sendall(struct.pack(">I", 3) + b"\x81\x01\x02")
+    got = s.recv(65536)
+    assert b"no 'cmd'" in got, got
+    s.close()
+    # a partial frame then a hang-up
+    _raw(path, struct.pack(">I", 100) + b"\x81", timeout=0.5)
+    assert gw.alive()
+    j = js(gw, "stats")
+    assert j["total"]["workers"] == 2
+    assert http(gw.port, path="/x", host="a.example").status == 200
+
+
+def test_stop_graceful(gw):
+    out = ok(gw, "stop")
+    assert "graceful stop started" in out
+    gw.proc.wait(timeout=10)
+    assert gw.proc.returncode == 0
+
+
+def test_stop_now_json(gw):
+    j = js(gw, "stop", "--now")
+    assert j["stop"] == "fast" and j["pid"] == gw.pid
+    gw.proc.wait(timeout=10)
+    assert gw.proc.returncode == 0
+    fails(gwctl(gw, "stats"), "is portico running?")
