@@ -1,8 +1,8 @@
 """Rate limiting across workers (issue 4): exact admitted counts under
 overload with 4 workers and 64 connections, independent keys, the shared ""
 bucket of a missing header, 429 shape, kill -9 of a worker, gwctl limits,
-and buckets surviving a restart of the gateway. (Reload and binary upgrade
-survival come with the control issue.)"""
+and buckets surviving a restart, a reload and a binary upgrade of the
+gateway."""
 
 import json
 import os
@@ -13,7 +13,10 @@ import time
 
 import pytest
 
-from conftest import GWCTL, Client, assert_gateway_error, http, route
+import shutil
+
+from conftest import (GWCTL, PORTICO, Client, assert_gateway_error, http,
+                      route, stop_pid, write_config)
 
 HAMMER_S = 5.0
 CONNS = 64
@@ -233,3 +236,48 @@ def test_limit_survives_restart(gw):
                 headers=[("X-Key", "r")]).status == 429
     assert http(g.port, "GET", "/users/1",
                 headers=[("X-Key", "other")]).status == 200
+
+
+def test_limit_survives_reload_and_upgrade(gateway, demo, tmp):
+    """A key at its limit stays limited across a reload and a binary
+    upgrade (the store is shared by both generations and both binaries);
+    a tier whose settings change starts full."""
+    users = demo("users")
+    routes = [limited("keyed", "/users", "header:X-Key", "slow")]
+    services = {"users": {"instances": [users.addr]}}
+    g = gateway(services, routes, workers=2, extra={"tiers": TIERS})
+    key = [("X-Key", "held")]
+
+    def status():
+        return http(g.port, "GET", "/users/1", headers=key).status
+
+    for _ in range(3):
+        assert status() == 200
+    assert status() == 429
+
+    # Reload with the same tiers (another route added): still limited.
+    write_config(tmp, services, routes + [route("open", "users", prefix="/")],
+                 port=g.port, workers=2, extra={"tiers": TIERS})
+    r = gwctl(g, "reload")
+    assert r.returncode == 0, r.stderr
+    assert status() == 429
+
+    # Binary upgrade to a copy of the binary: still limited.
+    bin2 = os.path.join(tmp, "portico-copy")
+    shutil.copy(PORTICO, bin2)
+    r = gwctl(g, "upgrade", "--binary", bin2)
+    assert r.returncode == 0, r.stderr
+    g.proc.wait(timeout=15)
+    with open(os.path.join(tmp, "portico.pid")) as f:
+        new_pid = int(f.read().strip())
+    try:
+        assert status() == 429
+        # The tier's settings change: its buckets start full.
+        tiers = dict(TIERS, slow={"rate": 1, "per_s": 3600, "burst": 4})
+        write_config(tmp, services, routes, port=g.port, workers=2,
+                     extra={"tiers": tiers})
+        r = gwctl(g, "reload")
+        assert r.returncode == 0, r.stderr
+        assert status() == 200
+    finally:
+        stop_pid(new_pid)
