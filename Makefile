@@ -81,6 +81,7 @@ fuzz:
 
 bench: deps all
 	@bash tools/bench.sh
+	@bash tools/bench-rss.sh
 
 bench-instr: deps all
 	@bash tools/bench-instr.sh

@@ -1,4 +1,6 @@
 #include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <netinet/in.h>
@@ -154,6 +156,9 @@ open_listener(struct sockaddr_storage *ss, socklen_t len)
 		goto fail;
 	if (ss->ss_family == AF_INET6 && setsockopt(fd, IPPROTO_IPV6,
 	    IPV6_V6ONLY, &one, sizeof(one)) < 0)
+		goto fail;
+	/* Accepted sockets inherit TCP_NODELAY: no setsockopt per client. */
+	if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) < 0)
 		goto fail;
 	if (bind(fd, (struct sockaddr *)ss, len) < 0 ||
 	    listen(fd, backlog()) < 0)

@@ -52,14 +52,13 @@ void
 conn_accept(struct worker *w, int fd, const struct sockaddr *sa)
 {
 	struct conn *c;
-	int one = 1;
 
 	c = pool_conn_get(w);
 	if (c == NULL) {
 		close(fd);
 		return;
 	}
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	/* TCP_NODELAY comes from the listening socket. */
 	c->w = w;
 	c->io.fd = fd;
 	c->lfd.fd = fd;
@@ -150,7 +149,7 @@ conn_close(struct conn *c, const char *reason)
 	log_debug("client %d closed: %s", c->io.fd, reason);
 	exchange_release(c);
 	loop_timer_cancel(&w->loop, &c->timer);
-	loop_del(&w->loop, &c->lfd);
+	/* close() takes the fd out of the epoll set: no EPOLL_CTL_DEL. */
 	io_close(&c->io);
 	c->lfd.fd = -1;
 	pool_buf_put(w, BUF_CLIENT, c->in);
@@ -251,6 +250,8 @@ conn_respond(struct conn *c, int status, const char *error,
 	c->scanned = 0;
 	if (close || w->draining || !(x->flags & XF_KEEPALIVE))
 		c->flags |= CF_CLOSE_AFTER;
+	if (close)
+		c->flags |= CF_UNREAD;	/* input may be left: linger */
 	x->status = status;
 	blen = snprintf(body, sizeof(body),
 	    "{\"error\":\"%s\",\"status\":%d,\"trace_id\":\"%s\"}\n",
@@ -346,13 +347,15 @@ conn_response_done(struct conn *c)
 	log_exchange(c, c->x, 0);
 	exchange_release(c);
 	if (c->flags & CF_CLOSE_AFTER) {
-		if (c->flags & CF_EOF) {
-			conn_close(c, "response done, client closed");
+		/* Nothing unread (as far as we know): a plain close sends
+		 * FIN after the response. Else linger, since closing with
+		 * input pending resets the connection and can destroy the
+		 * response before the client reads it. */
+		if ((c->flags & CF_EOF) || (!(c->flags & (CF_UNREAD |
+		    CF_CAN_READ)) && c->in_len == 0)) {
+			conn_close(c, "response done, connection closes");
 			return;
 		}
-		/* Half-close and drop what is still coming: closing with
-		 * unread input would reset the connection and could destroy
-		 * the response before the client read it. */
 		io_shutdown_write(&c->io);
 		c->state = CS_LINGER;
 		c->in_len = 0;

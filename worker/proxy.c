@@ -613,7 +613,7 @@ start_response(struct exchange *x, const struct http1_response *res,
 		/* The upstream answered before taking the whole request: the
 		 * rest of the body is not read, so neither side is reusable. */
 		x->flags |= XF_REQ_DONE | XF_UP_CLOSE;
-		c->flags |= CF_CLOSE_AFTER;
+		c->flags |= CF_CLOSE_AFTER | CF_UNREAD;
 	}
 	if (res->f.conn_close || res->minor_version == 0)
 		x->flags |= XF_UP_CLOSE;

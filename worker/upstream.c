@@ -182,8 +182,7 @@ upstream_close(struct upconn *u)
 		u->inst->active--;
 	loop_timer_cancel(&w->loop, &u->timer);
 	if (u->io.fd >= 0) {
-		loop_del(&w->loop, &u->lfd);
-		io_close(&u->io);
+		io_close(&u->io);	/* also leaves the epoll set */
 		COUNTER_SUB(&w->stats->upstream_conns, 1);
 	}
 	u->lfd.fd = -1;

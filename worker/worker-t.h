@@ -46,6 +46,7 @@ enum conn_state {
 #define CF_EOF		0x04	/* client half-closed or reset */
 #define CF_CLOSE_AFTER	0x08	/* close once the current response is out */
 #define CF_DEAD		0x10	/* closed; waiting to be freed this turn */
+#define CF_UNREAD	0x20	/* request bytes may be left unread: linger */
 
 struct conn {
 	struct loop_fd lfd;		/* fd + callback; lfd.data = conn */
