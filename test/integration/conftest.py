@@ -8,6 +8,7 @@ test starts is stopped by pid; every wait is bounded.
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -28,6 +29,11 @@ BUILD = os.path.abspath(os.environ.get("PORTICO_BUILD",
 PORTICO = os.path.join(BUILD, "portico")
 GWCTL = os.path.join(BUILD, "gwctl")
 DEMO = os.path.join(BUILD, "demo")
+
+CRASH_RE = re.compile(
+    r"Sanitizer|runtime error:|"
+    r"worker \d+ \(pid \d+\) (killed by signal (?!9 )|"
+    r"exited with status [1-9])")
 
 TIMEOUT = 5.0           # default socket timeout
 START_TIMEOUT = 10.0    # portico / demo must accept within this
@@ -238,7 +244,10 @@ class Portico:
         return self.proc.pid
 
     def start(self, wait_workers=True):
-        self._out = open(self.out_path, "wb")
+        # append: a restarted gateway keeps the earlier output for crashes()
+        if getattr(self, "_out", None) is not None:
+            self._out.close()
+        self._out = open(self.out_path, "ab")
         self.proc = subprocess.Popen(
             [PORTICO, "-c", self.conf, "-p", self.tmp],
             stdin=subprocess.DEVNULL, stdout=self._out,
@@ -286,6 +295,16 @@ class Portico:
                 return f.read().decode("utf-8", "replace")
         except OSError:
             return ""
+
+    def crashes(self):
+        """Lines showing a sanitizer report or a worker that died on its
+        own (SIGKILL, which tests send on purpose, excluded)."""
+        out = []
+        for text in (self.output(), self.error_log()):
+            for ln in text.splitlines():
+                if CRASH_RE.search(ln):
+                    out.append(ln.strip())
+        return out
 
     def signal(self, sig):
         os.kill(self.proc.pid, sig)
@@ -385,17 +404,28 @@ def gateway(tmp):
     def make(services, routes, workers=1, limits=None, server=None,
              extra=None, start=True):
         need_binary(PORTICO)
-        conf, port = write_config(tmp, services, routes, workers=workers,
+        # the first gateway of a test lives in tmp itself; any further one
+        # gets its own directory, so sockets, pid files and state differ
+        d = tmp
+        if made:
+            d = os.path.join(tmp, "gw%d" % (len(made) + 1))
+            os.makedirs(d, exist_ok=True)
+        conf, port = write_config(d, services, routes, workers=workers,
                                   limits=limits, server=server, extra=extra)
-        g = Portico(conf, tmp, port, workers=workers)
+        g = Portico(conf, d, port, workers=workers)
         made.append(g)
         if start:
             g.start()
         return g
 
     yield make
+    problems = []
     for g in made:
         g.stop()
+        problems += g.crashes()
+    if problems:
+        pytest.fail("portico crashed or reported a sanitizer error:\n" +
+                    "\n".join(problems))
 
 
 # ------------------------------------------------------ raw HTTP client

@@ -83,6 +83,13 @@ class _Conn:
             self.buf += data
             return True
 
+    def _fill_or_eof(self):
+        """True at EOF or error, False after reading some bytes."""
+        try:
+            return not self._fill()
+        except _Stopped:
+            raise
+
     def read_until(self, sep, limit):
         while True:
             i = self.buf.find(sep)
@@ -143,6 +150,8 @@ KEEP = "keep"       # send, keep the connection for the next request
 CLOSE = "close"     # send, then close normally
 RESET = "reset"     # send (may be empty), then abort with RST
 HANG = "hang"       # send (may be empty), then never answer again
+WAIT_CLOSE = "wait_close"   # send (may be empty), then wait for the peer
+                            # to close; its time lands in origin.peer_closed
 
 
 def ok_handler(origin, req):
@@ -202,6 +211,7 @@ class Origin:
         self.bytes_received = 0
         self.requests = []
         self.conns = []             # _Conn objects, for raw bytes
+        self.peer_closed = []       # monotonic times of WAIT_CLOSE ends
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._threads = []
@@ -292,6 +302,11 @@ class Origin:
                 if action == HANG:
                     while not self._stop.wait(0.1):
                         pass
+                if action == WAIT_CLOSE:
+                    while not c._fill_or_eof():
+                        pass
+                    with self._lock:
+                        self.peer_closed.append(time.monotonic())
                 break
         except _Stopped:
             pass

@@ -153,6 +153,10 @@ SMUGGLING = {
                           b"0\r\n\r\n",
     "te_with_space_name": b"POST / HTTP/1.1\r\nHost: a\r\n"
                           b"Transfer-Encoding : chunked\r\n\r\n0\r\n\r\n",
+    "te_on_http10": b"POST / HTTP/1.0\r\nHost: a\r\n"
+                    b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+    "space_in_header_name": b"GET / HTTP/1.1\r\nHost: a\r\n"
+                            b"X A: b\r\n\r\n",
     "obs_fold": b"GET / HTTP/1.1\r\nHost: a\r\nX-A: b\r\n c\r\n\r\n",
     "space_before_colon": b"GET / HTTP/1.1\r\nHost: a\r\nX-A : b\r\n\r\n",
     "bare_cr_in_value": b"GET / HTTP/1.1\r\nHost: a\r\nX-A: b\rc\r\n\r\n",
@@ -233,3 +237,13 @@ def test_unsupported_version_refused(gw):
         r = c.read_response()
         assert r.status in (400, 505), r
     nothing_forwarded(gw)
+
+
+def test_keepalive_pause_longer_than_header_timeout(gw):
+    # header_timeout_ms bounds a request head once it has started; an idle
+    # keep-alive connection is governed by idle_timeout_ms instead
+    with Client(gw.port) as c:
+        assert c.request(path="/one").status == 200
+        time.sleep(1.0)
+        r = c.request(path="/two")
+        assert r.status == 200, r

@@ -389,3 +389,43 @@ def test_gwctl_status_after_respawn(gateway, origin):
         assert time.monotonic() < deadline, (after, r.stdout, r.stderr)
         time.sleep(0.2)
     assert str(before[1]) not in r.stdout.split(), r.stdout
+
+
+def test_workers_zero_means_one_per_core(gateway, origin):
+    o = origin()
+    g = gateway({"up": service(o.addr)}, [route("all", "up", prefix="/")],
+                workers=0, start=False)
+    cores = {os.cpu_count(), len(os.sched_getaffinity(0))}
+    g.workers = min(cores)
+    g.start()
+    g.wait_workers(max(cores), timeout=3)
+    time.sleep(0.3)
+    assert len(g.worker_pids()) in cores, (g.worker_pids(), cores)
+
+
+def test_error_log_has_level_and_pid(gateway, origin):
+    o = origin()
+    g = gateway({"up": service(o.addr)}, [route("all", "up", prefix="/")])
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and str(g.pid) not in g.error_log():
+        time.sleep(0.05)
+    lines = [ln for ln in g.error_log().splitlines() if str(g.pid) in ln]
+    assert lines, g.error_log()
+    assert any("info" in ln.lower() for ln in lines), lines
+
+
+def test_graceful_stop_bounded_by_drain_timeout(gateway, demo):
+    d = demo("echo")
+    g = gateway({"echo": service(d.addr, retries=0, timeout_ms=20000)},
+                [route("all", "echo", prefix="/")],
+                limits={"drain_timeout_ms": 1000})
+    c = Client(g.port, timeout=10)
+    try:
+        c.send(b"GET /slow?sleep_ms=8000 HTTP/1.1\r\nHost: a\r\n\r\n")
+        time.sleep(0.3)
+        t0 = time.monotonic()
+        g.signal(signal.SIGQUIT)
+        g.proc.wait(timeout=8)
+        assert time.monotonic() - t0 < 5, "drain outlived drain_timeout_ms"
+    finally:
+        c.close()

@@ -21,6 +21,8 @@ def gw(gateway, origin):
         route("onlyhost", "hosted", prefix="/onlyhost",
               host="api.example.com"),
         route("fallback", "fallback", prefix="/h"),
+        route("multi-get", "exact", prefix="/multi", methods=["GET"]),
+        route("multi-post", "users", prefix="/multi", methods=["POST"]),
     ]
     g = gateway(services, routes)
     g.origins = o
@@ -123,3 +125,41 @@ def test_climbing_above_root_refused(gw, path):
     r = http(gw.port, path=path)
     assert_gateway_error(r, 400)
     assert not any(o.complete_requests() for o in gw.origins.values())
+
+
+def test_head_gateway_error_has_no_body(gw):
+    with Client(gw.port) as c:
+        r = c.request("HEAD", "/nothing")
+        assert r.status == 404, r
+        # no body bytes may follow: the next response parses cleanly
+        r2 = c.request("GET", "/exact")
+        assert r2.status == 200 and r2.json()["origin"] == "exact", r2
+
+
+def test_405_allow_is_union_of_matching_routes(gw):
+    assert who(http(gw.port, "GET", "/multi/1")) == "exact"
+    assert who(http(gw.port, "POST", "/multi/1", body=b"x")) == "users"
+    r = http(gw.port, "DELETE", "/multi/1")
+    assert_gateway_error(r, 405)
+    allow = sorted(m.strip() for m in r.header("allow").split(","))
+    assert "GET" in allow and "POST" in allow and "DELETE" not in allow, \
+        allow
+
+
+@pytest.mark.parametrize("path", [
+    "/users/%zz",
+    "/users/%",
+    "/users/%4",
+    "/users/%00",
+    "/users/<x>",
+    "users/1",
+])
+def test_malformed_path_refused(gw, path):
+    assert_gateway_error(http(gw.port, path=path), 400)
+    assert not any(o.complete_requests() for o in gw.origins.values())
+
+
+def test_escapes_normalised_when_forwarded(gw):
+    assert who(http(gw.port, path="/users/%c3%a9/%7Ebob")) == "users"
+    assert gw.origins["users"].complete_requests()[-1].target == \
+        "/users/%C3%A9/~bob"
