@@ -1459,6 +1459,29 @@ find_exe(struct master *m)
 		m->exe[len - 10] = '\0';
 }
 
+/* Settings the contract defines that this build accepts but does not act
+ * on yet (they fail safe: nothing is let through because of them). Say so
+ * instead of ignoring them silently. */
+static void
+warn_unbuilt(const struct config *cfg)
+{
+	size_t i;
+
+	if (cfg->server.has_admin)
+		log_warn("admin listener %s: not built yet (the observability "
+		    "issue builds /metrics, /healthz, /readyz)",
+		    cfg->server.admin.text);
+	for (i = 0; i < cfg->nservices; i++) {
+		const struct cfg_service *s = &cfg->services[i];
+		if (s->health.enabled)
+			log_warn("service '%s': active health checks are not "
+			    "built yet; every instance counts as up", s->name);
+		if (s->breaker.enabled)
+			log_warn("service '%s': circuit breakers are not built "
+			    "yet", s->name);
+	}
+}
+
 int
 master_run(struct config *cfg)
 {
@@ -1559,6 +1582,7 @@ master_run(struct config *cfg)
 		goto done;
 	log_info("portico started, pid %d, %u workers", (int)m->pid,
 	    m->nslots);
+	warn_unbuilt(cfg);
 	notify_send("STATUS=starting %u workers", m->nslots);
 	for (i = 0; i < m->nslots; i++)
 		spawn(m, &m->slots[i], m->cfg, m->generation);
