@@ -77,8 +77,6 @@ bool cfg_json_valid(const char *s);
 
 /* ---- config.c ------------------------------------------------------ */
 
-/* cfg_tier_index: the index of tier NAME in cfg->tiers, or -1. */
-int cfg_tier_index(const struct config *cfg, const char *name);
 
 /* ---- config_route.c ------------------------------------------------ */
 

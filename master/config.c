@@ -697,7 +697,7 @@ parse_tiers(struct ld *ld, const config_setting_t *tg)
 }
 
 int
-cfg_tier_index(const struct config *cfg, const char *name)
+config_tier_index(const struct config *cfg, const char *name)
 {
 	size_t i;
 

@@ -241,5 +241,7 @@ int config_parse_addr(const char *s, struct cfg_addr *a, char *err,
 bool cidr_match(const struct cfg_cidr *c, const struct sockaddr *sa);
 
 int config_service_index(const struct config *cfg, const char *name);
+/* config_tier_index: the index of tier NAME in cfg->tiers, or -1. */
+int config_tier_index(const struct config *cfg, const char *name);
 
 #endif

@@ -158,7 +158,7 @@ parse_rate_limit(struct ld *ld, const config_setting_t *rs,
 	if (cfg_get_cstr(ld, g, "tier", sub, &s, &v) < 0)
 		return -1;
 	if (v != NULL) {
-		r->rl_tier = cfg_tier_index(ld->cfg, v);
+		r->rl_tier = config_tier_index(ld->cfg, v);
 		if (r->rl_tier < 0)
 			return cfg_bad(ld, s, "%s: unknown tier '%s'", sub, v);
 	}
@@ -498,7 +498,7 @@ cfg_refuse_unbuilt(struct ld *ld, const config_setting_t *root)
 			    "which this build does not have yet");
 		if (ld->cfg->routes[i].rl_by != RL_NONE &&
 		    ld->cfg->routes[i].rl_tier < 0 &&
-		    cfg_tier_index(ld->cfg, "anonymous") < 0)
+		    config_tier_index(ld->cfg, "anonymous") < 0)
 			return cfg_bad(ld, cfg_member(e, "rate_limit"), "rate_limit "
 			    "without a tier uses tier 'anonymous', which is "
 			    "not defined");

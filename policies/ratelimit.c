@@ -265,17 +265,6 @@ make_key(const struct rl_route *rr, const struct policy_ctx *ctx, char *key)
 /* ---- the policy -------------------------------------------------- */
 
 static int
-find_tier(const struct config *cfg, const char *name)
-{
-	size_t i;
-
-	for (i = 0; i < cfg->ntiers; i++)
-		if (strcmp(cfg->tiers[i].name, name) == 0)
-			return (int)i;
-	return -1;
-}
-
-static int
 rl_init(const struct config *cfg, const struct cfg_route *r, void **state)
 {
 	struct rl_route *rr;
@@ -290,7 +279,8 @@ rl_init(const struct config *cfg, const struct cfg_route *r, void **state)
 		    r->name);
 		return -1;
 	}
-	t = r->rl_tier >= 0 ? r->rl_tier : find_tier(cfg, "anonymous");
+	t = r->rl_tier >= 0 ? r->rl_tier :
+	    config_tier_index(cfg, "anonymous");
 	if (t < 0 || (size_t)t >= cfg->ntiers) {
 		log_error("route %s: rate_limit has no tier and there is no "
 		    "'anonymous' tier", r->name);
