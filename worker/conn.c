@@ -727,6 +727,11 @@ conn_timeout(struct loop *l, struct loop_timer *t)
 		return;
 	case CS_PROXY:
 	case CS_RESPOND:
+		/* Waiting for the upstream is the upstream timer's business:
+		 * the client is stalled only when we wait on it. */
+		if (c->state == CS_PROXY && c->x != NULL && c->x->nout == 0 &&
+		    (c->x->flags & XF_REQ_DONE))
+			c->active_ms = l->now_ms;
 		/* Lazy stall timer: progress only stamps active_ms. */
 		if (l->now_ms - c->active_ms < limit) {
 			loop_timer_set(l, t, limit - (l->now_ms - c->active_ms));

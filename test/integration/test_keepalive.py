@@ -148,3 +148,14 @@ def test_pipelining_slow_first_stays_in_order(gateway, origin):
                build_request(path="/nomatch-is-fine-too"))
         got = [c.read_response().json()["target"] for _ in range(3)]
     assert got == ["/slow", "/fast", "/nomatch-is-fine-too"]
+
+
+def test_slow_upstream_outlasts_client_idle_timeout(gateway, demo):
+    # Waiting for the upstream is governed by timeout_ms, not by the
+    # client's idle timeout: the client is not stalled, the upstream is.
+    users = demo("users")
+    g = gateway({"users": service(users.addr, retries=0, timeout_ms=4000)},
+                [route("all", "users", prefix="/")],
+                limits={"idle_timeout_ms": 500})
+    r = http(g.port, path="/users/1?sleep_ms=1500", timeout=10)
+    assert r.status == 200, r
