@@ -51,13 +51,6 @@ struct control {
 	struct cconn *waiter;		/* whose reload/upgrade is running */
 };
 
-/* Commands gwctl knows that later work builds; answered "not built yet"
- * so the operator learns it is the daemon, not a typo. */
-static const char *const later[] = {
-	"stats", "reload", "upgrade", "routes", "explain", "breakers",
-	"cache", "reopen", NULL
-};
-
 static void conn_close(struct cconn *cc, const char *why);
 static void conn_flush(struct cconn *cc);
 
@@ -938,7 +931,6 @@ dispatch(struct control *c, const msgpack_object *req, struct msg_out *o,
 	const msgpack_object *cmd = msg_get(req, "cmd");
 	char name[64];
 	bool now = false;
-	int i;
 
 	if (cmd == NULL || cmd->type != MSGPACK_OBJECT_STR)
 		return reply_error(o, "request has no 'cmd' string");
@@ -975,9 +967,6 @@ dispatch(struct control *c, const msgpack_object *req, struct msg_out *o,
 		msg_pack_kv_str(&o->pk, "stop", now ? "fast" : "graceful");
 		return 0;
 	}
-	for (i = 0; later[i] != NULL; i++)
-		if (msg_str_eq(cmd, later[i]))
-			return reply_error(o, "'%s' is not built yet", name);
 	return reply_error(o, "unknown command '%s'", name);
 }
 

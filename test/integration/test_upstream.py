@@ -434,3 +434,28 @@ def test_connection_cannot_strip_gateway_headers(gateway, origin):
     assert _xff(req) == ["127.0.0.1"], req.headers
     assert req.header("x-forwarded-proto") == "http", req.headers
     assert req.header("x-forwarded-host") == "h.example", req.headers
+
+
+def test_identity_and_trace_headers_set_only_by_gateway(gateway, origin):
+    """A client cannot forge the identity headers (any copy is dropped,
+    in any case of the name) nor smuggle a bad trace id upstream."""
+    o = origin()
+    g = one(gateway, [o.addr])
+    r = http(g.port, path="/who", headers=[
+        ("X-User-ID", "admin"),
+        ("x-user-tier", "paid"),
+        ("X-USER-SCOPES", "orders:write"),
+        ("X-Trace-ID", "not a valid id; with spaces"),
+    ])
+    assert r.status == 200, r
+    req = o.complete_requests("/who")[0]
+    for h in ["x-user-id", "x-user-tier", "x-user-scopes"]:
+        assert not req.has(h), (h, req.headers)
+    traces = req.header_all("x-trace-id")
+    assert len(traces) == 1, traces
+    assert traces[0] != "not a valid id; with spaces"
+    assert len(traces[0]) == 32 and r.header("x-trace-id") == traces[0]
+    # A well-formed client trace id is kept end to end.
+    r = http(g.port, path="/who2", headers=[("X-Trace-ID", "abc-123")])
+    assert r.header("x-trace-id") == "abc-123"
+    assert o.complete_requests("/who2")[0].header("x-trace-id") == "abc-123"
