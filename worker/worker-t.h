@@ -194,6 +194,7 @@ struct worker {
 	bool draining;
 	uint64_t drain_deadline;
 	struct loop_timer drain_timer;
+	struct loop_timer accept_timer;	/* accepts paused (EMFILE) until */
 	struct loop_fd sig;
 	struct accesslog *alog;		/* NULL = access log off */
 	struct loop_timer alog_timer;

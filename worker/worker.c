@@ -18,6 +18,38 @@
 /* Connections accepted per listener per loop turn: enough to empty a
  * burst, few enough that one listener cannot starve the others. */
 #define ACCEPT_BATCH 64
+#define ACCEPT_PAUSE_MS 100
+
+/* Out of descriptors or memory: the listening sockets stay readable, so
+ * stop watching them for a while instead of spinning on accept (the
+ * connections wait in the kernel's queue meanwhile). */
+static void
+accept_resume(struct loop *l, struct loop_timer *t)
+{
+	struct worker *w = t->data;
+	size_t i;
+
+	if (w->draining)
+		return;
+	for (i = 0; i < w->nls; i++)
+		loop_add(l, &w->ls[i].lfd, EPOLLIN);
+}
+
+static void
+accept_pause(struct worker *w, int err)
+{
+	size_t i;
+
+	if (loop_timer_armed(&w->accept_timer))
+		return;
+	log_error("accept: %s; pausing accepts for %d ms (%u connections "
+	    "open)", strerror(err), ACCEPT_PAUSE_MS, w->nconns);
+	for (i = 0; i < w->nls; i++)
+		loop_del(&w->loop, &w->ls[i].lfd);
+	w->accept_timer.cb = accept_resume;
+	w->accept_timer.data = w;
+	loop_timer_set(&w->loop, &w->accept_timer, ACCEPT_PAUSE_MS);
+}
 
 static void
 on_accept(struct loop *l, struct loop_fd *f, uint32_t ev)
@@ -35,8 +67,9 @@ on_accept(struct loop *l, struct loop_fd *f, uint32_t ev)
 		fd = accept4(f->fd, (struct sockaddr *)&ss, &len,
 		    SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd < 0) {
-			if (errno == EMFILE || errno == ENFILE)
-				log_error("accept: %s", strerror(errno));
+			if (errno == EMFILE || errno == ENFILE ||
+			    errno == ENOBUFS || errno == ENOMEM)
+				accept_pause(w, errno);
 			return;
 		}
 		conn_accept(w, fd, (struct sockaddr *)&ss);
@@ -67,6 +100,7 @@ worker_drain(struct worker *w)
 		return;
 	w->draining = true;
 	COUNTER_SET(&w->stats->draining, 1);
+	loop_timer_cancel(&w->loop, &w->accept_timer);
 	for (i = 0; i < w->nls; i++) {
 		loop_del(&w->loop, &w->ls[i].lfd);
 		close(w->ls[i].lfd.fd);

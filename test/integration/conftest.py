@@ -238,6 +238,7 @@ class Portico:
         self.out_path = os.path.join(tmp, "portico.out")
         self.proc = None
         self._known_workers = set()
+        self.preexec = None         # run in the child before exec
 
     @property
     def pid(self):
@@ -251,7 +252,7 @@ class Portico:
         self.proc = subprocess.Popen(
             [PORTICO, "-c", self.conf, "-p", self.tmp],
             stdin=subprocess.DEVNULL, stdout=self._out,
-            stderr=subprocess.STDOUT, cwd=self.tmp)
+            stderr=subprocess.STDOUT, cwd=self.tmp, preexec_fn=self.preexec)
         if not wait_port(self.port, START_TIMEOUT, self.proc):
             out = self.output()
             self.stop()

@@ -4,15 +4,15 @@ request in flight, the pid file, config validation, gwctl."""
 import json
 import os
 import signal
+import socket
 import subprocess
 import threading
 import time
 
 import pytest
 
-from conftest import GWCTL, PORTICO, Client, Portico, free_port, http, \
-    need_binary, \
-    pid_alive, route, service, wait_port
+from conftest import GWCTL, PORTICO, Client, ConnClosed, Portico, \
+    free_port, http, need_binary, pid_alive, route, service, wait_port
 
 
 def test_pid_file_written_and_removed(gateway, origin, tmp):
@@ -429,3 +429,57 @@ def test_graceful_stop_bounded_by_drain_timeout(gateway, demo):
         assert time.monotonic() - t0 < 5, "drain outlived drain_timeout_ms"
     finally:
         c.close()
+
+
+def _cpu_ticks(pid):
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])     # utime + stime
+
+
+def test_out_of_descriptors_pauses_accepts(gateway, origin):
+    """With its descriptors exhausted a worker pauses accepting (instead of
+    spinning on a listening socket that stays readable), still answers the
+    connections it has, and accepts again once descriptors are free."""
+    import resource
+    o = origin()
+    g = gateway({"up": service(o.addr, retries=0)},
+                [route("all", "up", prefix="/")], start=False)
+    g.preexec = lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
+    g.start()
+    worker = g.worker_pids()[0]
+    held = []
+    try:
+        for _ in range(80):
+            s = socket.create_connection(("127.0.0.1", g.port), timeout=5)
+            held.append(s)
+        time.sleep(0.3)
+        before = _cpu_ticks(worker)
+        time.sleep(1.0)
+        spent = _cpu_ticks(worker) - before
+        # a worker spinning on accept burns the whole second (100 ticks)
+        assert spent < 50, "worker spun for %d ticks" % spent
+        assert "pausing accepts" in g.error_log()
+        # an accepted connection still gets an answer: with no descriptor
+        # left for an upstream socket, a clear 502, never a hang
+        held[0].sendall(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n")
+        head = held[0].recv(4096)
+        assert head.startswith(b"HTTP/1.1 200 ") or (
+            head.startswith(b"HTTP/1.1 502 ") and
+            b"upstream_unavailable" in head), head
+    finally:
+        for s in held:
+            s.close()
+    # descriptors free again: new clients are served
+    deadline = time.monotonic() + 5
+    status = None
+    while time.monotonic() < deadline:
+        try:
+            status = http(g.port, path="/b", timeout=2).status
+            if status == 200:
+                break
+        except (OSError, ConnClosed):
+            pass
+        time.sleep(0.1)
+    assert status == 200
+    assert g.alive()
