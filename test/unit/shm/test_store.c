@@ -231,6 +231,45 @@ test_reader_check(void **st)
 	assert_int_equal(WEXITSTATUS(status), 0);
 }
 
+/* A full map: new buckets are refused with an error (the caller answers
+ * 503, never an admit), nothing crashes, and buckets already stored keep
+ * working, since the headroom is kept for their updates. */
+static void
+test_full_map_never_fails_open(void **st)
+{
+	const struct bucket_params p = { .rate = 1, .per_s = 3600,
+	    .burst = 5 };
+	char why[512], path[128], key[64];
+	struct store *s;
+	int i, n, rc = 0, refused = 0;
+	uint64_t now = store_now_ns();
+
+	(void)st;
+	sub(path, sizeof(path), "full");
+	assert_int_equal(store_create(path, 1, 2, why, sizeof(why)), 0);
+	assert_int_equal(store_open(path, 1, 2, &s), 0);
+	/* the first bucket, spent down to nothing */
+	assert_true(bucket_lease(s, "first", 5, &p, now, 5, 1, NULL) > 0);
+	for (i = 0; i < 200000 && refused == 0; i++) {
+		n = snprintf(key, sizeof(key), "anonymous-ip-10.%d.%d.%d",
+		    i >> 16, (i >> 8) & 255, i & 255);
+		rc = bucket_lease(s, key, n, &p, now, 1, 1, NULL);
+		if (rc < 0)
+			refused = 1;
+		else
+			assert_int_equal(rc, 1);
+		if ((i & 1023) == 0)	/* nearly_full is sampled each second */
+			s->full_ns = 0;
+	}
+	assert_true(refused);
+	assert_true(rc < 0);		/* an error, not an admit */
+	/* the existing bucket still answers: empty, so refused with 0 */
+	assert_int_equal(bucket_lease(s, "first", 5, &p, now, 5, 1, NULL), 0);
+	/* and a reset of it still commits */
+	assert_true(bucket_reset(s, "first", 5) >= 0);
+	store_close(s);
+}
+
 int
 main(void)
 {
@@ -240,6 +279,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_schema_mismatch_recreated,
 		    setup, teardown),
 		cmocka_unit_test_setup_teardown(test_garbage_recreated_by_master,
+		    setup, teardown),
+		cmocka_unit_test_setup_teardown(test_full_map_never_fails_open,
 		    setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reader_check, setup,
 		    teardown),
