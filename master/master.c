@@ -617,6 +617,24 @@ signal_all(struct master *m, int sig)
 	signal_slots(m->old, m->nold, sig);
 }
 
+static void
+mark_slots_stopping(struct master *m, struct master_slot *s, unsigned n)
+{
+	unsigned i;
+
+	for (i = 0; i < n; i++)
+		if (s[i].pid > 0)
+			COUNTER_SET(&m->counters->slot[s[i].index].stopping, 1);
+}
+
+static void
+mark_stopping(struct master *m)
+{
+	mark_slots_stopping(m, m->slots, m->nslots);
+	mark_slots_stopping(m, m->next, m->nnext);
+	mark_slots_stopping(m, m->old, m->nold);
+}
+
 /* Move live workers into the draining set (told to drain, or killed when
  * they never started serving); the others' counters slots are freed. */
 static void
@@ -1228,6 +1246,10 @@ master_stop(struct master *m, bool graceful)
 		    1000;
 		log_info("graceful stop: draining workers (up to %u ms)",
 		    m->cfg->server.limits.drain_timeout_ms);
+		/* Nobody serves after us (unless an upgrade's new master
+		 * does): idle keep-alive connections may close at once. */
+		if (!m->upgraded)
+			mark_stopping(m);
 		signal_all(m, SIGQUIT);
 	} else {
 		m->state = MASTER_STOPPING;

@@ -20,6 +20,9 @@ struct worker_counters {
 	uint64_t upstream_conns;	/* upstream connections open now */
 	uint64_t draining;		/* 1 once the worker drains */
 	uint64_t ready;			/* 1 once its event loop runs */
+	uint64_t stopping;		/* set by the master before SIGQUIT when
+					 * the server stops (not a reload): idle
+					 * connections then close at once */
 };
 
 struct counters {

@@ -176,6 +176,18 @@ conn_close_all(struct worker *w, const char *reason)
 		conn_close(w->conns, reason);
 }
 
+void
+conn_close_idle(struct worker *w)
+{
+	struct conn *c, *next;
+
+	for (c = w->conns; c != NULL; c = next) {
+		next = c->next;
+		if (c->state == CS_IDLE && c->in_len == 0)
+			conn_close(c, "server stopping");
+	}
+}
+
 static void
 trace_new(struct worker *w, struct exchange *x)
 {

@@ -26,8 +26,10 @@ void conn_response_done(struct conn *c);
 /* conn_flush: write x->out; 1 when all written, 0 when blocked, -1 when
  * the connection was closed. */
 int conn_flush(struct conn *c);
-/* conn_drain_idle: close every idle connection (end of a drain). */
+/* conn_close_all: close every connection (end of a drain). */
 void conn_close_all(struct worker *w, const char *reason);
+/* conn_close_idle: close the keep-alive connections between requests. */
+void conn_close_idle(struct worker *w);
 /* conn_peer_text: the client address as text; returns its length. */
 size_t conn_peer_text(const struct conn *c, char *out, size_t cap);
 

@@ -106,6 +106,11 @@ worker_drain(struct worker *w)
 		close(w->ls[i].lfd.fd);
 		w->ls[i].lfd.fd = -1;
 	}
+	/* A server stop (not a reload or upgrade, where the next generation
+	 * serves): nobody will answer a request sent on an idle keep-alive
+	 * connection, so close those now instead of at the deadline. */
+	if (COUNTER_GET(&w->stats->stopping))
+		conn_close_idle(w);
 	log_info("worker draining: %u connections open", w->nconns);
 	if (w->nconns == 0) {
 		w->loop.stop = true;
