@@ -20,7 +20,7 @@ import time
 import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from origin import Origin  # noqa: E402
+from origin import Headers, Origin  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.abspath(os.path.join(HERE, "..", ".."))
@@ -431,7 +431,7 @@ def gateway(tmp):
 
 # ------------------------------------------------------ raw HTTP client
 
-class Response:
+class Response(Headers):
     def __init__(self, version, status, reason, headers, body, raw_head):
         self.version = version
         self.status = status
@@ -439,20 +439,6 @@ class Response:
         self.headers = headers      # list of (name, value)
         self.body = body
         self.raw_head = raw_head
-
-    def header(self, name):
-        name = name.lower()
-        for k, v in self.headers:
-            if k.lower() == name:
-                return v
-        return None
-
-    def header_all(self, name):
-        name = name.lower()
-        return [v for k, v in self.headers if k.lower() == name]
-
-    def has(self, name):
-        return self.header(name) is not None
 
     def json(self):
         return json.loads(self.body.decode("utf-8"))

@@ -18,19 +18,8 @@ import time
 MAX_HEAD = 256 * 1024
 
 
-class Request:
-    """One request as the origin received it."""
-
-    def __init__(self, conn_id, head, method, target, version, headers):
-        self.conn_id = conn_id
-        self.head = head            # raw bytes of the head, CRLFCRLF included
-        self.method = method
-        self.target = target
-        self.version = version
-        self.headers = headers      # list of (name, value) as received
-        self.body = b""
-        self.chunked = False
-        self.complete = False       # body fully received
+class Headers:
+    """Header look-ups over self.headers, a list of (name, value)."""
 
     def header(self, name):
         name = name.lower()
@@ -45,6 +34,21 @@ class Request:
 
     def has(self, name):
         return self.header(name) is not None
+
+
+class Request(Headers):
+    """One request as the origin received it."""
+
+    def __init__(self, conn_id, head, method, target, version, headers):
+        self.conn_id = conn_id
+        self.head = head            # raw bytes of the head, CRLFCRLF included
+        self.method = method
+        self.target = target
+        self.version = version
+        self.headers = headers      # list of (name, value) as received
+        self.body = b""
+        self.chunked = False
+        self.complete = False       # body fully received
 
     def __repr__(self):
         return "<Request %s %s conn=%d>" % (self.method, self.target,
