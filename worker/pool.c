@@ -1,3 +1,4 @@
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -67,7 +68,7 @@ pool_exchange_get(struct worker *w)
 		w->x_free = x->free_next;
 	else if ((x = malloc(sizeof(*x))) == NULL)
 		return NULL;
-	memset(x, 0, sizeof(*x));
+	memset(x, 0, offsetof(struct exchange, trace));
 	x->route = -1;
 	return x;
 }

@@ -144,23 +144,24 @@ struct exchange {
 	uint32_t hlen, hoff;		/* head length, bytes written */
 	struct iovec out[2];		/* pending client output */
 	int nout;
-	uint32_t out_body;		/* body bytes of u->buf in out[] */
 	uint32_t resp_off;		/* start of unsent body in u->buf */
 	uint32_t hash;			/* balancing key hash */
-	char trace[33];
 	uint64_t start_us;		/* head complete (access log) */
 	uint64_t bytes_out;		/* bytes written to the client */
 	uint8_t minor_version;
 	uint8_t method_len;
 	uint16_t logpath_len;
-	char method_text[16];
-	char logpath[256];		/* path for the access log */
 	const char *up_addr;		/* instance used (access log) */
 	uint16_t extra_len;		/* policy header lines for the response */
-	char extra[384];
 	uint8_t trace_len;
 	uint32_t head_len;		/* request head bytes still in c->in */
 	struct exchange *free_next;
+	/* Text buffers last: a new exchange clears only what comes before
+	 * (their lengths above say how much of each is valid). */
+	char trace[33];
+	char method_text[16];
+	char logpath[256];		/* path for the access log */
+	char extra[384];
 };
 
 struct listener {
