@@ -90,21 +90,27 @@ def test_chunked_request_and_response_with_curl(gateway, origin):
     assert r.stdout == payload
 
 
-def test_8mib_body_to_echo(gateway, demo, tmp):
+def _upload_8mib(gateway, demo, tmp, path, header):
+    """POST 8 MiB of random bytes through the gateway to the echo service
+    with curl; returns the echo's description of what arrived."""
     d = demo("echo")
     g = gateway({"echo": service(d.addr, retries=0, timeout_ms=20000)},
                 [route("all", "echo", prefix="/")],
                 limits={"body_bytes": 16 * MIB})
-    path = os.path.join(tmp, "big.bin")
-    with open(path, "wb") as f:
+    body = os.path.join(tmp, "big.bin")
+    with open(body, "wb") as f:
         f.write(os.urandom(8 * MIB))
     r = subprocess.run(
-        ["curl", "-sS", "--max-time", "30", "-H", "Expect:",
-         "-H", "Content-Type: application/octet-stream",
-         "--data-binary", "@" + path, "http://127.0.0.1:%d/big" % g.port],
+        ["curl", "-sS", "--max-time", "30", "-H", "Expect:", "-H", header,
+         "--data-binary", "@" + body, "http://127.0.0.1:%d%s" % (g.port, path)],
         capture_output=True, timeout=40)
     assert r.returncode == 0, r.stderr
-    j = json.loads(r.stdout)
+    return json.loads(r.stdout)
+
+
+def test_8mib_body_to_echo(gateway, demo, tmp):
+    j = _upload_8mib(gateway, demo, tmp, "/big",
+                     "Content-Type: application/octet-stream")
     assert j["body_length"] == 8 * MIB, j
     assert j["method"] == "POST"
 
@@ -236,20 +242,7 @@ def test_response_delimited_by_close(gateway, origin):
 
 
 def test_8mib_chunked_upload_to_echo(gateway, demo, tmp):
-    d = demo("echo")
-    g = gateway({"echo": service(d.addr, retries=0, timeout_ms=20000)},
-                [route("all", "echo", prefix="/")],
-                limits={"body_bytes": 16 * MIB})
-    path = os.path.join(tmp, "big.bin")
-    with open(path, "wb") as f:
-        f.write(os.urandom(8 * MIB))
-    r = subprocess.run(
-        ["curl", "-sS", "--max-time", "30", "-H", "Expect:",
-         "-H", "Transfer-Encoding: chunked",
-         "--data-binary", "@" + path, "http://127.0.0.1:%d/bigc" % g.port],
-        capture_output=True, timeout=40)
-    assert r.returncode == 0, r.stderr
-    j = json.loads(r.stdout)
+    j = _upload_8mib(gateway, demo, tmp, "/bigc", "Transfer-Encoding: chunked")
     assert j["body_length"] == 8 * MIB, j
 
 
