@@ -131,6 +131,30 @@ EOF
 
 # ---- configs -------------------------------------------------------------
 
+# nginx_head DIR WORKERS [EXTRA_MAIN]: what the origin and the nginx front
+# share: the main context, logs and temp paths in DIR, long keep-alive. The
+# caller's http block continues after it.
+nginx_head() {
+	cat <<EOF
+worker_processes $2;
+daemon off;
+pid $1/nginx.pid;
+error_log $1/err.log warn;
+worker_rlimit_nofile 20000;
+${3:-}
+events { worker_connections 20000; }
+http {
+	access_log off;
+	client_body_temp_path $1/tmp_body;
+	proxy_temp_path $1/tmp_proxy;
+	fastcgi_temp_path $1/tmp_fcgi;
+	uwsgi_temp_path $1/tmp_uwsgi;
+	scgi_temp_path $1/tmp_scgi;
+	keepalive_requests 100000000;
+	keepalive_timeout 300s;
+EOF
+}
+
 # origin_conf DIR PORT: nginx origin, 1 worker, ~100-byte JSON on /small (and
 # any other path, so a default health check finds it), 16 KiB on /big.
 origin_conf() {
@@ -138,21 +162,7 @@ origin_conf() {
 	mkdir -p "$dir/html"
 	"$PY" -c 'import sys; sys.stdout.write(("x" * 63 + "\n") * 256)' >"$dir/html/big"
 	cat >"$dir/nginx.conf" <<EOF
-worker_processes 1;
-daemon off;
-pid $dir/nginx.pid;
-error_log $dir/err.log warn;
-worker_rlimit_nofile 20000;
-events { worker_connections 20000; }
-http {
-	access_log off;
-	client_body_temp_path $dir/tmp_body;
-	proxy_temp_path $dir/tmp_proxy;
-	fastcgi_temp_path $dir/tmp_fcgi;
-	uwsgi_temp_path $dir/tmp_uwsgi;
-	scgi_temp_path $dir/tmp_scgi;
-	keepalive_requests 100000000;
-	keepalive_timeout 300s;
+$(nginx_head "$dir" 1)
 	server {
 		listen 127.0.0.1:$port reuseport backlog=4096;
 		default_type application/json;
@@ -170,22 +180,7 @@ nginx_front_conf() {
 	local dir=$1 port=$2 oport=$3 workers=$4 extra=${5:-}
 	mkdir -p "$dir"
 	cat >"$dir/nginx.conf" <<EOF
-worker_processes $workers;
-daemon off;
-pid $dir/nginx.pid;
-error_log $dir/err.log warn;
-worker_rlimit_nofile 20000;
-$extra
-events { worker_connections 20000; }
-http {
-	access_log off;
-	client_body_temp_path $dir/tmp_body;
-	proxy_temp_path $dir/tmp_proxy;
-	fastcgi_temp_path $dir/tmp_fcgi;
-	uwsgi_temp_path $dir/tmp_uwsgi;
-	scgi_temp_path $dir/tmp_scgi;
-	keepalive_requests 100000000;
-	keepalive_timeout 300s;
+$(nginx_head "$dir" "$workers" "$extra")
 	upstream origin {
 		server 127.0.0.1:$oport;
 		keepalive 512;
