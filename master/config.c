@@ -27,13 +27,13 @@
 static const char *const server_keys[] = {
 	"workers", "listen", "admin", "control_socket", "pid_file", "state",
 	"limits", "access_log", "error_log", "trace_header",
-	"trusted_proxies", NULL
+	"trusted_proxies", "underscores_in_headers", NULL
 };
 static const char *const listen_keys[] = { "address", "tls", NULL };
 static const char *const state_keys[] = { "path", "max_mb", NULL };
 static const char *const limits_keys[] = {
-	"header_bytes", "headers", "body_bytes", "header_timeout_ms",
-	"idle_timeout_ms", "drain_timeout_ms", NULL
+	"header_bytes", "field_bytes", "uri_bytes", "headers", "body_bytes",
+	"header_timeout_ms", "idle_timeout_ms", "drain_timeout_ms", NULL
 };
 static const char *const access_keys[] = { "path", "format", NULL };
 static const char *const error_keys[] = { "path", "level", NULL };
@@ -166,6 +166,14 @@ parse_server(struct ld *ld, const config_setting_t *srv)
 	    16384, &u) < 0)
 		return -1;
 	lim->header_bytes = (size_t)u;
+	if (cfg_get_uint(ld, g, "field_bytes", "server.limits", 64, 1048576,
+	    8192, &u) < 0)
+		return -1;
+	lim->field_bytes = (size_t)u;
+	if (cfg_get_uint(ld, g, "uri_bytes", "server.limits", 64, 1048576,
+	    8192, &u) < 0)
+		return -1;
+	lim->uri_bytes = (size_t)u;
 	if (cfg_get_unsigned(ld, g, "headers", "server.limits", 1, 10000, 100,
 	    &lim->headers) < 0 ||
 	    cfg_get_uint(ld, g, "body_bytes", "server.limits", 0,
@@ -234,6 +242,15 @@ parse_server(struct ld *ld, const config_setting_t *srv)
 		return cfg_bad(ld, cfg_member(srv, "trace_header"), "server."
 		    "trace_header: '%s' is not a valid header name",
 		    sv->trace_header);
+
+	if (cfg_get_cstr(ld, srv, "underscores_in_headers", "server", &s,
+	    &v) < 0)
+		return -1;
+	if (v != NULL && strcmp(v, "refuse") == 0)
+		sv->refuse_underscores = true;
+	else if (v != NULL && strcmp(v, "drop") != 0)
+		return cfg_bad(ld, s, "server.underscores_in_headers: '%s' is "
+		    "not drop or refuse", v);
 
 	if (cfg_get_strs(ld, srv, "trusted_proxies", "server", &s, &cidrs, &n) < 0)
 		goto done;
@@ -320,7 +337,8 @@ parse_tls(struct ld *ld, const config_setting_t *tg)
 
 static const char *const service_keys[] = {
 	"instances", "balance", "connect_timeout_ms", "timeout_ms",
-	"keepalive", "retries", "health", "breaker", NULL
+	"keepalive", "keepalive_timeout_ms", "retries", "health", "breaker",
+	NULL
 };
 static const char *const health_keys[] = {
 	"path", "interval_ms", "timeout_ms", "fall", "rise", NULL
@@ -404,6 +422,8 @@ parse_service(struct ld *ld, const config_setting_t *e, struct cfg_service *sv)
 	    &sv->timeout_ms) < 0 ||
 	    cfg_get_unsigned(ld, e, "keepalive", what, 0, 100000, 64,
 	    &sv->keepalive) < 0 ||
+	    cfg_get_unsigned(ld, e, "keepalive_timeout_ms", what, 1, 3600000,
+	    4000, &sv->keepalive_timeout_ms) < 0 ||
 	    cfg_get_unsigned(ld, e, "retries", what, 0, 10, 1, &sv->retries) < 0)
 		goto done;
 

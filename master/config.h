@@ -46,6 +46,8 @@ struct cfg_listen {
 
 struct cfg_limits {
 	size_t header_bytes;		/* request line + headers; over: 431 */
+	size_t field_bytes;		/* one header field line; over: 431 */
+	size_t uri_bytes;		/* request-target; over: 414 */
 	unsigned headers;		/* header count; over: 431 */
 	uint64_t body_bytes;		/* over: 413 */
 	unsigned header_timeout_ms;	/* head not complete in time: 408 */
@@ -72,6 +74,7 @@ struct cfg_server {
 	char *error_log;		/* absolute path or "-" (stderr) */
 	enum log_level error_level;
 	char *trace_header;
+	bool refuse_underscores;	/* underscores_in_headers = "refuse" */
 	struct cfg_cidr *trusted;
 	size_t ntrusted;
 };
@@ -111,6 +114,7 @@ struct cfg_service {
 	unsigned connect_timeout_ms;
 	unsigned timeout_ms;
 	unsigned keepalive;
+	unsigned keepalive_timeout_ms;	/* idle pooled connection closed after */
 	unsigned retries;
 	struct cfg_health health;
 	struct cfg_breaker breaker;

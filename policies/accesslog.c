@@ -151,11 +151,56 @@ json_esc(char *out, size_t cap, const char *s, size_t n)
 	return o;
 }
 
+/* Copy for a quoted field of the combined format: quote and backslash
+ * escaped with a backslash, other bytes outside printable ASCII as \xHH
+ * (as Apache's mod_log_config does). */
+static size_t
+clf_esc(char *out, size_t cap, const char *s, size_t n)
+{
+	static const char hex[] = "0123456789abcdef";
+	size_t o = 0, i;
+
+	for (i = 0; i < n && o + 4 < cap; i++) {
+		unsigned char ch = s[i];
+		if (ch == '"' || ch == '\\') {
+			out[o++] = '\\';
+			out[o++] = ch;
+		} else if (ch < 0x20 || ch > 0x7e) {
+			out[o++] = '\\';
+			out[o++] = 'x';
+			out[o++] = hex[ch >> 4];
+			out[o++] = hex[ch & 15];
+		} else {
+			out[o++] = ch;
+		}
+	}
+	return o;
+}
+
+/* "TEXT" escaped by ESC into out (cap bytes), or the bare word NONE when
+ * s is NULL. Returns the length written. */
+static size_t
+quoted(char *out, size_t cap, const char *s, size_t n, const char *none,
+    size_t (*esc)(char *, size_t, const char *, size_t))
+{
+	size_t o;
+
+	if (s == NULL) {
+		o = strlen(none);
+		memcpy(out, none, o);
+		return o;
+	}
+	out[0] = '"';
+	o = 1 + esc(out + 1, cap - 2, s, n);
+	out[o++] = '"';
+	return o;
+}
+
 void
 accesslog_write(struct accesslog *al, const struct accesslog_entry *e)
 {
-	char line[AL_LINE], path[1024], method[64];
-	size_t pl, ml;
+	char line[AL_LINE], path[1024], method[64], ua[600], ref[600];
+	size_t pl, ml, ul, rl;
 	int n;
 
 	if (al == NULL)
@@ -163,11 +208,16 @@ accesslog_write(struct accesslog *al, const struct accesslog_entry *e)
 	stamp(al);
 	pl = json_esc(path, sizeof(path), e->path, e->path_len);
 	ml = json_esc(method, sizeof(method), e->method, e->method_len);
-	if (al->format == ACCESS_JSON)
+	if (al->format == ACCESS_JSON) {
+		ul = quoted(ua, sizeof(ua), e->user_agent, e->user_agent_len,
+		    "null", json_esc);
+		rl = quoted(ref, sizeof(ref), e->referer, e->referer_len,
+		    "null", json_esc);
 		n = snprintf(line, sizeof(line),
 		    "{\"time\":\"%s\",\"remote\":\"%s\",\"method\":\"%.*s\","
 		    "\"path\":\"%.*s\",\"status\":%d,\"bytes\":%llu,"
 		    "\"duration_ms\":%.3f,\"route\":%s%s%s,\"upstream\":%s%s%s,"
+		    "\"reason\":%s%s%s,\"user_agent\":%.*s,\"referer\":%.*s,"
 		    "\"trace_id\":\"%s\"}\n",
 		    al->iso, e->remote, (int)ml, method, (int)pl, path,
 		    e->status, (unsigned long long)e->bytes,
@@ -175,12 +225,21 @@ accesslog_write(struct accesslog *al, const struct accesslog_entry *e)
 		    e->route ? "\"" : "", e->route ? e->route : "null",
 		    e->route ? "\"" : "",
 		    e->upstream ? "\"" : "", e->upstream ? e->upstream : "null",
-		    e->upstream ? "\"" : "", e->trace);
-	else
+		    e->upstream ? "\"" : "",
+		    e->reason ? "\"" : "", e->reason ? e->reason : "null",
+		    e->reason ? "\"" : "",
+		    (int)ul, ua, (int)rl, ref, e->trace);
+	} else {
+		ul = quoted(ua, sizeof(ua), e->user_agent, e->user_agent_len,
+		    "\"-\"", clf_esc);
+		rl = quoted(ref, sizeof(ref), e->referer, e->referer_len,
+		    "\"-\"", clf_esc);
 		n = snprintf(line, sizeof(line),
-		    "%s - - [%s] \"%.*s %.*s HTTP/1.%d\" %d %llu \"-\" \"-\"\n",
+		    "%s - - [%s] \"%.*s %.*s HTTP/1.%d\" %d %llu %.*s %.*s\n",
 		    e->remote, al->clf, (int)ml, method, (int)pl, path,
-		    e->minor_version, e->status, (unsigned long long)e->bytes);
+		    e->minor_version, e->status, (unsigned long long)e->bytes,
+		    (int)rl, ref, (int)ul, ua);
+	}
 	if (n <= 0)
 		return;
 	if ((size_t)n >= sizeof(line)) {

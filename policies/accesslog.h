@@ -25,6 +25,11 @@ struct accesslog_entry {
 	const char *route;		/* NULL when no route matched */
 	const char *upstream;		/* instance address or NULL */
 	const char *trace;
+	const char *reason;		/* why the gateway answered, or NULL */
+	const char *user_agent;		/* NULL when the request had none */
+	size_t user_agent_len;
+	const char *referer;		/* NULL when the request had none */
+	size_t referer_len;
 };
 
 #define ACCESSLOG_FLUSH_MS 200

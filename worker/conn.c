@@ -103,7 +103,7 @@ log_exchange(struct conn *c, struct exchange *x, int status)
 	struct accesslog_entry e;
 	char remote[64];
 
-	if (w->alog == NULL || x->method_len == 0)
+	if (w->alog == NULL || !(x->flags & XF_LOG))
 		return;
 	conn_peer_text(c, remote, sizeof(remote));
 	e.remote = remote;
@@ -118,8 +118,13 @@ log_exchange(struct conn *c, struct exchange *x, int status)
 	e.route = x->route >= 0 ? w->cfg->routes[x->route].name : NULL;
 	e.upstream = x->up_addr;
 	e.trace = x->trace;
+	e.reason = x->reason;
+	e.user_agent = x->ua_len ? x->ua : NULL;
+	e.user_agent_len = x->ua_len;
+	e.referer = x->referer_len ? x->referer : NULL;
+	e.referer_len = x->referer_len;
 	accesslog_write(w->alog, &e);
-	x->method_len = 0;
+	x->flags &= ~XF_LOG;
 }
 
 static void
@@ -129,8 +134,10 @@ exchange_release(struct conn *c)
 
 	if (x == NULL)
 		return;
-	/* Still unlogged here: the client went away first (499, as nginx). */
-	log_exchange(c, x, (x->flags & XF_SENT) && x->status ? 0 : 499);
+	/* Still unlogged here: the client went away before it got a byte
+	 * of its response (499, as nginx), or was cut mid-response (the
+	 * status it was getting, with the reason). */
+	log_exchange(c, x, x->bytes_out > 0 && x->status ? 0 : 499);
 	if (x->u != NULL)
 		proxy_abort(x);
 	pool_buf_put(c->w, BUF_HEAD, x->hbuf);
@@ -265,6 +272,8 @@ conn_respond(struct conn *c, int status, const char *error,
 	if (close)
 		c->flags |= CF_UNREAD;	/* input may be left: linger */
 	x->status = status;
+	if (x->reason == NULL)
+		x->reason = error;
 	blen = snprintf(body, sizeof(body),
 	    "{\"error\":\"%s\",\"status\":%d,\"trace_id\":\"%s\"}\n",
 	    error, status, x->trace);
@@ -374,6 +383,12 @@ conn_response_done(struct conn *c)
 		loop_timer_set(&w->loop, &c->timer, LINGER_MS);
 		return;
 	}
+	/* A client that half-closed is answered for every request it sent,
+	 * then the connection ends. */
+	if ((c->flags & CF_EOF) && c->in_len == 0) {
+		conn_close(c, "response done, client had half-closed");
+		return;
+	}
 	c->state = CS_IDLE;
 	c->scanned = 0;
 	if (c->in_len == 0) {
@@ -393,6 +408,12 @@ parse_error_status(int rc, const char **error)
 	case HTTP1_TOO_LONG:
 		*error = "header_too_large";
 		return 431;
+	case HTTP1_FIELD_TOO_LONG:
+		*error = "header_field_too_large";
+		return 431;
+	case HTTP1_URI_TOO_LONG:
+		*error = "uri_too_long";
+		return 414;
 	case HTTP1_BAD_VERSION:
 		*error = "http_version_not_supported";
 		return 505;
@@ -418,6 +439,15 @@ find_header(const struct http1_request *req, const char *name, size_t len)
 }
 
 static uint16_t
+copy_text(char *out, size_t cap, const char *p, size_t len)
+{
+	if (len > cap)
+		len = cap;
+	memcpy(out, p, len);
+	return len;
+}
+
+static uint16_t
 copy_path(char *out, size_t cap, const char *p, size_t len)
 {
 	const char *q = memchr(p, '?', len);
@@ -428,6 +458,45 @@ copy_path(char *out, size_t cap, const char *p, size_t len)
 		len = cap;
 	memcpy(out, p, len);
 	return len;
+}
+
+/*
+ * A request refused before its head was parsed (400, 408, 414, 431, 505)
+ * is logged like any other, with what its first line shows: the method
+ * when it is a token, the target up to the query, the version.
+ */
+static void
+log_partial(struct conn *c, struct exchange *x)
+{
+	const char *p = c->in, *e, *sp, *t, *te;
+	size_t m;
+
+	if (c->w->alog == NULL)
+		return;
+	x->flags |= XF_LOG;
+	x->start_us = c->w->loop.now_us;
+	x->minor_version = 1;
+	x->method_len = copy_text(x->method_text, 1, "-", 1);
+	x->logpath_len = copy_text(x->logpath, 1, "-", 1);
+	if (p == NULL || c->in_len == 0)
+		return;
+	e = p + c->in_len;
+	for (m = 0; p + m < e && m < sizeof(x->method_text) &&
+	    p[m] > ' ' && p[m] < 0x7f; m++)
+		;
+	if (m == 0 || p + m == e || p[m] != ' ')
+		return;
+	x->method_len = copy_text(x->method_text, sizeof(x->method_text), p,
+	    m);
+	t = p + m + 1;
+	for (te = t; te < e && *te != ' ' && *te != '\r' && *te != '\n'; te++)
+		;
+	if (te > t)
+		x->logpath_len = copy_path(x->logpath, sizeof(x->logpath), t,
+		    te - t);
+	sp = te;
+	if (e - sp >= 9 && memcmp(sp, " HTTP/1.0", 9) == 0)
+		x->minor_version = 0;
 }
 
 /* A complete request head of head_len bytes is at the front of c->in. */
@@ -457,15 +526,21 @@ handle_request(struct conn *c, struct http1_request *req, int head_len)
 	x->head_len = head_len;
 	x->method = method_from_name(req->method, req->method_len);
 	if (w->alog != NULL) {
-		size_t ml = req->method_len < sizeof(x->method_text) ?
-		    req->method_len : sizeof(x->method_text);
-		memcpy(x->method_text, req->method, ml);
-		x->method_len = ml;
+		const struct http1_header *h;
+		x->flags |= XF_LOG;
+		x->method_len = copy_text(x->method_text,
+		    sizeof(x->method_text), req->method, req->method_len);
 		x->minor_version = req->minor_version;
 		x->start_us = w->loop.now_us;
 		/* Until normalised, the raw path without its query. */
 		x->logpath_len = copy_path(x->logpath, sizeof(x->logpath),
 		    req->path, req->path_len);
+		if ((h = find_header(req, "user-agent", 10)) != NULL)
+			x->ua_len = copy_text(x->ua, sizeof(x->ua), h->value,
+			    h->value_len);
+		if ((h = find_header(req, "referer", 7)) != NULL)
+			x->referer_len = copy_text(x->referer,
+			    sizeof(x->referer), h->value, h->value_len);
 	}
 	if (x->method == M_HEAD)
 		x->flags |= XF_HEAD;
@@ -567,6 +642,15 @@ handle_request(struct conn *c, struct http1_request *req, int head_len)
 	proxy_start(c, req, &t, &ctx.edits);
 }
 
+/* Answer a request whose head could not be taken, and log it. */
+static void
+refuse_head(struct conn *c, int status, const char *error)
+{
+	conn_respond(c, status, error, NULL, true);
+	if (!(c->flags & CF_DEAD) && c->x != NULL)
+		log_partial(c, c->x);
+}
+
 static void
 read_head(struct conn *c)
 {
@@ -580,14 +664,14 @@ read_head(struct conn *c)
 	for (;;) {
 		if (c->in_len > 0) {
 			rc = http1_parse_request(c->in, c->in_len, c->scanned,
-			    &req, w->hdrs, lim->headers, lim->header_bytes);
+			    &req, w->hdrs, &w->req_lim);
 			if (rc > 0) {
 				handle_request(c, &req, rc);
 				return;
 			}
 			if (rc != HTTP1_INCOMPLETE) {
 				int st = parse_error_status(rc, &error);
-				conn_respond(c, st, error, NULL, true);
+				refuse_head(c, st, error);
 				return;
 			}
 			c->scanned = c->in_len;
@@ -605,7 +689,7 @@ read_head(struct conn *c)
 			return;
 		}
 		if (c->in_len >= w->cbuf_size) {
-			conn_respond(c, 431, "header_too_large", NULL, true);
+			refuse_head(c, 431, "header_too_large");
 			return;
 		}
 		n = io_read(&c->io, c->in + c->in_len, w->cbuf_size - c->in_len);
@@ -707,15 +791,15 @@ conn_event(struct loop *l, struct loop_fd *f, uint32_t ev)
 		c->flags |= CF_CAN_WRITE;
 	if (ev & (EPOLLRDHUP | EPOLLHUP))
 		c->flags |= CF_EOF;
-	if ((ev & EPOLLERR) && c->state != CS_PROXY) {
-		conn_close(c, "socket error");
-		return;
-	}
-	/* The client went away while its request was with the upstream:
-	 * stop working for nobody (logged as 499, like nginx). */
-	if ((ev & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) && c->state == CS_PROXY &&
-	    c->x != NULL && (c->x->flags & XF_REQ_DONE)) {
-		conn_close(c, "client closed before the response");
+	/* A reset (or both directions shut) means the client is gone:
+	 * stop working for nobody (logged as 499, like nginx). A FIN alone
+	 * is a half-close: RFC 9112 9.6 lets the client wait for its
+	 * answer, so it is served (as HAProxy does) and the connection
+	 * ends after it; a client that in fact closed fully is found out
+	 * when its response is written. */
+	if (ev & (EPOLLERR | EPOLLHUP)) {
+		conn_close(c, c->state == CS_PROXY ?
+		    "client reset before the response" : "socket error");
 		return;
 	}
 	conn_run(c);
@@ -727,6 +811,8 @@ conn_timeout(struct loop *l, struct loop_timer *t)
 	struct conn *c = t->data;
 	struct worker *w = c->w;
 	uint64_t limit = w->cfg->server.limits.idle_timeout_ms;
+	bool writing = true;
+	char peer[64];
 
 	switch (c->state) {
 	case CS_IDLE:
@@ -734,21 +820,35 @@ conn_timeout(struct loop *l, struct loop_timer *t)
 		return;
 	case CS_HEAD:
 		c->flags |= CF_CAN_WRITE;
-		conn_respond(c, 408, "request_timeout", NULL, true);
+		refuse_head(c, 408, "request_timeout");
 		conn_run(c);
 		return;
 	case CS_PROXY:
 	case CS_RESPOND:
 		/* Waiting for the upstream is the upstream timer's business:
 		 * the client is stalled only when we wait on it. */
-		if (c->state == CS_PROXY && c->x != NULL && c->x->nout == 0 &&
-		    (c->x->flags & XF_REQ_DONE))
+		if (c->state == CS_PROXY && c->x != NULL &&
+		    !proxy_waits_on_client(c->x, &writing))
 			c->active_ms = l->now_ms;
 		/* Lazy stall timer: progress only stamps active_ms. */
 		if (l->now_ms - c->active_ms < limit) {
 			loop_timer_set(l, t, limit - (l->now_ms - c->active_ms));
 			return;
 		}
+		conn_peer_text(c, peer, sizeof(peer));
+		log_info("client %s: %s for %llu ms (client stalled)", peer,
+		    writing ? "took no response bytes" : "sent no body bytes",
+		    (unsigned long long)limit);
+		if (!writing) {
+			/* Nothing answered yet: 408, as for a slow head. */
+			c->x->reason = "client_read_timeout";
+			c->flags |= CF_CAN_WRITE;
+			conn_respond(c, 408, "request_timeout", NULL, true);
+			conn_run(c);
+			return;
+		}
+		if (c->x != NULL)
+			c->x->reason = "client_write_timeout";
 		conn_close(c, "client stalled");
 		return;
 	case CS_LINGER:

@@ -34,8 +34,8 @@
 
 #define CL_MAX_DIGITS	15
 #define CHUNK_LINE_MAX	4096
-#define CHUNK_MAX_DIGITS 16
 #define CHUNK_SIZE_MAX	((uint64_t)1 << 62)
+#define METHOD_MAX	64	/* longer: not a method anyone serves */
 
 /* token characters (RFC 9110 5.6.2) */
 static const unsigned char tchar[256] = {
@@ -343,26 +343,66 @@ content_length(const unsigned char *p, size_t n, int64_t *cl)
 	return 0;
 }
 
+/* The next element of a comma-separated list at *pp (empty elements and
+ * OWS skipped): false at the end. */
+static bool
+next_element(const unsigned char **pp, const unsigned char *e,
+    const unsigned char **t, size_t *tlen)
+{
+	const unsigned char *p = *pp, *te;
+
+	while (p < e && (ows(*p) || *p == ','))
+		p++;
+	if (p == e) {
+		*pp = p;
+		return false;
+	}
+	*t = p;
+	while (p < e && *p != ',')
+		p++;
+	te = p;
+	while (te > *t && ows(te[-1]))
+		te--;
+	*tlen = (size_t)(te - *t);
+	*pp = p;
+	return true;
+}
+
 /* Connection: a comma list; only close and keep-alive mean anything here. */
 static void
 connection(const unsigned char *p, size_t n, struct http1_framing *f)
 {
-	const unsigned char *e = p + n, *t, *te;
+	const unsigned char *e = p + n, *t;
+	size_t tl;
 
-	while (p < e) {
-		while (p < e && (ows(*p) || *p == ','))
-			p++;
-		t = p;
-		while (p < e && *p != ',')
-			p++;
-		te = p;
-		while (te > t && ows(te[-1]))
-			te--;
-		if (EQ(t, (size_t)(te - t), "close"))
+	while (next_element(&p, e, &t, &tl)) {
+		if (EQ(t, tl, "close"))
 			f->conn_close = true;
-		else if (EQ(t, (size_t)(te - t), "keep-alive"))
+		else if (EQ(t, tl, "keep-alive"))
 			f->conn_keep_alive = true;
 	}
+}
+
+int
+http1_connection_tokens(const struct http1_header *h, size_t n,
+    struct http1_token *t, size_t max)
+{
+	const unsigned char *p, *e, *tok;
+	size_t i, tl, k = 0;
+
+	for (i = 0; i < n; i++) {
+		if (!http1_header_is(&h[i], "connection"))
+			continue;
+		p = (const unsigned char *)h[i].value;
+		e = p + h[i].value_len;
+		while (next_element(&p, e, &tok, &tl)) {
+			if (k == max)
+				return -1;
+			t[k].p = (const char *)tok;
+			t[k++].len = tl;
+		}
+	}
+	return (int)k;
 }
 
 /* What the header pass collects besides the framing. */
@@ -423,7 +463,7 @@ special(const unsigned char *name, size_t nlen, const unsigned char *v,
  */
 static int
 headers_parse(const unsigned char **pp, const unsigned char *end,
-    struct http1_header *hdrs, size_t max, size_t *num,
+    struct http1_header *hdrs, const struct http1_limits *lim, size_t *num,
     struct http1_framing *f, struct hinfo *hi)
 {
 	const unsigned char *p = *pp, *name, *v, *ve;
@@ -455,11 +495,13 @@ headers_parse(const unsigned char **pp, const unsigned char *end,
 		p = skip_value(p, end);
 		if (p[0] != '\r' || p[1] != '\n')
 			return HTTP1_BAD;
+		if (lim->field != 0 && (size_t)(p - name) > lim->field)
+			return HTTP1_FIELD_TOO_LONG;
 		ve = p;
 		while (ve > v && ows(ve[-1]))
 			ve--;
 		p += 2;
-		if (n == max)
+		if (n == lim->headers)
 			return HTTP1_TOO_MANY;
 		hdrs[n].name = (const char *)name;
 		hdrs[n].name_len = nlen;
@@ -521,24 +563,67 @@ target(struct http1_request *req, struct hinfo *hi)
 	return 0;
 }
 
+/*
+ * An incomplete request head: 0 while it can still become a valid one,
+ * else the refusal its bytes already earn (see http1.h). Only the first
+ * line is looked at, and a target past lim->target ends the look, so a
+ * trickling client costs at most one scan of that line per call.
+ */
+static int
+request_start(const unsigned char *p, size_t len,
+    const struct http1_limits *lim)
+{
+	const unsigned char *e = p + len, *q, *t, *lf, *sp, *te;
+	static const char ver[] = "HTTP/";
+	size_t n;
+
+	if (len == 0)
+		return 0;
+	for (q = p; q < e && tchar[*q]; q++)
+		;
+	if (q == p || (size_t)(q - p) > METHOD_MAX)
+		return HTTP1_BAD;
+	if (q == e)
+		return 0;
+	if (*q != ' ')
+		return HTTP1_BAD;
+	t = q + 1;
+	lf = memchr(t, '\n', (size_t)(e - t));
+	te = lf != NULL ? lf : e;
+	sp = memchr(t, ' ', (size_t)(te - t));
+	if (lim->target != 0 && (size_t)((sp != NULL ? sp : te) - t) >
+	    lim->target)
+		return HTTP1_URI_TOO_LONG;
+	if (sp == NULL)
+		return lf != NULL ? HTTP1_BAD : 0;	/* HTTP/0.9 form */
+	n = (size_t)(te - (sp + 1));
+	if (memcmp(sp + 1, ver, n < 5 ? n : 5) != 0)
+		return HTTP1_BAD;
+	if (lf != NULL && (n != 9 || lf[-1] != '\r'))
+		return HTTP1_BAD;
+	return 0;
+}
+
 int
 http1_parse_request(const char *buf, size_t len, size_t prev_len,
     struct http1_request *req, struct http1_header *headers,
-    size_t max_headers, size_t max_head)
+    const struct http1_limits *lim)
 {
 	const unsigned char *p = (const unsigned char *)buf, *end, *m, *t;
 	struct hinfo hi = { .request = true };
 	size_t hlen = 0;
-	int rc;
+	int rc, early;
 
-	if ((rc = head_end(buf, len, prev_len, max_head, &hlen)) != 0)
-		return rc;
+	if ((rc = head_end(buf, len, prev_len, lim->head, &hlen)) != 0) {
+		early = request_start(p, len < lim->head ? len : lim->head, lim);
+		return early != 0 ? early : rc;
+	}
 	end = p + hlen;
 
 	m = p;
 	while (tchar[*p])
 		p++;
-	if (p == m || *p != ' ')
+	if (p == m || *p != ' ' || (size_t)(p - m) > METHOD_MAX)
 		return HTTP1_BAD;
 	req->method = (const char *)m;
 	req->method_len = (size_t)(p - m);
@@ -548,6 +633,8 @@ http1_parse_request(const char *buf, size_t len, size_t prev_len,
 		return HTTP1_BAD;
 	req->target = (const char *)t;
 	req->target_len = (size_t)(p - t);
+	if (lim->target != 0 && req->target_len > lim->target)
+		return HTTP1_URI_TOO_LONG;
 	p++;
 	/* "HTTP/1.1" CRLF, and the head's own final CRLF after it. */
 	if (end - p < 12)
@@ -560,7 +647,7 @@ http1_parse_request(const char *buf, size_t len, size_t prev_len,
 	req->minor_version = hi.minor;
 
 	req->headers = headers;
-	if ((rc = headers_parse(&p, end, headers, max_headers, &req->num_headers,
+	if ((rc = headers_parse(&p, end, headers, lim, &req->num_headers,
 	    &req->f, &hi)) != 0)
 		return rc;
 
@@ -580,14 +667,14 @@ http1_parse_request(const char *buf, size_t len, size_t prev_len,
 int
 http1_parse_response(const char *buf, size_t len, size_t prev_len,
     struct http1_response *res, struct http1_header *headers,
-    size_t max_headers, size_t max_head)
+    const struct http1_limits *lim)
 {
 	const unsigned char *p = (const unsigned char *)buf, *end, *r;
 	struct hinfo hi = { .request = false };
 	size_t hlen = 0;
 	int rc;
 
-	if ((rc = head_end(buf, len, prev_len, max_head, &hlen)) != 0)
+	if ((rc = head_end(buf, len, prev_len, lim->head, &hlen)) != 0)
 		return rc;
 	end = p + hlen;
 
@@ -615,7 +702,7 @@ http1_parse_response(const char *buf, size_t len, size_t prev_len,
 	p += 2;
 
 	res->headers = headers;
-	if ((rc = headers_parse(&p, end, headers, max_headers, &res->num_headers,
+	if ((rc = headers_parse(&p, end, headers, lim, &res->num_headers,
 	    &res->f, &hi)) != 0)
 		return rc;
 	return (int)(p - (const unsigned char *)buf);
@@ -652,15 +739,24 @@ qdtext(unsigned char c)
 	    (c >= 0x5d && c <= 0x7e) || c >= 0x80;
 }
 
-/* One engine for scan and decode: dst is NULL when only scanning. */
+enum ck_mode {
+	CK_SCAN,	/* validate and count only */
+	CK_DECODE,	/* keep the data bytes, at the front of buf */
+	CK_STRIP,	/* keep everything but the trailer field lines */
+};
+
+/* One engine for scan, decode and strip: bytes kept are moved to the
+ * front of buf (never for CK_SCAN, where buf is not written). */
 static ssize_t
-chunked_run(struct http1_chunked *c, const char *buf, size_t len, char *dst,
-    size_t *out_len, bool *done)
+chunked_run(struct http1_chunked *c, const char *buf, size_t len,
+    enum ck_mode mode, size_t *out_len, bool *done)
 {
 	const unsigned char *s = (const unsigned char *)buf;
+	char *dst = (char *)buf;
 	size_t i = 0, out = 0, n;
 	unsigned char ch;
 	int st = c->state;
+	bool keep;
 
 	*done = false;
 	if (out_len != NULL)
@@ -672,8 +768,9 @@ chunked_run(struct http1_chunked *c, const char *buf, size_t len, char *dst,
 			n = len - i;
 			if (c->chunk_left < n)
 				n = (size_t)c->chunk_left;
-			if (dst != NULL && n > 0) {
-				memmove(dst + out, buf + i, n);
+			if (mode != CK_SCAN && n > 0) {
+				if (out != i)
+					memmove(dst + out, buf + i, n);
 				out += n;
 			}
 			i += n;
@@ -683,15 +780,15 @@ chunked_run(struct http1_chunked *c, const char *buf, size_t len, char *dst,
 			continue;
 		}
 		ch = s[i++];
-		if (st < CS_DATA || (st >= CS_TRL_START && st <= CS_TRL_LF)) {
-			if (++c->line_len > CHUNK_LINE_MAX)
-				goto bad;
-		}
+		if (st < CS_DATA && ++c->line_len > CHUNK_LINE_MAX)
+			goto bad;
+		keep = mode == CK_STRIP;
 		switch (st) {
 		case CS_SIZE:
 			if (hexv[ch] >= 0) {
-				if (c->line_len > CHUNK_MAX_DIGITS ||
-				    c->chunk_left > (CHUNK_SIZE_MAX -
+				/* Leading zeros are fine: the value is what
+				 * is bounded, not the digits. */
+				if (c->chunk_left > (CHUNK_SIZE_MAX -
 				    (uint64_t)hexv[ch]) / 16)
 					goto bad;
 				c->chunk_left = c->chunk_left * 16 +
@@ -776,29 +873,46 @@ chunked_run(struct http1_chunked *c, const char *buf, size_t len, char *dst,
 			st = CS_SIZE;
 			break;
 		case CS_TRL_START:
-			if (ch == '\r')
+			if (ch == '\r') {
 				st = CS_END_LF;
-			else if (tchar[ch])
+			} else if (tchar[ch]) {
 				st = CS_TRL_NAME;
-			else
+				c->trailers++;
+				c->line_len = 1;
+				c->trailer_bytes++;
+				keep = false;
+			} else {
 				goto bad;	/* obs-fold, bare LF, ... */
+			}
 			break;
 		case CS_TRL_NAME:
 			if (ch == ':')
 				st = CS_TRL_VALUE;
 			else if (!tchar[ch])
 				goto bad;
+			c->line_len++;
+			c->trailer_bytes++;
+			keep = false;
 			break;
 		case CS_TRL_VALUE:
-			if (ch == '\r')
+			if (ch == '\r') {
 				st = CS_TRL_LF;
-			else if (!fvchar[ch])
+				if (c->line_len > c->trailer_line_max)
+					c->trailer_line_max = c->line_len;
+			} else if (!fvchar[ch]) {
 				goto bad;
+			} else {
+				c->line_len++;
+			}
+			c->trailer_bytes++;
+			keep = false;
 			break;
 		case CS_TRL_LF:
 			if (ch != '\n')
 				goto bad;
 			c->line_len = 0;
+			c->trailer_bytes++;
+			keep = false;
 			st = CS_TRL_START;
 			break;
 		case CS_END_LF:
@@ -808,6 +922,11 @@ chunked_run(struct http1_chunked *c, const char *buf, size_t len, char *dst,
 			break;
 		default:
 			goto bad;
+		}
+		if (keep) {
+			if (out != i - 1)
+				dst[out] = (char)ch;
+			out++;
 		}
 	}
 	c->state = st;
@@ -826,14 +945,21 @@ ssize_t
 http1_chunked_scan(struct http1_chunked *c, const char *buf, size_t len,
     bool *done)
 {
-	return chunked_run(c, buf, len, NULL, NULL, done);
+	return chunked_run(c, buf, len, CK_SCAN, NULL, done);
 }
 
 ssize_t
 http1_chunked_decode(struct http1_chunked *c, char *buf, size_t len,
     size_t *out_len, bool *done)
 {
-	return chunked_run(c, buf, len, buf, out_len, done);
+	return chunked_run(c, buf, len, CK_DECODE, out_len, done);
+}
+
+ssize_t
+http1_chunked_strip(struct http1_chunked *c, char *buf, size_t len,
+    size_t *out_len, bool *done)
+{
+	return chunked_run(c, buf, len, CK_STRIP, out_len, done);
 }
 
 const char *

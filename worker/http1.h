@@ -23,6 +23,18 @@
 #define HTTP1_TOO_LONG		(-4)	/* head longer than max_head: 431 */
 #define HTTP1_BAD_VERSION	(-5)	/* not HTTP/1.0 or 1.1: 505 */
 #define HTTP1_NOT_IMPL		(-6)	/* framing we do not implement: 501 */
+#define HTTP1_FIELD_TOO_LONG	(-7)	/* one field line over lim->field: 431 */
+#define HTTP1_URI_TOO_LONG	(-8)	/* request-target over lim->target: 414 */
+
+/* What a head may hold. field and target are 0 for "no own limit" (the
+ * head limit still bounds them). */
+struct http1_limits {
+	size_t headers;			/* header lines: HTTP1_TOO_MANY */
+	size_t head;			/* whole head, CRLFCRLF included:
+					 * HTTP1_TOO_LONG */
+	size_t field;			/* one field line, CRLF excluded */
+	size_t target;			/* request-target */
+};
 
 struct http1_header {
 	const char *name;
@@ -67,11 +79,10 @@ struct http1_response {
 };
 
 /*
- * http1_parse_request: parse the request head at buf[0..len).
- * headers/max_headers: caller's array and its capacity.
- * max_head: the longest head accepted (request line + headers + CRLFCRLF).
- * Returns the head's length in bytes (> 0) on success, or one of the
- * negative codes above. Refused (HTTP1_BAD): both Content-Length and
+ * http1_parse_request: parse the request head at buf[0..len) into req,
+ * with the header lines in the caller's array `headers` (lim->headers
+ * long). Returns the head's length in bytes (> 0) on success, or one of
+ * the negative codes above. Refused (HTTP1_BAD): both Content-Length and
  * Transfer-Encoding; differing, repeated-differing or malformed
  * Content-Length; Transfer-Encoding other than exactly "chunked" (HTTP1_BAD
  * too) or on HTTP/1.0; obs-fold; whitespace before a colon; bare CR or bare
@@ -79,38 +90,63 @@ struct http1_response {
  * missing or repeated Host; an absolute-form target whose authority differs
  * from Host; a target not in origin-form, absolute-form (http/https) or
  * "*" (OPTIONS only); an invalid method token.
+ *
+ * An incomplete head is refused as soon as its bytes show it cannot become
+ * a valid HTTP/1.x request, rather than when the head timer runs out: a
+ * first byte that cannot start a method (a TLS ClientHello, binary junk),
+ * a complete first line that is not "method SP target SP HTTP/x.y" (an
+ * HTTP/0.9 request), or a target already longer than lim->target
+ * (HTTP1_URI_TOO_LONG).
  */
 int http1_parse_request(const char *buf, size_t len, size_t prev_len,
     struct http1_request *req, struct http1_header *headers,
-    size_t max_headers, size_t max_head);
+    const struct http1_limits *lim);
 
 /* http1_parse_response: the same for an upstream response head. The
  * framing rules are the same (both CL and TE, bad CL, bare CR/LF, obs-fold:
- * HTTP1_BAD). 1xx responses parse normally; the caller skips them. */
+ * HTTP1_BAD). 1xx responses parse normally; the caller skips them.
+ * lim->target is not used. */
 int http1_parse_response(const char *buf, size_t len, size_t prev_len,
     struct http1_response *res, struct http1_header *headers,
-    size_t max_headers, size_t max_head);
+    const struct http1_limits *lim);
+
+/* A name listed in a Connection header. */
+struct http1_token {
+	const char *p;
+	size_t len;
+};
+
+/* http1_connection_tokens: the names the Connection headers among
+ * headers[0..n) list, into t[0..max). Returns their count, or -1 when
+ * there are more than max (the caller refuses what it cannot track). */
+int http1_connection_tokens(const struct http1_header *headers, size_t n,
+    struct http1_token *t, size_t max);
 
 /*
  * Chunked body scanner: validates a chunked body as it streams and tells
  * how many bytes of the buffer belong to it, so the caller can forward the
  * chunked encoding verbatim. Chunk extensions are accepted only in the
  * strict form ;token[=token|quoted-string]; trailers are validated as
- * header lines.
+ * header lines and counted, so the caller can hold them to its limits.
  */
 struct http1_chunked {
 	int state;			/* internal; zero-initialise */
 	uint64_t chunk_left;		/* data bytes left in the current chunk */
 	uint64_t total;			/* data bytes seen so far (sum of sizes) */
 	size_t line_len;		/* length of the size/trailer line so far */
+	size_t trailers;		/* trailer field lines seen */
+	size_t trailer_bytes;		/* their bytes, CRLFs included */
+	size_t trailer_line_max;	/* longest trailer line, CRLF excluded */
 };
 
 /*
  * http1_chunked_scan: consume bytes of buf[0..len). Returns the count
  * consumed (all of them unless the body ended inside buf) and sets *done
  * when the last chunk and trailers are complete; returns HTTP1_BAD on an
- * invalid chunk size (empty, non-hex, overflow past 2^62), a missing CRLF
- * after data, bare CR/LF, or a size/trailer line over 4096 bytes.
+ * invalid chunk size (empty, non-hex, a value past 2^62; leading zeros
+ * are allowed), a missing CRLF after data, bare CR/LF, or a size line over
+ * 4096 bytes. Trailer lines have no limit here: the caller checks the
+ * counts in c.
  */
 ssize_t http1_chunked_scan(struct http1_chunked *c, const char *buf,
     size_t len, bool *done);
@@ -121,6 +157,15 @@ ssize_t http1_chunked_scan(struct http1_chunked *c, const char *buf,
  * *out_len. Returns bytes consumed from buf or HTTP1_BAD.
  */
 ssize_t http1_chunked_decode(struct http1_chunked *c, char *buf, size_t len,
+    size_t *out_len, bool *done);
+
+/*
+ * http1_chunked_strip: the scan, dropping the trailer fields in place: the
+ * chunked encoding stays valid and verbatim up to its last chunk, which is
+ * followed directly by the final CRLF. *out_len is the count of bytes kept
+ * at the front of buf. Returns bytes consumed or HTTP1_BAD.
+ */
+ssize_t http1_chunked_strip(struct http1_chunked *c, char *buf, size_t len,
     size_t *out_len, bool *done);
 
 /* http1_header_is: case-insensitive comparison of a header name. */

@@ -25,6 +25,12 @@ enum up_fail {
 static void upstream_failed(struct exchange *x, enum up_fail why);
 static int connect_next(struct exchange *x);
 
+static bool
+body_pending(const struct exchange *x)
+{
+	return x->req_left > 0 || (x->flags & XF_REQ_CHUNKED);
+}
+
 /* Head building: append with a bound; `ok` turns false on overflow. */
 struct hb {
 	char *p;
@@ -70,50 +76,47 @@ hb_header(struct hb *b, const char *n, size_t nl, const char *v, size_t vl)
 #define NAME_IS(h, lit) http1_name_eq((h)->name, (h)->name_len, lit, \
 	sizeof(lit) - 1)
 
-/* Tokens a Connection header lists: those headers are hop-by-hop too. */
+/* Most names a Connection header may list: a longer list is refused
+ * rather than forwarded with headers the gateway could not track. */
+#define CONN_TOKENS 32
+
 struct conn_tokens {
-	const char *t[16];
-	size_t len[16];
-	unsigned n;
+	struct http1_token t[CONN_TOKENS];
+	int n;
 };
 
-static void
+/* Headers a Connection list can never remove: routing and framing (the
+ * gateway regenerates framing anyway). The gateway's own headers are
+ * emitted after the filtered ones, so no list reaches them. */
+static bool
+protected_name(const struct http1_token *t)
+{
+	return http1_name_eq(t->p, t->len, "host", 4) ||
+	    http1_name_eq(t->p, t->len, "content-length", 14) ||
+	    http1_name_eq(t->p, t->len, "transfer-encoding", 17);
+}
+
+/* 0, or -1 when the list is longer than CONN_TOKENS. */
+static int
 collect_connection(const struct http1_header *h, size_t nh,
     struct conn_tokens *ct)
 {
-	size_t i, j;
+	int i, k = 0;
 
-	ct->n = 0;
-	for (i = 0; i < nh; i++) {
-		const char *v;
-		size_t vl;
-		if (!NAME_IS(&h[i], "connection"))
-			continue;
-		v = h[i].value;
-		vl = h[i].value_len;
-		j = 0;
-		while (j < vl) {
-			size_t s, e;
-			while (j < vl && (v[j] == ',' || v[j] == ' ' ||
-			    v[j] == '\t'))
-				j++;
-			s = j;
-			while (j < vl && v[j] != ',' && v[j] != ' ' &&
-			    v[j] != '\t')
-				j++;
-			e = j;
-			if (e > s && ct->n < 16) {
-				ct->t[ct->n] = v + s;
-				ct->len[ct->n++] = e - s;
-			}
-		}
-	}
+	ct->n = http1_connection_tokens(h, nh, ct->t, CONN_TOKENS);
+	if (ct->n < 0)
+		return -1;
+	for (i = 0; i < ct->n; i++)
+		if (!protected_name(&ct->t[i]))
+			ct->t[k++] = ct->t[i];
+	ct->n = k;
+	return 0;
 }
 
 static bool
 is_hop_by_hop(const struct http1_header *h, const struct conn_tokens *ct)
 {
-	unsigned i;
+	int i;
 
 	switch (h->name_len) {
 	case 2:
@@ -146,7 +149,8 @@ is_hop_by_hop(const struct http1_header *h, const struct conn_tokens *ct)
 		break;
 	}
 	for (i = 0; i < ct->n; i++)
-		if (http1_name_eq(h->name, h->name_len, ct->t[i], ct->len[i]))
+		if (http1_name_eq(h->name, h->name_len, ct->t[i].p,
+		    ct->t[i].len))
 			return true;
 	return false;
 }
@@ -247,7 +251,12 @@ balance_hash(struct worker *w, const struct service_rt *s,
 	}
 }
 
-/* The upstream request head, into x->hbuf. 0, or -1 when it is too long. */
+/* Why build_request_head refused; each maps to a client status. */
+#define HEAD_TOO_LONG		(-1)	/* 431 */
+#define HEAD_TOO_MANY_TOKENS	(-2)	/* 400 */
+#define HEAD_UNDERSCORE		(-3)	/* 400 (underscores_in_headers) */
+
+/* The upstream request head, into x->hbuf. 0 or a HEAD_* code. */
 static int
 build_request_head(struct conn *c, const struct http1_request *req,
     const struct proxy_target *t, const struct policy_edits *edits)
@@ -263,7 +272,8 @@ build_request_head(struct conn *c, const struct http1_request *req,
 	char peer[INET6_ADDRSTRLEN];
 	size_t k, plen;
 
-	collect_connection(req->headers, req->num_headers, &ct);
+	if (collect_connection(req->headers, req->num_headers, &ct) < 0)
+		return HEAD_TOO_MANY_TOKENS;
 	hb_put(&b, req->method, req->method_len);
 	hb_lit(&b, " ");
 	hb_put(&b, t->path, t->path_len);
@@ -272,6 +282,13 @@ build_request_head(struct conn *c, const struct http1_request *req,
 	hb_lit(&b, " HTTP/1.1\r\n");
 	for (k = 0; k < req->num_headers; k++) {
 		const struct http1_header *h = &req->headers[k];
+		/* A backend may fold X_User_ID into X-User-ID, or
+		 * Transfer_Encoding into framing: drop (or refuse) them. */
+		if (memchr(h->name, '_', h->name_len) != NULL) {
+			if (cfg->server.refuse_underscores)
+				return HEAD_UNDERSCORE;
+			continue;
+		}
 		if (is_hop_by_hop(h, &ct) || NAME_IS(h, "content-length") ||
 		    NAME_IS(h, "expect"))
 			continue;
@@ -315,7 +332,7 @@ build_request_head(struct conn *c, const struct http1_request *req,
 	hb_edits(&b, edits);
 	hb_lit(&b, "\r\n");
 	if (!b.ok)
-		return -1;
+		return HEAD_TOO_LONG;
 	x->hlen = b.len;
 	x->hoff = 0;
 	return 0;
@@ -345,19 +362,31 @@ proxy_start(struct conn *c, const struct http1_request *req,
 		break;
 	}
 	x->hash = balance_hash(w, s, c, req);
-	if (build_request_head(c, req, t, edits) < 0) {
+	switch (build_request_head(c, req, t, edits)) {
+	case 0:
+		break;
+	case HEAD_TOO_MANY_TOKENS:
+		conn_respond(c, 400, "too_many_connection_options", NULL, true);
+		return 0;
+	case HEAD_UNDERSCORE:
+		conn_respond(c, 400, "underscore_in_header_name", NULL, true);
+		return 0;
+	default:
 		conn_respond(c, 431, "header_too_large", NULL, true);
 		return 0;
 	}
+	x->req_head_bytes = x->head_len;
+	x->req_headers = req->num_headers;
 	/* The head now lives in hbuf; drop it from the client buffer. */
 	memmove(c->in, c->in + x->head_len, c->in_len - x->head_len);
 	c->in_len -= x->head_len;
 	x->head_len = 0;
 	c->scanned = 0;
 	if (req->f.chunked) {
-		x->flags |= XF_REQ_CHUNKED;
+		x->flags |= XF_REQ_CHUNKED | XF_HAS_BODY;
 	} else if (req->f.content_length > 0) {
 		x->req_left = req->f.content_length;
+		x->flags |= XF_HAS_BODY;
 	}
 	/* Answer Expect: 100-continue ourselves (as nginx does) when the
 	 * body has not started: the upstream never sees the Expect. */
@@ -377,6 +406,76 @@ proxy_start(struct conn *c, const struct http1_request *req,
 		return 0;
 	proxy_run(x);
 	return 0;
+}
+
+static const struct cfg_service *
+svc_cfg(const struct exchange *x)
+{
+	const struct worker *w = x->c->w;
+
+	return w->svc[w->cfg->routes[x->route].service].cfg;
+}
+
+/* What the exchange waits on the upstream for (see enum up_wait). */
+static enum up_wait
+up_waiting(const struct exchange *x)
+{
+	if (x->u->state == US_CONNECTING)
+		return UW_CONNECT;
+	if (!(x->flags & XF_REQ_DONE))
+		return x->hoff < x->hlen || x->req_ready > 0 ? UW_SEND :
+		    UW_NONE;
+	if (!(x->flags & XF_RESP_HEAD))
+		return UW_HEAD;
+	if (!(x->flags & XF_RESP_DONE) && x->nout == 0)
+		return UW_BODY;
+	return UW_NONE;
+}
+
+static uint64_t
+up_deadline(const struct exchange *x)
+{
+	const struct cfg_service *sc = svc_cfg(x);
+
+	switch (x->up_wait) {
+	case UW_CONNECT:
+		return x->up_since_ms + sc->connect_timeout_ms;
+	case UW_HEAD:
+		return x->req_sent_ms + sc->timeout_ms;
+	default:
+		return x->up_since_ms + sc->timeout_ms;
+	}
+}
+
+/* Follow the exchange into its current wait. The timer is lazy: within
+ * one kind of wait, progress only stamps up_since_ms, and an early firing
+ * re-arms for what is left. */
+static void
+up_timer_sync(struct exchange *x)
+{
+	struct loop *l = &x->c->w->loop;
+	enum up_wait k = up_waiting(x);
+	uint64_t d;
+
+	if (k == x->up_wait)
+		return;
+	x->up_wait = k;
+	if (k == UW_NONE)
+		return;
+	if (k != UW_HEAD)
+		x->up_since_ms = l->now_ms;
+	d = up_deadline(x);
+	loop_timer_set(l, &x->u->timer, d > l->now_ms ? d - l->now_ms : 0);
+}
+
+bool
+proxy_waits_on_client(const struct exchange *x, bool *writing)
+{
+	*writing = x->nout > 0;
+	if (*writing)
+		return true;
+	return x->u != NULL && !(x->flags & XF_REQ_DONE) &&
+	    x->hoff >= x->hlen && x->req_ready == 0;
 }
 
 /* Pick an instance and get a connection for the next attempt. 0, or -1
@@ -402,36 +501,50 @@ connect_next(struct exchange *x)
 			break;
 		log_warn("upstream %s (%s): connect: %s",
 		    s->inst[idx].addr->text, sc->name, strerror(errno));
-		if (!(x->flags & XF_IDEMPOTENT) || x->req_left > 0 ||
-		    (x->flags & XF_REQ_CHUNKED) || x->attempts > sc->retries) {
+		if (!(x->flags & XF_IDEMPOTENT) || (x->flags & XF_HAS_BODY) ||
+		    x->attempts > sc->retries) {
+			x->reason = "upstream_connect_failed";
 			conn_respond(c, 502, "upstream_unavailable", NULL,
-			    x->req_left > 0 || (x->flags & XF_REQ_CHUNKED));
+			    body_pending(x) || x->req_ready > 0);
 			return -1;
 		}
 	}
 	x->hoff = 0;
-	loop_timer_set(&w->loop, &x->u->timer, x->u->state == US_CONNECTING ?
-	    sc->connect_timeout_ms : sc->timeout_ms);
+	x->up_wait = UW_NONE;	/* a new connection: its timer starts */
 	return 0;
 }
 
-/* Bytes of the request body now at the front of c->in, assigned once. */
+/* Bytes of the request body now at the front of c->in, assigned once.
+ * Request trailers are dropped (RFC 9110 6.5.1 lets a proxy discard
+ * them): none reaches the upstream, but they count against the head's
+ * limits. 0, or -400 / -413 / -431. */
 static int
 assign_body(struct exchange *x)
 {
 	struct conn *c = x->c;
 	const struct cfg_limits *lim = &c->w->cfg->server.limits;
+	struct http1_chunked *ck = &x->req_ck;
 	bool done = false;
+	size_t kept;
 	ssize_t k;
 
 	if (x->flags & XF_REQ_CHUNKED) {
-		k = http1_chunked_scan(&x->req_ck, c->in + x->req_ready,
-		    c->in_len - x->req_ready, &done);
+		k = http1_chunked_strip(ck, c->in + x->req_ready,
+		    c->in_len - x->req_ready, &kept, &done);
 		if (k < 0)
 			return -400;
-		if (x->req_ck.total > lim->body_bytes)
+		if (ck->total > lim->body_bytes)
 			return -413;
-		x->req_ready += k;
+		if (ck->trailers + x->req_headers > lim->headers ||
+		    ck->trailer_bytes + x->req_head_bytes > lim->header_bytes ||
+		    ck->trailer_line_max > lim->field_bytes)
+			return -431;
+		if ((size_t)k > kept) {
+			char *p = c->in + x->req_ready;
+			memmove(p + kept, p + k, c->in_len - x->req_ready - k);
+			c->in_len -= k - kept;
+		}
+		x->req_ready += kept;
 		if (done)
 			x->flags &= ~XF_REQ_CHUNKED;
 	} else if (x->req_left > 0) {
@@ -441,12 +554,6 @@ assign_body(struct exchange *x)
 		x->req_left -= k;
 	}
 	return 0;
-}
-
-static bool
-body_pending(const struct exchange *x)
-{
-	return x->req_left > 0 || (x->flags & XF_REQ_CHUNKED);
 }
 
 /* Request side: head and body bytes to the upstream, reading the client
@@ -467,7 +574,8 @@ send_request(struct exchange *x)
 				conn_close(c, "bad request body");
 			} else {
 				conn_respond(c, -rc, rc == -413 ?
-				    "payload_too_large" : "bad_request", NULL,
+				    "payload_too_large" : rc == -431 ?
+				    "trailers_too_large" : "bad_request", NULL,
 				    true);
 			}
 			return;
@@ -484,6 +592,7 @@ send_request(struct exchange *x)
 		if (cnt == 0) {
 			if (!body_pending(x)) {
 				x->flags |= XF_REQ_DONE;
+				x->req_sent_ms = w->loop.now_ms;
 				break;
 			}
 			/* Need more body from the client. */
@@ -519,6 +628,7 @@ send_request(struct exchange *x)
 			upstream_failed(x, UP_RESET);
 			return;
 		}
+		x->up_since_ms = w->loop.now_ms;
 		if (x->hoff < x->hlen) {
 			size_t h = x->hlen - x->hoff;
 			if ((size_t)n < h) {
@@ -558,9 +668,9 @@ build_response_head(struct exchange *x, const struct http1_response *res)
 	ctx.now_ms = w->loop.now_ms;
 	ctx.peer_family = c->peer.family;
 	ctx.peer_addr = c->peer.addr;
-	if (policy_run_response(&w->chains[x->route], &ctx) == POLICY_RESPOND)
+	if (policy_run_response(&w->chains[x->route], &ctx) == POLICY_RESPOND ||
+	    collect_connection(res->headers, res->num_headers, &ct) < 0)
 		return -1;
-	collect_connection(res->headers, res->num_headers, &ct);
 	hb_lit(&b, "HTTP/1.1 ");
 	hb_u64(&b, res->status);
 	hb_lit(&b, " ");
@@ -662,7 +772,7 @@ queue_body(struct exchange *x)
 
 	if (x->flags & XF_RESP_CHUNKED) {
 		k = http1_chunked_scan(&x->resp_ck, p, avail, &done);
-		if (k < 0)
+		if (k < 0 || x->resp_ck.trailer_bytes > x->c->w->resp_lim.head)
 			return -1;
 		take = out = k;
 	} else if (x->flags & XF_RESP_DECHUNK) {
@@ -700,6 +810,8 @@ finish(struct exchange *x)
 
 	u->len = 0;
 	x->u = NULL;
+	if ((x->flags & XF_HEAD) || x->status == 204 || x->status == 304)
+		u->flags |= UF_CHECK;
 	upstream_release(u, reuse);
 	conn_response_done(c);
 }
@@ -719,7 +831,7 @@ relay_response(struct exchange *x)
 	for (;;) {
 		if (u->len > 0 && !(x->flags & XF_RESP_HEAD)) {
 			rc = http1_parse_response(u->buf, u->len, u->scanned,
-			    &res, w->hdrs, w->max_headers, w->ubuf_size);
+			    &res, w->hdrs, &w->resp_lim);
 			if (rc == HTTP1_INCOMPLETE) {
 				u->scanned = u->len;
 			} else if (rc < 0 || res.status == 101) {
@@ -783,9 +895,47 @@ relay_response(struct exchange *x)
 		if ((size_t)n < w->ubuf_size - u->len && !(u->flags & UF_EOF))
 			u->flags &= ~UF_CAN_READ;
 		u->len += n;
-		/* Inactivity, not a deadline, once bytes flow. */
-		loop_timer_set(&w->loop, &u->timer,
-		    w->svc[w->cfg->routes[x->route].service].cfg->timeout_ms);
+		x->up_since_ms = w->loop.now_ms;
+	}
+}
+
+/* The access-log reason and the error-log words for a failure. */
+static const char *
+fail_reason(const struct exchange *x, enum up_fail why, char *msg,
+    size_t cap)
+{
+	unsigned t = svc_cfg(x)->timeout_ms;
+
+	switch (why) {
+	case UP_CONNECT:
+		snprintf(msg, cap, "connect failed");
+		return "upstream_connect_failed";
+	case UP_CONNECT_TIMEOUT:
+		snprintf(msg, cap, "no connection within %u ms (upstream "
+		    "stalled)", svc_cfg(x)->connect_timeout_ms);
+		return "upstream_connect_timeout";
+	case UP_RESET:
+		snprintf(msg, cap, "connection reset");
+		return "upstream_reset";
+	case UP_BAD:
+		snprintf(msg, cap, "invalid response");
+		return "upstream_bad_response";
+	case UP_TIMEOUT:
+		break;
+	}
+	switch (x->up_wait) {
+	case UW_SEND:
+		snprintf(msg, cap, "took no request bytes for %u ms (upstream "
+		    "stalled)", t);
+		return "upstream_send_timeout";
+	case UW_BODY:
+		snprintf(msg, cap, "sent no response bytes for %u ms "
+		    "(upstream stalled)", t);
+		return "upstream_read_timeout";
+	default:
+		snprintf(msg, cap, "no response head within %u ms (upstream "
+		    "stalled)", t);
+		return "upstream_head_timeout";
 	}
 }
 
@@ -793,24 +943,19 @@ static void
 upstream_failed(struct exchange *x, enum up_fail why)
 {
 	struct conn *c = x->c;
-	struct worker *w = c->w;
 	struct upconn *u = x->u;
-	const struct cfg_service *sc =
-	    w->svc[w->cfg->routes[x->route].service].cfg;
+	const struct cfg_service *sc = svc_cfg(x);
 	bool reused = u != NULL && (u->flags & UF_REUSED);
-	bool replayable = (x->flags & XF_IDEMPOTENT) && !body_pending(x) &&
-	    x->req_ready == 0 && !(x->flags & XF_SENT);
-	static const char *const what[] = {
-		[UP_CONNECT] = "connect failed",
-		[UP_CONNECT_TIMEOUT] = "connect timed out",
-		[UP_RESET] = "connection reset",
-		[UP_TIMEOUT] = "response timed out",
-		[UP_BAD] = "invalid response",
-	};
+	/* Only what can be sent again whole: no body (its bytes are gone
+	 * once sent), no response byte relayed. */
+	bool replayable = (x->flags & XF_IDEMPOTENT) &&
+	    !(x->flags & (XF_HAS_BODY | XF_SENT));
+	char msg[96];
 
+	x->reason = fail_reason(x, why, msg, sizeof(msg));
 	if (u != NULL) {
 		log_warn("upstream %s (%s): %s", u->inst->addr->text, sc->name,
-		    what[why]);
+		    msg);
 		x->u = NULL;
 		upstream_close(u);
 	}
@@ -818,13 +963,17 @@ upstream_failed(struct exchange *x, enum up_fail why)
 		conn_close(c, "upstream failed mid-response");
 		return;
 	}
-	/* A stale pooled connection is not the instance's fault: retry it
-	 * without spending the retry budget. */
-	if (reused && why == UP_RESET && replayable)
+	/* A stale pooled connection is not the instance's fault: resend
+	 * without spending the retry budget, once in the request's life. */
+	if (reused && why == UP_RESET && replayable &&
+	    !(x->flags & XF_RESENT)) {
 		x->attempts--;
+		x->flags |= XF_RESENT;
+	}
 	if (replayable && (why == UP_CONNECT || why == UP_CONNECT_TIMEOUT ||
 	    why == UP_RESET) && x->attempts <= sc->retries) {
 		x->flags &= ~XF_REQ_DONE;
+		x->reason = NULL;
 		if (connect_next(x) == 0)
 			proxy_run(x);
 		return;
@@ -848,8 +997,10 @@ proxy_run(struct exchange *x)
 	socklen_t len = sizeof(err);
 
 	if (u->state == US_CONNECTING) {
-		if (!(u->flags & (UF_CAN_WRITE | UF_CAN_READ)))
+		if (!(u->flags & (UF_CAN_WRITE | UF_CAN_READ))) {
+			up_timer_sync(x);
 			return;
+		}
 		if (getsockopt(u->io.fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0
 		    || err != 0) {
 			errno = err;
@@ -857,13 +1008,13 @@ proxy_run(struct exchange *x)
 			return;
 		}
 		u->state = US_ACTIVE;
-		loop_timer_set(&c->w->loop, &u->timer, c->w->svc[
-		    c->w->cfg->routes[x->route].service].cfg->timeout_ms);
 	}
 	send_request(x);
 	if ((c->flags & CF_DEAD) || c->x != x || x->u == NULL)
 		return;
 	relay_response(x);
+	if (!(c->flags & CF_DEAD) && c->x == x && x->u != NULL)
+		up_timer_sync(x);
 }
 
 void
@@ -913,14 +1064,21 @@ proxy_upstream_timeout(struct loop *l, struct loop_timer *t)
 	struct upconn *u = t->data;
 	struct exchange *x = u->x;
 	struct conn *c;
+	uint64_t d;
 
-	(void)l;
 	if (u->state == US_IDLE || x == NULL) {
 		upstream_close(u);
 		return;
 	}
+	if (x->up_wait == UW_NONE)
+		return;		/* waiting on the client: its timer rules */
+	d = up_deadline(x);
+	if (l->now_ms < d) {
+		loop_timer_set(l, t, d - l->now_ms);
+		return;
+	}
 	c = x->c;
-	upstream_failed(x, u->state == US_CONNECTING ? UP_CONNECT_TIMEOUT :
+	upstream_failed(x, x->up_wait == UW_CONNECT ? UP_CONNECT_TIMEOUT :
 	    UP_TIMEOUT);
 	if (!(c->flags & CF_DEAD))
 		conn_run(c);

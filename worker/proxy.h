@@ -22,6 +22,10 @@ int proxy_start(struct conn *c, const struct http1_request *req,
     const struct proxy_target *t, const struct policy_edits *edits);
 /* proxy_run: move bytes both ways until blocked. */
 void proxy_run(struct exchange *x);
+/* proxy_waits_on_client: whether the exchange is blocked on its client,
+ * so the client's stall timer (idle_timeout_ms) governs: for body bytes
+ * (*writing false) or to take response bytes (*writing true). */
+bool proxy_waits_on_client(const struct exchange *x, bool *writing);
 /* proxy_abort: drop the upstream side of an exchange (client gone). */
 void proxy_abort(struct exchange *x);
 

@@ -128,6 +128,13 @@ route_normalize(const char *path, size_t len, char *out, size_t outcap)
 			}
 		}
 		n = o - seg;
+		/* ".;x" and "..;x" are dot-segments to servlet containers
+		 * (Tomcat drops path parameters before resolving), so a
+		 * backend could climb where routing never looked: refused. */
+		if ((n >= 2 && out[seg] == '.' && out[seg + 1] == ';') ||
+		    (n >= 3 && out[seg] == '.' && out[seg + 1] == '.' &&
+		    out[seg + 2] == ';'))
+			return -1;
 		if (n == 1 && out[seg] == '.') {
 			o = seg;
 		} else if (n == 2 && out[seg] == '.' && out[seg + 1] == '.') {

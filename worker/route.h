@@ -16,7 +16,9 @@
  * bytes including the NUL). Returns its length, or -1 when the path must be
  * refused with 400: it does not start with '/', holds an encoded slash
  * (%2F, %5C) or an encoded NUL, a malformed escape, a byte outside RFC 3986
- * pchar, or ".." would climb above the root; -2 when it does not fit.
+ * pchar, ".." would climb above the root, or a segment is "." or ".."
+ * with a ';' parameter (".;x", "..;x": a dot-segment to servlet
+ * containers); -2 when it does not fit.
  */
 int route_normalize(const char *path, size_t len, char *out, size_t outcap);
 

@@ -11,9 +11,6 @@
 #include "pool.h"
 #include "upstream.h"
 
-/* An idle pooled connection is closed after this long unused. */
-#define POOL_IDLE_MS 60000
-
 int
 upstream_init(struct worker *w)
 {
@@ -33,6 +30,8 @@ upstream_init(struct worker *w)
 		for (j = 0; j < s->ninst; j++) {
 			s->inst[j].addr = &cfg->services[i].instances[j];
 			s->inst[j].keepalive = cfg->services[i].keepalive;
+			s->inst[j].idle_ms =
+			    cfg->services[i].keepalive_timeout_ms;
 		}
 		/* Workers start at different instances so they spread. */
 		s->rr = w->slot;
@@ -115,18 +114,38 @@ pool_unlink(struct upconn *u)
 	in->nidle--;
 }
 
+/* Whether an idle connection has bytes (or an EOF) nobody asked for. The
+ * idle connection's own read event closes it when they come later; this
+ * catches what arrived since the last epoll_wait, where a late body after
+ * a bodiless response is most likely. */
+static bool
+unrequested_bytes(const struct upconn *u)
+{
+	char b;
+	ssize_t n = recv(u->io.fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+
+	return !(n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK));
+}
+
 struct upconn *
 upstream_acquire(struct worker *w, struct instance *inst, struct exchange *x)
 {
 	const struct cfg_addr *a = inst->addr;
-	struct upconn *u = inst->idle;
+	struct upconn *u;
 	int fd, one = 1;
 
-	if (u != NULL) {
+	while ((u = inst->idle) != NULL) {
+		if ((u->flags & UF_CHECK) && unrequested_bytes(u)) {
+			log_debug("upstream %s: idle connection sent "
+			    "unrequested bytes; closed", a->text);
+			upstream_close(u);
+			continue;
+		}
 		pool_unlink(u);
 		loop_timer_cancel(&w->loop, &u->timer);
 		u->state = US_ACTIVE;
 		u->flags |= UF_REUSED;
+		u->flags &= ~UF_CHECK;
 		u->x = x;
 		inst->active++;
 		return u;
@@ -217,5 +236,5 @@ upstream_release(struct upconn *u, bool reusable)
 		in->idle->pool_prev = u;
 	in->idle = u;
 	in->nidle++;
-	loop_timer_set(&w->loop, &u->timer, POOL_IDLE_MS);
+	loop_timer_set(&w->loop, &u->timer, in->idle_ms);
 }

@@ -76,6 +76,9 @@ enum up_state {
 #define UF_REUSED	0x04	/* came from the pool for this exchange */
 #define UF_DEAD		0x08
 #define UF_EOF		0x10	/* peer half-closed or failed */
+#define UF_CHECK	0x20	/* last response had no body by rule (HEAD,
+				 * 204, 304): look for unrequested bytes
+				 * before reusing it */
 
 struct instance;
 
@@ -101,6 +104,7 @@ struct instance {
 	unsigned nidle;
 	unsigned active;		/* bound to exchanges (least_conn) */
 	unsigned keepalive;		/* most idle connections kept */
+	unsigned idle_ms;		/* an idle connection is closed after */
 };
 
 struct service_rt {
@@ -124,6 +128,22 @@ struct service_rt {
 #define XF_SENT		0x0800	/* response bytes reached the client */
 #define XF_UP_CLOSE	0x1000	/* upstream connection not reusable */
 #define XF_CONTINUE	0x2000	/* 100 Continue owed to the client */
+#define XF_HAS_BODY	0x4000	/* request has a body (CL > 0 or chunked):
+				 * never replayed */
+#define XF_RESENT	0x8000	/* the one free resend (a stale pooled
+				 * connection) is spent */
+#define XF_LOG		0x10000	/* an access-log line is owed */
+
+/* What the exchange waits on the upstream for; the upstream's timer runs
+ * only in these states (timeout_ms, or connect_timeout_ms). */
+enum up_wait {
+	UW_NONE,	/* waiting on the client, or not at all */
+	UW_CONNECT,	/* connect() in progress */
+	UW_SEND,	/* request bytes ready, the upstream takes none */
+	UW_HEAD,	/* request sent, no final response head yet: one
+			 * deadline, interim responses do not move it */
+	UW_BODY,	/* room for body bytes, the upstream sends none */
+};
 
 struct exchange {
 	struct conn *c;
@@ -131,6 +151,11 @@ struct exchange {
 	int route;
 	enum http_method method;
 	unsigned flags;			/* XF_* */
+	enum up_wait up_wait;
+	uint64_t up_since_ms;		/* the wait (or its last progress) began */
+	uint64_t req_sent_ms;		/* request fully sent (head deadline) */
+	const char *reason;		/* why the gateway answered or cut the
+					 * exchange (access log), or NULL */
 	unsigned attempts;		/* upstream tries so far */
 	int inst_first;			/* first instance picked (for retries) */
 	int status;			/* response status (stats) */
@@ -155,6 +180,9 @@ struct exchange {
 	uint16_t extra_len;		/* policy header lines for the response */
 	uint8_t trace_len;
 	uint32_t head_len;		/* request head bytes still in c->in */
+	uint32_t req_head_bytes;	/* request head size (trailer budget) */
+	uint16_t req_headers;		/* request header lines (same) */
+	uint16_t ua_len, referer_len;
 	struct exchange *free_next;
 	/* Text buffers last: a new exchange clears only what comes before
 	 * (their lengths above say how much of each is valid). */
@@ -162,6 +190,8 @@ struct exchange {
 	char method_text[16];
 	char logpath[256];		/* path for the access log */
 	char extra[384];
+	char ua[256];			/* User-Agent, Referer (access log) */
+	char referer[256];
 };
 
 struct listener {
@@ -192,6 +222,8 @@ struct worker {
 	unsigned nubuf_free, capubuf;
 	uint32_t cbuf_size, hbuf_size, ubuf_size;
 	size_t max_headers;
+	struct http1_limits req_lim;	/* client request heads */
+	struct http1_limits resp_lim;	/* upstream response heads */
 	bool draining;
 	uint64_t drain_deadline;
 	struct loop_timer drain_timer;

@@ -195,6 +195,10 @@ worker_init(struct worker *w, const struct worker_args *a)
 	w->ubuf_size = 32768;
 	w->max_headers = lim->headers > 256 ? lim->headers : 256;
 	w->hdrs = calloc(w->max_headers, sizeof(*w->hdrs));
+	w->req_lim = (struct http1_limits){ lim->headers, lim->header_bytes,
+	    lim->field_bytes, lim->uri_bytes };
+	w->resp_lim = (struct http1_limits){ w->max_headers, w->ubuf_size,
+	    0, 0 };
 	w->trace_hdr_len = strlen(cfg->server.trace_header);
 	{
 		const char *names[4] = { cfg->server.trace_header,

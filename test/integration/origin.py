@@ -203,8 +203,9 @@ MODES = {
 class Origin:
     """A scripted upstream on 127.0.0.1:<free port>.
 
-    handler(origin, request) -> bytes | (bytes, action); action is one of
-    KEEP (default), CLOSE, RESET, HANG. Use start()/stop() or the `origin`
+    handler(origin, request) -> out | (out, action); out is bytes, or a
+    list of bytes to send and pauses in seconds between them; action is
+    one of KEEP (default), CLOSE, RESET, HANG, WAIT_CLOSE. Use start()/stop() or the `origin`
     fixture from conftest.
     """
 
@@ -296,7 +297,11 @@ class Origin:
                 action = KEEP
                 if isinstance(out, tuple):
                     out, action = out
-                if out and not self._send_all(s, out):
+                if isinstance(out, list):
+                    # a script: bytes to send and pauses (seconds) between
+                    if not self._send_script(s, out):
+                        break
+                elif out and not self._send_all(s, out):
                     break
                 if action == KEEP:
                     continue
@@ -319,6 +324,15 @@ class Origin:
                 s.close()
             except OSError:
                 pass
+
+    def _send_script(self, s, script):
+        for piece in script:
+            if isinstance(piece, (int, float)):
+                if self._stop.wait(piece):
+                    return False
+            elif not self._send_all(s, piece):
+                return False
+        return True
 
     def _send_all(self, s, data):
         """sendall that survives the short socket timeout (a slow reader

@@ -5,6 +5,7 @@ within the flush interval."""
 import json
 import os
 import socket
+import struct
 import time
 
 from conftest import http, route, service
@@ -62,10 +63,11 @@ def test_combined_and_client_gone(gateway, origin, tmp):
                 [route("api", "up", prefix="/")],
                 server={"access_log": {"path": log, "format": "combined"}})
     assert http(g.port, method="HEAD", path="/x?k=v").status == 200
-    # A request whose client disconnects before the answer.
+    # A request whose client resets its connection before the answer.
     s = socket.create_connection(("127.0.0.1", g.port), timeout=5)
     s.sendall(b"GET /slow HTTP/1.1\r\nHost: a\r\n\r\n")
     time.sleep(0.2)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     s.close()
     lines = read_lines(log, 2)
     assert lines[0].startswith('127.0.0.1 - - [')

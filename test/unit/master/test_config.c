@@ -269,6 +269,9 @@ test_defaults(void **state)
 	assert_int_equal(sv->limits.header_timeout_ms, 10000);
 	assert_int_equal(sv->limits.idle_timeout_ms, 60000);
 	assert_int_equal(sv->limits.drain_timeout_ms, 30000);
+	assert_int_equal(sv->limits.field_bytes, 8192);
+	assert_int_equal(sv->limits.uri_bytes, 8192);
+	assert_false(sv->refuse_underscores);
 	assert_string_equal(sv->access_log, "/tmp/logs/access.log");
 	assert_int_equal(sv->access_format, ACCESS_JSON);
 	assert_string_equal(sv->error_log, "/tmp/logs/error.log");
@@ -312,6 +315,7 @@ test_defaults(void **state)
 	assert_int_equal(s->connect_timeout_ms, 200);
 	assert_int_equal(s->timeout_ms, 2000);
 	assert_int_equal(s->keepalive, 64);
+	assert_int_equal(s->keepalive_timeout_ms, 4000);
 	assert_int_equal(s->retries, 1);
 	assert_false(s->health.enabled);
 	assert_false(s->breaker.enabled);
@@ -397,6 +401,8 @@ static const struct err_case err_cases[] = {
 	  "'body_bytes' in server.limits is out of range (0..1099511627776)" },
 	{ "server: { limits = {\n  headers = 0; }; };\n", 2,
 	  "'headers' in server.limits must be between 1 and 10000" },
+	{ "server: {\n underscores_in_headers = \"allow\"; };\n", 2,
+	  "server.underscores_in_headers: 'allow' is not drop or refuse" },
 	{ "server: {\n  admin = 9901;\n};\n", 2,
 	  "'admin' in server must be a string" },
 	{ "version = 1;\nserver = 1;\n", 2,

@@ -22,6 +22,17 @@
 static void *gp_base;
 static size_t gp_size;
 static struct http1_header hdrs[MAXH];
+static const struct http1_limits LIM = { MAXH, MAXHEAD, 0, 0 };
+
+/* limits with HEADERS lines and HEAD bytes */
+static const struct http1_limits *
+lim_of(size_t headers, size_t head)
+{
+	static struct http1_limits l;
+
+	l = (struct http1_limits){ headers, head, 0, 0 };
+	return &l;
+}
 
 /* Copy s[0..n) so that its last byte is the last readable byte. */
 static char *
@@ -48,7 +59,7 @@ guard(const void *s, size_t n)
 static int
 reqn(const char *s, size_t n, struct http1_request *r)
 {
-	return http1_parse_request(guard(s, n), n, 0, r, hdrs, MAXH, MAXHEAD);
+	return http1_parse_request(guard(s, n), n, 0, r, hdrs, &LIM);
 }
 
 static int
@@ -70,7 +81,7 @@ resp(const char *s, struct http1_response *r)
 {
 	size_t n = strlen(s);
 
-	return http1_parse_response(guard(s, n), n, 0, r, hdrs, MAXH, MAXHEAD);
+	return http1_parse_response(guard(s, n), n, 0, r, hdrs, &LIM);
 }
 
 static bool
@@ -147,10 +158,10 @@ t_pipelined(void **st)
 	(void)st;
 	n = (size_t)snprintf(s, sizeof(s), "%s%s", a, b);
 	g = guard(s, n);
-	rc = http1_parse_request(g, n, 0, &r, hdrs, MAXH, MAXHEAD);
+	rc = http1_parse_request(g, n, 0, &r, hdrs, &LIM);
 	assert_int_equal(rc, (int)strlen(a));
 	assert_true(span_is(r.path, r.path_len, "/1"));
-	rc = http1_parse_request(g + rc, n - rc, 0, &r, hdrs, MAXH, MAXHEAD);
+	rc = http1_parse_request(g + rc, n - rc, 0, &r, hdrs, &LIM);
 	assert_int_equal(rc, (int)strlen(b));
 	assert_true(span_is(r.path, r.path_len, "/2"));
 	assert_true(span_is(r.host, r.host_len, "b"));
@@ -166,8 +177,7 @@ t_incremental(void **st)
 	int rc;
 	(void)st;
 	for (k = 1; k <= n; k++) {
-		rc = http1_parse_request(guard(s, k), k, k - 1, &r, hdrs, MAXH,
-		    MAXHEAD);
+		rc = http1_parse_request(guard(s, k), k, k - 1, &r, hdrs, &LIM);
 		if (k < n)
 			assert_int_equal(rc, HTTP1_INCOMPLETE);
 		else
@@ -178,9 +188,9 @@ t_incremental(void **st)
 	/* in two halves as well, prev_len at every split */
 	for (k = 1; k < n; k++) {
 		const char *g = guard(s, n);
-		rc = http1_parse_request(g, k, 0, &r, hdrs, MAXH, MAXHEAD);
+		rc = http1_parse_request(g, k, 0, &r, hdrs, &LIM);
 		assert_int_equal(rc, HTTP1_INCOMPLETE);
-		rc = http1_parse_request(g, n, k, &r, hdrs, MAXH, MAXHEAD);
+		rc = http1_parse_request(g, n, k, &r, hdrs, &LIM);
 		assert_int_equal(rc, (int)n);
 	}
 }
@@ -557,10 +567,10 @@ t_too_many(void **st)
 	const char *s = "GET / HTTP/1.1\r\nHost: a\r\nA: 1\r\nB: 2\r\n\r\n";
 	size_t n = strlen(s);
 	(void)st;
-	assert_int_equal(http1_parse_request(guard(s, n), n, 0, &r, hdrs, 2,
-	    MAXHEAD), HTTP1_TOO_MANY);
-	assert_int_equal(http1_parse_request(guard(s, n), n, 0, &r, hdrs, 3,
-	    MAXHEAD), (int)n);
+	assert_int_equal(http1_parse_request(guard(s, n), n, 0, &r,
+	    hdrs, lim_of(2, MAXHEAD)), HTTP1_TOO_MANY);
+	assert_int_equal(http1_parse_request(guard(s, n), n, 0, &r,
+	    hdrs, lim_of(3, MAXHEAD)), (int)n);
 	assert_int_equal(r.num_headers, 3);
 }
 
@@ -572,18 +582,18 @@ t_too_long(void **st)
 	size_t n = strlen(s);
 	(void)st;
 	/* exactly max_head is fine; one less is too long */
-	assert_int_equal(http1_parse_request(guard(s, n), n, 0, &r, hdrs, MAXH,
-	    n), (int)n);
-	assert_int_equal(http1_parse_request(guard(s, n), n, 0, &r, hdrs, MAXH,
-	    n - 1), HTTP1_TOO_LONG);
+	assert_int_equal(http1_parse_request(guard(s, n), n, 0, &r,
+	    hdrs, lim_of(MAXH, n)), (int)n);
+	assert_int_equal(http1_parse_request(guard(s, n), n, 0, &r,
+	    hdrs, lim_of(MAXH, n - 1)), HTTP1_TOO_LONG);
 	/* no terminator yet, but already max_head bytes */
-	assert_int_equal(http1_parse_request(guard(s, 20), 20, 0, &r, hdrs, MAXH,
-	    20), HTTP1_TOO_LONG);
-	assert_int_equal(http1_parse_request(guard(s, 20), 20, 0, &r, hdrs, MAXH,
-	    21), HTTP1_INCOMPLETE);
+	assert_int_equal(http1_parse_request(guard(s, 20), 20, 0, &r,
+	    hdrs, lim_of(MAXH, 20)), HTTP1_TOO_LONG);
+	assert_int_equal(http1_parse_request(guard(s, 20), 20, 0, &r,
+	    hdrs, lim_of(MAXH, 21)), HTTP1_INCOMPLETE);
 	/* and incrementally */
-	assert_int_equal(http1_parse_request(guard(s, n), n, 10, &r, hdrs, MAXH,
-	    n - 2), HTTP1_TOO_LONG);
+	assert_int_equal(http1_parse_request(guard(s, n), n, 10, &r,
+	    hdrs, lim_of(MAXH, n - 2)), HTTP1_TOO_LONG);
 }
 
 static void
@@ -684,8 +694,7 @@ t_response_incremental(void **st)
 	int rc;
 	(void)st;
 	for (k = 1; k <= n; k++) {
-		rc = http1_parse_response(guard(s, k), k, k - 1, &r, hdrs, MAXH,
-		    MAXHEAD);
+		rc = http1_parse_response(guard(s, k), k, k - 1, &r, hdrs, &LIM);
 		assert_int_equal(rc, k < n ? HTTP1_INCOMPLETE : (int)n);
 	}
 	assert_int_equal(r.status, 201);
@@ -807,7 +816,7 @@ t_chunked_sizes(void **st)
 	BADC(" 1\r\n");
 	BADC("1 \r\n");
 	BADC("0x1\r\n");
-	BADC("00000000000000001\r\n");		/* 17 digits */
+	BADC("10000000000000000\r\n");		/* 2^64 */
 	BADC("4000000000000001\r\n");		/* 2^62 + 1 */
 	BADC("ffffffffffffffff\r\n");
 	BADC("1\n");
@@ -818,6 +827,10 @@ t_chunked_sizes(void **st)
 	BADC("0\r\n\n");
 	assert_int_equal(scan_all("4000000000000000\r\nab", 20, &done), 20);
 	assert_int_equal(scan_all("000000000000000A\r\n", 18, &done), 18);
+	/* leading zeros do not count: the value is bounded, not the digits */
+	assert_int_equal(scan_all("0000000000000000000000000005\r\nhello\r\n"
+	    "0\r\n\r\n", 42, &done), 42);
+	assert_true(done);
 	assert_int_equal(scan_all("aB\r\n", 4, &done), 4);
 }
 
@@ -909,6 +922,124 @@ t_chunked_decode_inplace(void **st)
 /* ---- helpers ---- */
 
 static void
+t_chunked_trailer_counts(void **st)
+{
+	const char *s = "2\r\nab\r\n0\r\nX-A: 1\r\nLonger-Name: value\r\n\r\n";
+	struct http1_chunked c;
+	bool done;
+	(void)st;
+	memset(&c, 0, sizeof(c));
+	assert_int_equal(http1_chunked_scan(&c, guard(s, strlen(s)), strlen(s),
+	    &done), (ssize_t)strlen(s));
+	assert_true(done);
+	assert_int_equal(c.trailers, 2);
+	assert_int_equal(c.trailer_bytes, strlen("X-A: 1\r\nLonger-Name: "
+	    "value\r\n"));
+	assert_int_equal(c.trailer_line_max, strlen("Longer-Name: value"));
+}
+
+static void
+t_chunked_strip(void **st)
+{
+	const char *s = "2\r\nab\r\n0;e=1\r\nX-User-ID: admin\r\nHost: x"
+	    "\r\n\r\nNEXT";
+	const char *want = "2\r\nab\r\n0;e=1\r\n\r\n";
+	size_t n = strlen(s), k, olen, got;
+	struct http1_chunked c;
+	char out[128];
+	bool done;
+	ssize_t rc;
+	char *g;
+	(void)st;
+	/* whole, and split at every point */
+	for (k = 0; k <= n - 4; k++) {
+		memset(&c, 0, sizeof(c));
+		got = 0;
+		g = guard(s, k);
+		rc = http1_chunked_strip(&c, g, k, &olen, &done);
+		assert_int_equal(rc, (ssize_t)k);
+		memcpy(out, g, olen);
+		got = olen;
+		if (!done) {
+			g = guard(s + k, n - k);
+			rc = http1_chunked_strip(&c, g, n - k, &olen, &done);
+			assert_int_equal(rc, (ssize_t)(n - k - 4));
+			memcpy(out + got, g, olen);
+			got += olen;
+		}
+		assert_true(done);
+		assert_int_equal(got, strlen(want));
+		assert_memory_equal(out, want, got);
+		assert_int_equal(c.trailers, 2);
+	}
+}
+
+static void
+t_early_refusal(void **st)
+{
+	struct http1_request r;
+	static const char hello[] = "\x16\x03\x01\x00\xa5\x01";
+	(void)st;
+	/* not a method: a TLS ClientHello, a leading CRLF */
+	assert_int_equal(reqn(hello, sizeof(hello) - 1, &r), HTTP1_BAD);
+	assert_int_equal(reqn("\r\nGET", 5, &r), HTTP1_BAD);
+	/* an HTTP/0.9 request line, complete */
+	assert_int_equal(req("GET /index.html\r\n", &r), HTTP1_BAD);
+	assert_int_equal(req("GET /x FTP/1.0\r\n", &r), HTTP1_BAD);
+	assert_int_equal(req("GET /x HTTP/1.1 extra\r\n", &r), HTTP1_BAD);
+	/* a wrong version prefix as soon as it shows */
+	assert_int_equal(req("GET /x HTX", &r), HTTP1_BAD);
+	/* still possible: incomplete */
+	assert_int_equal(req("GE", &r), HTTP1_INCOMPLETE);
+	assert_int_equal(req("GET /x HTT", &r), HTTP1_INCOMPLETE);
+	assert_int_equal(req("GET /x HTTP/1.1\r\nHost: a\r\n", &r),
+	    HTTP1_INCOMPLETE);
+}
+
+static void
+t_field_and_target_limits(void **st)
+{
+	struct http1_limits l = { MAXH, MAXHEAD, 10, 8 };
+	struct http1_request r;
+	struct http1_response res;
+	const char *ok = "GET /1234567 HTTP/1.1\r\nHost: a\r\nX-A: 1234\r\n\r\n";
+	const char *lf = "GET / HTTP/1.1\r\nHost: a\r\nX-A: 123456\r\n\r\n";
+	const char *lt = "GET /12345678 HTTP/1.1\r\nHost: a\r\n\r\n";
+	const char *rs = "HTTP/1.1 200 OK\r\nX-A: 123456\r\n\r\n";
+	(void)st;
+	assert_true(http1_parse_request(guard(ok, strlen(ok)), strlen(ok), 0,
+	    &r, hdrs, &l) > 0);
+	assert_int_equal(http1_parse_request(guard(lf, strlen(lf)), strlen(lf),
+	    0, &r, hdrs, &l), HTTP1_FIELD_TOO_LONG);
+	assert_int_equal(http1_parse_request(guard(lt, strlen(lt)), strlen(lt),
+	    0, &r, hdrs, &l), HTTP1_URI_TOO_LONG);
+	/* the target limit applies before the line is complete */
+	assert_int_equal(http1_parse_request(guard(lt, 14), 14, 0, &r, hdrs,
+	    &l), HTTP1_URI_TOO_LONG);
+	assert_int_equal(http1_parse_request(guard(lt, 12), 12, 0, &r, hdrs,
+	    &l), HTTP1_INCOMPLETE);
+	assert_int_equal(http1_parse_response(guard(rs, strlen(rs)), strlen(rs),
+	    0, &res, hdrs, &l), HTTP1_FIELD_TOO_LONG);
+}
+
+static void
+t_connection_tokens(void **st)
+{
+	struct http1_request r;
+	struct http1_token t[3];
+	(void)st;
+	assert_true(req(H11("Connection: close, X-A\r\nX-B: 1\r\n"
+	    "Connection: ,, X-C ,\r\n"), &r) > 0);
+	assert_int_equal(http1_connection_tokens(r.headers, r.num_headers, t,
+	    3), 3);
+	assert_true(span_is(t[0].p, t[0].len, "close"));
+	assert_true(span_is(t[1].p, t[1].len, "X-A"));
+	assert_true(span_is(t[2].p, t[2].len, "X-C"));
+	assert_int_equal(http1_connection_tokens(r.headers, r.num_headers, t,
+	    2), -1);
+}
+
+static void
 t_name_eq(void **st)
 {
 	(void)st;
@@ -985,6 +1116,11 @@ main(void)
 		cmocka_unit_test(t_chunked_trailers),
 		cmocka_unit_test(t_chunked_line_limit),
 		cmocka_unit_test(t_chunked_decode_inplace),
+		cmocka_unit_test(t_chunked_trailer_counts),
+		cmocka_unit_test(t_chunked_strip),
+		cmocka_unit_test(t_early_refusal),
+		cmocka_unit_test(t_field_and_target_limits),
+		cmocka_unit_test(t_connection_tokens),
 		cmocka_unit_test(t_name_eq),
 		cmocka_unit_test(t_status_text),
 	};

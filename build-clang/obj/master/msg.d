@@ -1,0 +1,3 @@
+build-clang/obj/master/msg.o: master/msg.c master/msg.h
+
+master/msg.h:

@@ -1,0 +1,8 @@
+build-clang/obj/policies/policy.o: policies/policy.c policies/policy.h \
+  policies/../master/config.h policies/../worker/http1.h
+
+policies/policy.h:
+
+policies/../master/config.h:
+
+policies/../worker/http1.h:

@@ -1,0 +1,9 @@
+build-clang/obj/policies/transform.o: policies/transform.c \
+  policies/policy.h policies/../master/config.h \
+  policies/../worker/http1.h
+
+policies/policy.h:
+
+policies/../master/config.h:
+
+policies/../worker/http1.h:

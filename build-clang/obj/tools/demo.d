@@ -1,0 +1,3 @@
+build-clang/obj/tools/demo.o: tools/demo.c tools/demo.h
+
+tools/demo.h:

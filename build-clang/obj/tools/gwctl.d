@@ -1,0 +1,5 @@
+build-clang/obj/tools/gwctl.o: tools/gwctl.c master/config.h master/msg.h
+
+master/config.h:
+
+master/msg.h:

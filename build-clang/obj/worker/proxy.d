@@ -1,0 +1,38 @@
+build-clang/obj/worker/proxy.o: worker/proxy.c worker/../master/log.h \
+  worker/../master/config.h worker/conn.h worker/worker-t.h \
+  worker/../policies/accesslog.h worker/../policies/../master/config.h \
+  worker/../policies/policy.h worker/../policies/../worker/http1.h \
+  worker/../shm/counters.h worker/http1.h worker/io.h worker/loop.h \
+  worker/route.h worker/pool.h worker/proxy.h worker/upstream.h
+
+worker/../master/log.h:
+
+worker/../master/config.h:
+
+worker/conn.h:
+
+worker/worker-t.h:
+
+worker/../policies/accesslog.h:
+
+worker/../policies/../master/config.h:
+
+worker/../policies/policy.h:
+
+worker/../policies/../worker/http1.h:
+
+worker/../shm/counters.h:
+
+worker/http1.h:
+
+worker/io.h:
+
+worker/loop.h:
+
+worker/route.h:
+
+worker/pool.h:
+
+worker/proxy.h:
+
+worker/upstream.h:
