@@ -243,6 +243,11 @@ int config_parse_addr(const char *s, struct cfg_addr *a, char *err,
 
 /* cidr_match: whether the address (AF_INET/AF_INET6 sockaddr) is inside. */
 bool cidr_match(const struct cfg_cidr *c, const struct sockaddr *sa);
+/* config_trusted: whether the address (FAMILY, 4 or 16 bytes in network
+ * order) is one of server.trusted_proxies: the one trusted-proxy matcher
+ * (X-Forwarded-For appending, rate-limit client addresses). */
+bool config_trusted(const struct cfg_server *sv, int family,
+    const uint8_t *addr);
 
 int config_service_index(const struct config *cfg, const char *name);
 /* config_tier_index: the index of tier NAME in cfg->tiers, or -1. */

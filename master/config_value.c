@@ -245,6 +245,26 @@ cidr_match(const struct cfg_cidr *c, const struct sockaddr *sa)
 	return false;
 }
 
+bool
+config_trusted(const struct cfg_server *sv, int family, const uint8_t *addr)
+{
+	struct sockaddr_storage ss;
+	size_t i;
+
+	if (sv->ntrusted == 0)
+		return false;
+	memset(&ss, 0, sizeof(ss));
+	ss.ss_family = (sa_family_t)family;
+	if (family == AF_INET)
+		memcpy(&((struct sockaddr_in *)&ss)->sin_addr, addr, 4);
+	else
+		memcpy(&((struct sockaddr_in6 *)&ss)->sin6_addr, addr, 16);
+	for (i = 0; i < sv->ntrusted; i++)
+		if (cidr_match(&sv->trusted[i], (struct sockaddr *)&ss))
+			return true;
+	return false;
+}
+
 int
 config_service_index(const struct config *cfg, const char *name)
 {

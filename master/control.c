@@ -683,11 +683,11 @@ pack_pick(msgpack_packer *pk, const struct cfg_service *s,
 			    "address over %zu (give --ip ADDR to compute it)",
 			    s->ninstances);
 		} else if (inet_pton(AF_INET, x->ip, addr) == 1) {
-			idx = upstream_pick(NULL, &rt, upstream_hash(addr, 4),
+			idx = upstream_pick(&rt, upstream_hash(addr, 4),
 			    0, -1);
 			snprintf(how, sizeof(how), "hash of %s", x->ip);
 		} else if (inet_pton(AF_INET6, x->ip, addr) == 1) {
-			idx = upstream_pick(NULL, &rt, upstream_hash(addr, 16),
+			idx = upstream_pick(&rt, upstream_hash(addr, 16),
 			    0, -1);
 			snprintf(how, sizeof(how), "hash of %s", x->ip);
 		} else {
@@ -698,12 +698,12 @@ pack_pick(msgpack_packer *pk, const struct cfg_service *s,
 		/* Absent: the worker hashes "", so one instance takes all. */
 		bool has = xreq_header(x, s->hash_header, &v, &vl);
 
-		idx = upstream_pick(NULL, &rt, upstream_hash(v, vl), 0, -1);
+		idx = upstream_pick(&rt, upstream_hash(v, vl), 0, -1);
 		snprintf(how, sizeof(how), "hash of the %s header (%s)",
 		    s->hash_header, has ? "given" : "absent: hash of \"\"");
 	} else {
 		/* The worker has no consumer yet and hashes nothing. */
-		idx = upstream_pick(NULL, &rt, 0, 0, -1);
+		idx = upstream_pick(&rt, 0, 0, -1);
 		snprintf(how, sizeof(how), "hash of the consumer "
 		    "(authentication is not built yet: always this one)");
 	}

@@ -1,11 +1,12 @@
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "policy.h"
 
-/* The fixed pipeline order; later issues insert trace, auth, ratelimit and
- * cache ahead of transform. */
+/* The fixed pipeline order (DESIGN.md): trace and auth come before rate
+ * limiting, the cache between rate limiting and transform. */
 static const struct policy *const pipeline[] = {
 	&policy_ratelimit,
 	&policy_transform,
@@ -46,35 +47,69 @@ policy_chain_free(struct policy_chain *chain)
 	chain->n = 0;
 }
 
-int
-policy_run_request(const struct policy_chain *chain, struct policy_ctx *ctx)
+void *
+policy_slot(const struct policy_chain *chain, unsigned i, struct xctx *x)
 {
-	unsigned i;
+	size_t n = chain->p[i]->slot_size;
 
-	for (i = 0; i < chain->n; i++) {
-		if (chain->p[i]->on_request == NULL)
+	if (n == 0)
+		return NULL;
+	if (x->slot[i] == NULL && (x->slot[i] = arena_alloc(&x->arena, n)) !=
+	    NULL)
+		memset(x->slot[i], 0, n);
+	return x->slot[i];
+}
+
+int
+policy_run_request(const struct policy_chain *chain, struct xctx *x,
+    unsigned *at)
+{
+	const struct policy *p;
+	void *slot;
+	int v;
+
+	for (; *at < chain->n; (*at)++) {
+		p = chain->p[*at];
+		if (p->on_request == NULL)
 			continue;
-		if (chain->p[i]->on_request(chain->state[i], ctx) ==
-		    POLICY_RESPOND)
-			return POLICY_RESPOND;
+		slot = policy_slot(chain, *at, x);
+		if (p->slot_size > 0 && slot == NULL)
+			return xctx_error(x, 503, "out_of_memory");
+		v = p->on_request(x, chain->state[*at], slot);
+		if (v != POLICY_CONTINUE)
+			return v;
 	}
 	return POLICY_CONTINUE;
 }
 
 int
-policy_run_response(const struct policy_chain *chain, struct policy_ctx *ctx)
+policy_run_response(const struct policy_chain *chain, struct xctx *x,
+    unsigned upto)
 {
+	const struct policy *p;
 	unsigned i;
 
-	/* Response hooks run in reverse, like an onion around the upstream. */
-	for (i = chain->n; i-- > 0;) {
-		if (chain->p[i]->on_response == NULL)
+	/* Reverse order: an onion around the upstream. */
+	for (i = upto < chain->n ? upto : chain->n; i-- > 0;) {
+		p = chain->p[i];
+		if (p->on_response == NULL)
 			continue;
-		if (chain->p[i]->on_response(chain->state[i], ctx) ==
-		    POLICY_RESPOND)
+		if (p->on_response(x, chain->state[i], policy_slot(chain, i,
+		    x)) == POLICY_RESPOND)
 			return POLICY_RESPOND;
 	}
 	return POLICY_CONTINUE;
+}
+
+void
+policy_run_done(const struct policy_chain *chain, struct xctx *x,
+    unsigned upto)
+{
+	unsigned i;
+
+	for (i = 0; i < upto && i < chain->n; i++)
+		if (chain->p[i]->on_done != NULL)
+			chain->p[i]->on_done(x, chain->state[i], x->slot[i]);
 }
 
 int
@@ -98,15 +133,14 @@ policy_edit_remove(struct policy_edits *e, const char *name, size_t len)
 }
 
 int
-policy_resp_header(struct policy_ctx *ctx, const char *name,
-    const char *fmt, ...)
+xctx_resp_header(struct xctx *x, const char *name, const char *fmt, ...)
 {
-	size_t room = ctx->resp_extra_cap - ctx->resp_extra_len;
-	char *p = ctx->resp_extra + ctx->resp_extra_len;
+	size_t room = x->resp_extra_cap - x->resp_extra_len;
+	char *p = x->resp_extra + x->resp_extra_len;
 	va_list ap;
 	int n, m;
 
-	if (ctx->resp_extra == NULL)
+	if (x->resp_extra == NULL)
 		return -1;
 	n = snprintf(p, room, "%s: ", name);
 	if (n < 0 || (size_t)n >= room)
@@ -117,6 +151,100 @@ policy_resp_header(struct policy_ctx *ctx, const char *name,
 	if (m < 0 || (size_t)(n + m + 2) >= room)
 		return -1;
 	memcpy(p + n + m, "\r\n", 2);
-	ctx->resp_extra_len += n + m + 2;
+	x->resp_extra_len += n + m + 2;
+	return 0;
+}
+
+int
+xctx_error(struct xctx *x, int status, const char *error)
+{
+	memset(&x->resp, 0, sizeof(x->resp));
+	x->resp.status = status;
+	x->resp.error = error;
+	if (x->reason == NULL)
+		x->reason = error;
+	return POLICY_RESPOND;
+}
+
+int
+xctx_respond(struct xctx *x, int status, const char *content_type,
+    const char *body, size_t len, bool copy)
+{
+	if (copy && len > 0 && (body = arena_dup(&x->arena, body, len)) ==
+	    NULL)
+		return xctx_error(x, 503, "out_of_memory");
+	memset(&x->resp, 0, sizeof(x->resp));
+	x->resp.status = status;
+	x->resp.content_type = content_type;
+	x->resp.body = body != NULL ? body : "";
+	x->resp.body_len = len;
+	return POLICY_RESPOND;
+}
+
+int
+xctx_respond_source(struct xctx *x, int status, const char *content_type,
+    const struct body_source *src)
+{
+	memset(&x->resp, 0, sizeof(x->resp));
+	x->resp.status = status;
+	x->resp.content_type = content_type;
+	x->resp.source = src;
+	return POLICY_RESPOND;
+}
+
+int
+xctx_wait(struct xctx *x, uint64_t ms)
+{
+	if (x->ops == NULL || x->ops->wait(x, ms) < 0)
+		return xctx_error(x, 503, "cannot_wait");
+	return POLICY_PENDING;
+}
+
+void
+xctx_resume(struct xctx *x)
+{
+	if (x->ops != NULL)
+		x->ops->resume(x);
+}
+
+static int
+add_filter(struct body_filter *list, unsigned *n, const struct body_filter *f)
+{
+	if (*n == POLICY_MAX_FILTERS)
+		return -1;
+	list[(*n)++] = *f;
+	return 0;
+}
+
+int
+xctx_resp_filter(struct xctx *x, const struct body_filter *f)
+{
+	return add_filter(x->resp_filter, &x->nresp_filters, f);
+}
+
+int
+xctx_req_filter(struct xctx *x, const struct body_filter *f)
+{
+	return add_filter(x->req_filter, &x->nreq_filters, f);
+}
+
+int
+obuf_put(struct obuf *o, const char *p, size_t n)
+{
+	if (o->cap - o->len < n) {
+		size_t cap = o->cap ? o->cap : 4096;
+		char *np;
+		while (cap - o->len < n) {
+			if (cap > SIZE_MAX / 2)
+				return -1;
+			cap *= 2;
+		}
+		if ((np = realloc(o->p, cap)) == NULL)
+			return -1;
+		o->p = np;
+		o->cap = cap;
+	}
+	memcpy(o->p + o->len, p, n);
+	o->len += n;
 	return 0;
 }

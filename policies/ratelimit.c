@@ -128,19 +128,7 @@ addr_text(int family, const uint8_t *a, char *out, size_t cap)
 static bool
 trusted(const struct config *cfg, int family, const uint8_t *a)
 {
-	struct sockaddr_storage ss;
-	size_t i;
-
-	memset(&ss, 0, sizeof(ss));
-	ss.ss_family = (sa_family_t)family;
-	if (family == AF_INET)
-		memcpy(&((struct sockaddr_in *)&ss)->sin_addr, a, 4);
-	else
-		memcpy(&((struct sockaddr_in6 *)&ss)->sin6_addr, a, 16);
-	for (i = 0; i < cfg->server.ntrusted; i++)
-		if (cidr_match(&cfg->server.trusted[i], (struct sockaddr *)&ss))
-			return true;
-	return false;
+	return config_trusted(&cfg->server, family, a);
 }
 
 /* One X-Forwarded-For element: an IPv4 or IPv6 address, optionally
@@ -183,7 +171,7 @@ parse_hop(const char *s, size_t n, int *family, uint8_t *a)
  * leftmost. A malformed hop ends the walk at the last believed address.
  */
 static void
-client_ip(const struct policy_ctx *ctx, char *out, size_t cap)
+client_ip(const struct xctx *ctx, char *out, size_t cap)
 {
 	const struct config *cfg = ctx->cfg;
 	int fam = ctx->peer_family, hf;
@@ -220,7 +208,7 @@ done:
 
 /* The bucket key of this request (see ratelimit.h); its length. */
 static size_t
-make_key(const struct rl_route *rr, const struct policy_ctx *ctx, char *key)
+make_key(const struct rl_route *rr, const struct xctx *ctx, char *key)
 {
 	char ip[INET6_ADDRSTRLEN + 1];
 	const char *v = "";
@@ -323,31 +311,30 @@ secs_up(uint64_t ns)
 }
 
 static void
-headers(const struct rl_route *rr, struct policy_ctx *ctx, uint64_t left,
+headers(const struct rl_route *rr, struct xctx *ctx, uint64_t left,
     uint64_t reset_s)
 {
-	policy_resp_header(ctx, "RateLimit-Policy", "%s", rr->policy);
-	policy_resp_header(ctx, "RateLimit", "\"%s\";r=%llu;t=%llu",
+	xctx_resp_header(ctx, "RateLimit-Policy", "%s", rr->policy);
+	xctx_resp_header(ctx, "RateLimit", "\"%s\";r=%llu;t=%llu",
 	    rr->tier->name, (unsigned long long)left,
 	    (unsigned long long)reset_s);
 }
 
 static int
-refuse(const struct rl_route *rr, struct policy_ctx *ctx, int status,
+refuse(const struct rl_route *rr, struct xctx *ctx, int status,
     uint64_t retry_s)
 {
 	if (retry_s == 0)
 		retry_s = 1;
 	headers(rr, ctx, 0, retry_s);
-	policy_resp_header(ctx, "Retry-After", "%llu",
+	xctx_resp_header(ctx, "Retry-After", "%llu",
 	    (unsigned long long)retry_s);
-	ctx->status = status;
-	ctx->error = status == 429 ? "rate_limited" : "rate_limit_unavailable";
-	return POLICY_RESPOND;
+	return xctx_error(ctx, status, status == 429 ? "rate_limited" :
+	    "rate_limit_unavailable");
 }
 
 static int
-rl_request(void *state, struct policy_ctx *ctx)
+rl_request(struct xctx *ctx, void *state, void *slot)
 {
 	struct rl_route *rr = state;
 	struct lease *tab, *l;
@@ -358,6 +345,7 @@ rl_request(void *state, struct policy_ctx *ctx)
 	bool mine;
 	int n;
 
+	(void)slot;
 	klen = make_key(rr, ctx, key);
 	tab = leases();
 	if (tab == NULL)
@@ -421,7 +409,6 @@ const struct policy policy_ratelimit = {
 	.name = "ratelimit",
 	.init = rl_init,
 	.on_request = rl_request,
-	.on_response = NULL,
 	.free = rl_free,
 };
 

@@ -1,6 +1,7 @@
 /*
  * transform: the route's header edits, request and response side.
- * (Body field stripping comes with the transform issue.)
+ * (Body field stripping comes with the aggregation issue, as a body
+ * filter.)
  */
 #include <string.h>
 
@@ -33,30 +34,26 @@ apply(struct policy_edits *e, char **add, size_t nadd, char **rm, size_t nrm)
 }
 
 static int
-transform_request(void *state, struct policy_ctx *ctx)
+transform_request(struct xctx *x, void *state, void *slot)
 {
 	const struct cfg_route *r = state;
 
-	if (apply(&ctx->edits, r->req_add, r->nreq_add, r->req_remove,
-	    r->nreq_remove) < 0) {
-		ctx->status = 500;
-		ctx->error = "too_many_header_edits";
-		return POLICY_RESPOND;
-	}
+	(void)slot;
+	if (apply(&x->edits, r->req_add, r->nreq_add, r->req_remove,
+	    r->nreq_remove) < 0)
+		return xctx_error(x, 500, "too_many_header_edits");
 	return POLICY_CONTINUE;
 }
 
 static int
-transform_response(void *state, struct policy_ctx *ctx)
+transform_response(struct xctx *x, void *state, void *slot)
 {
 	const struct cfg_route *r = state;
 
-	if (apply(&ctx->edits, r->resp_add, r->nresp_add, r->resp_remove,
-	    r->nresp_remove) < 0) {
-		ctx->status = 502;
-		ctx->error = "too_many_header_edits";
-		return POLICY_RESPOND;
-	}
+	(void)slot;
+	if (apply(&x->resp_edits, r->resp_add, r->nresp_add, r->resp_remove,
+	    r->nresp_remove) < 0)
+		return xctx_error(x, 502, "too_many_header_edits");
 	return POLICY_CONTINUE;
 }
 
@@ -65,5 +62,4 @@ const struct policy policy_transform = {
 	.init = transform_init,
 	.on_request = transform_request,
 	.on_response = transform_response,
-	.free = NULL,
 };

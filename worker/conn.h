@@ -1,14 +1,23 @@
 /*
  * conn: the client side of the worker: accept, read and parse request
- * heads, route, run the request policies, answer locally or hand the
- * request to proxy; keep-alive, pipelining, timeouts and the one place
- * every client connection ends (conn_close).
+ * heads, hand each to an exchange (exchange.h), keep-alive, pipelining,
+ * half-closes, the client's timers, and the one place every client
+ * connection ends (conn_close).
+ *
+ * "May have closed": a function returning int gives 0, or CONN_GONE when
+ * the connection ended inside the call. The caller then returns at once:
+ * the conn stays readable until the end of the event batch (objects are
+ * recycled only then), so checking c->flags & CF_DEAD is always safe,
+ * but nothing else of it may be used.
  */
 #ifndef PORTICO_CONN_H
 #define PORTICO_CONN_H
 
 #include <sys/socket.h>
+
 #include "worker-t.h"
+
+#define CONN_GONE	(-1)
 
 void conn_accept(struct worker *w, int fd, const struct sockaddr *sa);
 /* conn_run: advance the connection as far as its sockets allow. */
@@ -16,16 +25,16 @@ void conn_run(struct conn *c);
 /* conn_close: end the connection, its exchange and upstream; REASON is
  * logged at debug level. */
 void conn_close(struct conn *c, const char *reason);
-/* conn_respond: answer the current exchange with a JSON error body
- * {"error":ERROR,"status":STATUS,"trace_id":...}. EXTRA is NULL or
- * complete header lines ending in CRLF. CLOSE ends the connection after. */
-void conn_respond(struct conn *c, int status, const char *error,
-    const char *extra, bool close);
-/* conn_response_done: the exchange's response is completely written. */
-void conn_response_done(struct conn *c);
-/* conn_flush: write x->out; 1 when all written, 0 when blocked, -1 when
- * the connection was closed. */
-int conn_flush(struct conn *c);
+/* conn_response_done: the exchange's response is completely written: end
+ * the exchange, then keep the connection (next request) or close it.
+ * 0 or CONN_GONE. */
+int conn_response_done(struct conn *c);
+/* conn_schedule: run C after the current batch of events (its state
+ * changed from another object's event: an upstream, a timer). */
+void conn_schedule(struct conn *c);
+/* conn_run_queued: run the scheduled connections (before the loop
+ * sleeps). */
+void conn_run_queued(struct worker *w);
 /* conn_close_all: close every connection (end of a drain). */
 void conn_close_all(struct worker *w, const char *reason);
 /* conn_close_idle: close the keep-alive connections between requests. */

@@ -1,26 +1,72 @@
 /*
- * io: the one place that reads and writes sockets. TLS will slot in here
- * (a non-blocking OpenSSL session per io) without touching the HTTP code.
+ * io: the one place that reads and writes sockets, and the only keeper of
+ * their readiness.
+ *
+ * Sockets are registered once, edge-triggered; an event records what the
+ * socket may do (io_event), and reads and writes use that up: a read or
+ * write that would block clears it until the next edge. The HTTP code asks
+ * io_can_read / io_can_write instead of remembering epoll bits, and learns
+ * from io->rd_wait / io->wr_wait which readiness a blocked call waits
+ * for, so a TLS session (whose read may need to write, and which may hold
+ * decrypted bytes after a short read) can sit underneath without the HTTP
+ * code knowing.
+ *
+ * Errors: io_read and io_writev return bytes (> 0), 0 at EOF (read only),
+ * IO_AGAIN (would block: wait for the readiness in rd_wait / wr_wait) or
+ * IO_ERR (the connection failed).
  */
 #ifndef PORTICO_IO_H
 #define PORTICO_IO_H
 
+#include <stdbool.h>
+#include <stdint.h>
 #include <sys/types.h>
 #include <sys/uio.h>
 
-#define IO_AGAIN	(-1)	/* would block; wait for readiness */
-#define IO_ERR		(-2)	/* connection failed (reset, ...) */
+#define IO_AGAIN	(-1)
+#define IO_ERR		(-2)
+
+#define IO_RD		0x01	/* readable (or peer half-closed) */
+#define IO_WR		0x02	/* writable */
 
 struct io {
 	int fd;
+	uint8_t ready;		/* IO_RD / IO_WR seen and not used up */
+	uint8_t rd_wait;	/* what a blocked read waits for */
+	uint8_t wr_wait;	/* what a blocked write waits for */
+	bool eof;		/* the peer shut its write side (or failed) */
+	bool reset;		/* the peer reset, or the socket failed */
 };
 
-/* io_read: >0 bytes read, 0 at EOF, IO_AGAIN or IO_ERR. */
+/* io_init: a socket, nothing known of its readiness. */
+void io_init(struct io *io, int fd);
+/* io_event: record what an epoll event reports (EPOLLIN, EPOLLOUT,
+ * EPOLLRDHUP, EPOLLHUP, EPOLLERR). */
+void io_event(struct io *io, uint32_t events);
+
+/* Whether a read (write) may make progress now: readiness seen, or input
+ * already buffered inside the io layer. */
+static inline bool
+io_can_read(const struct io *io)
+{
+	return (io->ready & io->rd_wait) != 0;
+}
+
+static inline bool
+io_can_write(const struct io *io)
+{
+	return (io->ready & io->wr_wait) != 0;
+}
+
+/* io_read: up to len bytes. A short read empties a plain socket, so it
+ * uses up the read readiness (saving the EAGAIN read). */
 ssize_t io_read(struct io *io, void *buf, size_t len);
-/* io_writev: >0 bytes written (maybe fewer than asked), IO_AGAIN, IO_ERR. */
+/* io_writev: as many bytes as the socket takes (maybe fewer than asked;
+ * a short write uses up the write readiness). Never raises SIGPIPE. */
 ssize_t io_writev(struct io *io, const struct iovec *iov, int iovcnt);
-/* io_shutdown_write: half-close (after a final response). */
+/* io_shutdown_write: half-close after a final response. */
 void io_shutdown_write(struct io *io);
+/* io_close: close the socket (leaving the epoll set with it). */
 void io_close(struct io *io);
 
 #endif

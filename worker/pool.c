@@ -68,16 +68,15 @@ pool_exchange_get(struct worker *w)
 		w->x_free = x->free_next;
 	else if ((x = malloc(sizeof(*x))) == NULL)
 		return NULL;
-	memset(x, 0, offsetof(struct exchange, trace));
-	x->route = -1;
+	memset(x, 0, offsetof(struct exchange, method_text));
 	return x;
 }
 
 void
-pool_exchange_put(struct worker *w, struct exchange *x)
+pool_exchange_dead(struct worker *w, struct exchange *x)
 {
-	x->free_next = w->x_free;
-	w->x_free = x;
+	x->free_next = w->x_dead;
+	w->x_dead = x;
 }
 
 struct conn *
@@ -128,6 +127,12 @@ pool_reap(struct worker *w)
 		w->conn_dead = c->free_next;
 		c->free_next = w->conn_free;
 		w->conn_free = c;
+	}
+	while (w->x_dead != NULL) {
+		struct exchange *x = w->x_dead;
+		w->x_dead = x->free_next;
+		x->free_next = w->x_free;
+		w->x_free = x;
 	}
 	while (w->up_dead != NULL) {
 		struct upconn *u = w->up_dead;

@@ -18,12 +18,12 @@ enum buf_kind {
 char *pool_buf_get(struct worker *w, enum buf_kind k);
 void pool_buf_put(struct worker *w, enum buf_kind k, char *p);
 struct exchange *pool_exchange_get(struct worker *w);
-void pool_exchange_put(struct worker *w, struct exchange *x);
 struct conn *pool_conn_get(struct worker *w);
 struct upconn *pool_upconn_get(struct worker *w);
 /* Dead objects are queued and recycled after the current batch of events,
  * so a stale event in the same batch never reaches a reused object. */
 void pool_conn_dead(struct worker *w, struct conn *c);
+void pool_exchange_dead(struct worker *w, struct exchange *x);
 void pool_upconn_dead(struct worker *w, struct upconn *u);
 void pool_reap(struct worker *w);
 

@@ -9,53 +9,57 @@
 
 #include "../master/log.h"
 #include "pool.h"
+#include "upclient.h"
 #include "upstream.h"
 
-int
-upstream_init(struct worker *w)
+struct service_rt *
+upstream_services(const struct config *cfg, unsigned slot)
 {
-	const struct config *cfg = w->cfg;
+	struct service_rt *svc;
 	size_t i, j;
 
-	w->svc = calloc(cfg->nservices ? cfg->nservices : 1, sizeof(*w->svc));
-	if (w->svc == NULL)
-		return -1;
+	svc = calloc(cfg->nservices ? cfg->nservices : 1, sizeof(*svc));
+	if (svc == NULL)
+		return NULL;
 	for (i = 0; i < cfg->nservices; i++) {
-		struct service_rt *s = &w->svc[i];
+		struct service_rt *s = &svc[i];
 		s->cfg = &cfg->services[i];
+		s->index = i;
 		s->ninst = cfg->services[i].ninstances;
 		s->inst = calloc(s->ninst ? s->ninst : 1, sizeof(*s->inst));
-		if (s->inst == NULL)
-			return -1;
+		if (s->inst == NULL) {
+			upstream_services_free(cfg, svc);
+			return NULL;
+		}
 		for (j = 0; j < s->ninst; j++) {
 			s->inst[j].addr = &cfg->services[i].instances[j];
+			s->inst[j].index = j;
 			s->inst[j].keepalive = cfg->services[i].keepalive;
 			s->inst[j].idle_ms =
 			    cfg->services[i].keepalive_timeout_ms;
 		}
 		/* Workers start at different instances so they spread. */
-		s->rr = w->slot;
+		s->rr = slot;
 	}
-	return 0;
+	return svc;
 }
 
 void
-upstream_free(struct worker *w)
+upstream_services_free(const struct config *cfg, struct service_rt *svc)
 {
 	size_t i;
+	unsigned j;
 
-	if (w->svc == NULL)
+	if (svc == NULL)
 		return;
-	for (i = 0; i < w->cfg->nservices; i++) {
-		struct service_rt *s = &w->svc[i];
-		unsigned j;
-		for (j = 0; j < s->ninst; j++)
+	for (i = 0; i < cfg->nservices; i++) {
+		struct service_rt *s = &svc[i];
+		for (j = 0; s->inst != NULL && j < s->ninst; j++)
 			while (s->inst[j].idle != NULL)
 				upstream_close(s->inst[j].idle);
 		free(s->inst);
 	}
-	free(w->svc);
-	w->svc = NULL;
+	free(svc);
 }
 
 uint32_t
@@ -72,13 +76,37 @@ upstream_hash(const void *p, size_t len)
 	return h;
 }
 
+uint32_t
+upstream_key_hash(const struct cfg_service *s, int family,
+    const uint8_t *addr, const struct http1_header *h, size_t nh,
+    const char *consumer, size_t consumer_len)
+{
+	size_t i;
+
+	switch (s->balance) {
+	case BAL_HASH_IP:
+		return upstream_hash(addr, family == AF_INET ? 4 : 16);
+	case BAL_HASH_HEADER:
+		for (i = 0; i < nh; i++)
+			if (http1_name_eq(h[i].name, h[i].name_len,
+			    s->hash_header, strlen(s->hash_header)))
+				return upstream_hash(h[i].value,
+				    h[i].value_len);
+		return upstream_hash("", 0);
+	case BAL_HASH_CONSUMER:
+		return upstream_hash(consumer != NULL ? consumer : "",
+		    consumer != NULL ? consumer_len : 0);
+	default:
+		return 0;
+	}
+}
+
 int
-upstream_pick(struct worker *w, struct service_rt *s, uint32_t hash,
-    unsigned attempt, int first)
+upstream_pick(struct service_rt *s, uint32_t hash, unsigned attempt,
+    int first)
 {
 	unsigned i, best;
 
-	(void)w;
 	if (s->ninst == 1)
 		return 0;
 	if (attempt > 0 && first >= 0)
@@ -128,7 +156,7 @@ unrequested_bytes(const struct upconn *u)
 }
 
 struct upconn *
-upstream_acquire(struct worker *w, struct instance *inst, struct exchange *x)
+upstream_acquire(struct worker *w, struct instance *inst, struct upclient *uc)
 {
 	const struct cfg_addr *a = inst->addr;
 	struct upconn *u;
@@ -143,10 +171,9 @@ upstream_acquire(struct worker *w, struct instance *inst, struct exchange *x)
 		}
 		pool_unlink(u);
 		loop_timer_cancel(&w->loop, &u->timer);
-		u->state = US_ACTIVE;
-		u->flags |= UF_REUSED;
-		u->flags &= ~UF_CHECK;
-		u->x = x;
+		u->state = UP_ACTIVE;
+		u->flags = (u->flags | UF_REUSED) & ~UF_CHECK;
+		u->uc = uc;
 		inst->active++;
 		return u;
 	}
@@ -171,14 +198,14 @@ upstream_acquire(struct worker *w, struct instance *inst, struct exchange *x)
 	}
 	u->w = w;
 	u->inst = inst;
-	u->io.fd = fd;
+	io_init(&u->io, fd);
 	u->lfd.fd = fd;
-	u->lfd.cb = proxy_upstream_event;
+	u->lfd.cb = upclient_event;
 	u->lfd.data = u;
-	u->timer.cb = proxy_upstream_timeout;
+	u->timer.cb = upclient_timeout;
 	u->timer.data = u;
-	u->state = US_CONNECTING;
-	u->x = x;
+	u->state = UP_CONNECTING;
+	u->uc = uc;
 	if (loop_add(&w->loop, &u->lfd, EPOLLIN | EPOLLOUT | EPOLLRDHUP |
 	    EPOLLET) < 0) {
 		close(fd);
@@ -195,7 +222,7 @@ upstream_close(struct upconn *u)
 {
 	struct worker *w = u->w;
 
-	if (u->state == US_IDLE)
+	if (u->state == UP_IDLE)
 		pool_unlink(u);
 	else if (u->inst != NULL)
 		u->inst->active--;
@@ -207,7 +234,7 @@ upstream_close(struct upconn *u)
 	u->lfd.fd = -1;
 	pool_buf_put(w, BUF_UPSTREAM, u->buf);
 	u->buf = NULL;
-	u->x = NULL;
+	u->uc = NULL;
 	u->flags |= UF_DEAD;
 	pool_upconn_dead(w, u);
 }
@@ -219,16 +246,15 @@ upstream_release(struct upconn *u, bool reusable)
 	struct instance *in = u->inst;
 
 	if (!reusable || (u->flags & UF_DEAD) || w->draining ||
-	    u->len != 0 || in->nidle >= in->keepalive) {
+	    u->len != 0 || in->nidle >= in->keepalive || u->io.eof) {
 		upstream_close(u);
 		return;
 	}
 	in->active--;
 	pool_buf_put(w, BUF_UPSTREAM, u->buf);
 	u->buf = NULL;
-	u->scanned = 0;
-	u->x = NULL;
-	u->state = US_IDLE;
+	u->uc = NULL;
+	u->state = UP_IDLE;
 	u->flags &= ~UF_REUSED;
 	u->pool_prev = NULL;
 	u->pool_next = in->idle;

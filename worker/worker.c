@@ -11,7 +11,6 @@
 #include "../master/log.h"
 #include "conn.h"
 #include "pool.h"
-#include "proxy.h"
 #include "upstream.h"
 #include "worker.h"
 
@@ -162,6 +161,7 @@ before_sleep(struct loop *l, void *arg)
 {
 	struct worker *w = arg;
 
+	conn_run_queued(w);
 	pool_reap(w);
 	/* Lines wait at most ACCESSLOG_FLUSH_MS: one write per batch, not
 	 * one per loop turn. */
@@ -260,6 +260,9 @@ worker_init(struct worker *w, const struct worker_args *a)
 			log_error("access log %s: %s", cfg->server.access_log,
 			    strerror(err));
 	}
+	w->svc = upstream_services(cfg, w->slot);
+	if (w->svc == NULL)
+		return -1;
 	w->md = route_match_data_new(cfg);
 	w->chains = calloc(cfg->nroutes ? cfg->nroutes : 1,
 	    sizeof(*w->chains));
@@ -268,7 +271,7 @@ worker_init(struct worker *w, const struct worker_args *a)
 	for (i = 0; i < cfg->nroutes; i++)
 		if (policy_chain_build(cfg, &cfg->routes[i], &w->chains[i]) < 0)
 			return -1;
-	return upstream_init(w);
+	return 0;
 }
 
 void
@@ -293,7 +296,8 @@ worker_main(const struct worker_args *a)
 		    strerror(errno));
 	conn_close_all(&w, "worker stopping");
 	accesslog_close(w.alog);
-	upstream_free(&w);
+	upstream_services_free(w.cfg, w.svc);
+	arena_cache_free(&w.arenas);
 	for (i = 0; i < w.cfg->nroutes; i++)
 		policy_chain_free(&w.chains[i]);
 	log_debug("worker %u stopped", a->slot);

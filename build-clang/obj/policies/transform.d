@@ -1,9 +1,11 @@
 build-clang/obj/policies/transform.o: policies/transform.c \
   policies/policy.h policies/../master/config.h \
-  policies/../worker/http1.h
+  policies/../worker/http1.h policies/arena.h
 
 policies/policy.h:
 
 policies/../master/config.h:
 
 policies/../worker/http1.h:
+
+policies/arena.h:

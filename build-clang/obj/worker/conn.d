@@ -1,9 +1,10 @@
 build-clang/obj/worker/conn.o: worker/conn.c worker/../master/log.h \
   worker/../master/config.h worker/conn.h worker/worker-t.h \
   worker/../policies/accesslog.h worker/../policies/../master/config.h \
-  worker/../policies/policy.h worker/../policies/../worker/http1.h \
-  worker/../shm/counters.h worker/http1.h worker/io.h worker/loop.h \
-  worker/route.h worker/pool.h worker/proxy.h
+  worker/../policies/arena.h worker/../policies/policy.h \
+  worker/../policies/../worker/http1.h worker/../shm/counters.h \
+  worker/http1.h worker/io.h worker/loop.h worker/route.h \
+  worker/exchange.h worker/pool.h
 
 worker/../master/log.h:
 
@@ -16,6 +17,8 @@ worker/worker-t.h:
 worker/../policies/accesslog.h:
 
 worker/../policies/../master/config.h:
+
+worker/../policies/arena.h:
 
 worker/../policies/policy.h:
 
@@ -31,6 +34,6 @@ worker/loop.h:
 
 worker/route.h:
 
-worker/pool.h:
+worker/exchange.h:
 
-worker/proxy.h:
+worker/pool.h:

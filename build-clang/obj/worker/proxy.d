@@ -1,9 +1,11 @@
 build-clang/obj/worker/proxy.o: worker/proxy.c worker/../master/log.h \
   worker/../master/config.h worker/conn.h worker/worker-t.h \
   worker/../policies/accesslog.h worker/../policies/../master/config.h \
-  worker/../policies/policy.h worker/../policies/../worker/http1.h \
-  worker/../shm/counters.h worker/http1.h worker/io.h worker/loop.h \
-  worker/route.h worker/pool.h worker/proxy.h worker/upstream.h
+  worker/../policies/arena.h worker/../policies/policy.h \
+  worker/../policies/../worker/http1.h worker/../shm/counters.h \
+  worker/http1.h worker/io.h worker/loop.h worker/route.h \
+  worker/exchange.h worker/head.h worker/pool.h worker/proxy.h \
+  worker/upclient.h worker/upstream.h
 
 worker/../master/log.h:
 
@@ -16,6 +18,8 @@ worker/worker-t.h:
 worker/../policies/accesslog.h:
 
 worker/../policies/../master/config.h:
+
+worker/../policies/arena.h:
 
 worker/../policies/policy.h:
 
@@ -31,8 +35,14 @@ worker/loop.h:
 
 worker/route.h:
 
+worker/exchange.h:
+
+worker/head.h:
+
 worker/pool.h:
 
 worker/proxy.h:
+
+worker/upclient.h:
 
 worker/upstream.h:

@@ -1,10 +1,10 @@
 build-clang/obj/worker/upstream.o: worker/upstream.c \
   worker/../master/log.h worker/../master/config.h worker/pool.h \
   worker/worker-t.h worker/../policies/accesslog.h \
-  worker/../policies/../master/config.h worker/../policies/policy.h \
-  worker/../policies/../worker/http1.h worker/../shm/counters.h \
-  worker/http1.h worker/io.h worker/loop.h worker/route.h \
-  worker/upstream.h
+  worker/../policies/../master/config.h worker/../policies/arena.h \
+  worker/../policies/policy.h worker/../policies/../worker/http1.h \
+  worker/../shm/counters.h worker/http1.h worker/io.h worker/loop.h \
+  worker/route.h worker/upclient.h worker/upstream.h
 
 worker/../master/log.h:
 
@@ -17,6 +17,8 @@ worker/worker-t.h:
 worker/../policies/accesslog.h:
 
 worker/../policies/../master/config.h:
+
+worker/../policies/arena.h:
 
 worker/../policies/policy.h:
 
@@ -31,5 +33,7 @@ worker/io.h:
 worker/loop.h:
 
 worker/route.h:
+
+worker/upclient.h:
 
 worker/upstream.h:

@@ -1,10 +1,10 @@
 build-clang/obj/worker/worker.o: worker/worker.c worker/../master/log.h \
   worker/../master/config.h worker/conn.h worker/worker-t.h \
   worker/../policies/accesslog.h worker/../policies/../master/config.h \
-  worker/../policies/policy.h worker/../policies/../worker/http1.h \
-  worker/../shm/counters.h worker/http1.h worker/io.h worker/loop.h \
-  worker/route.h worker/pool.h worker/proxy.h worker/upstream.h \
-  worker/worker.h
+  worker/../policies/arena.h worker/../policies/policy.h \
+  worker/../policies/../worker/http1.h worker/../shm/counters.h \
+  worker/http1.h worker/io.h worker/loop.h worker/route.h worker/pool.h \
+  worker/upstream.h worker/worker.h
 
 worker/../master/log.h:
 
@@ -17,6 +17,8 @@ worker/worker-t.h:
 worker/../policies/accesslog.h:
 
 worker/../policies/../master/config.h:
+
+worker/../policies/arena.h:
 
 worker/../policies/policy.h:
 
@@ -33,8 +35,6 @@ worker/loop.h:
 worker/route.h:
 
 worker/pool.h:
-
-worker/proxy.h:
 
 worker/upstream.h:
 

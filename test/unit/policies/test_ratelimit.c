@@ -61,7 +61,7 @@ teardown(void **st)
 }
 
 static void
-ctx_init(struct policy_ctx *c, const uint8_t *peer4, size_t nh,
+ctx_init(struct xctx *c, const uint8_t *peer4, size_t nh,
     uint64_t now_ms)
 {
 	memset(c, 0, sizeof(*c));
@@ -103,7 +103,7 @@ test_client_ip(void **st)
 {
 	static const uint8_t peer_proxy[4] = { 10, 0, 0, 1 };
 	static const uint8_t peer_out[4] = { 192, 0, 2, 7 };
-	struct policy_ctx c;
+	struct xctx c;
 	char ip[64];
 
 	(void)st;
@@ -154,7 +154,7 @@ static void
 test_keys(void **st)
 {
 	static const uint8_t peer[4] = { 127, 0, 0, 1 };
-	struct policy_ctx c;
+	struct xctx c;
 	struct rl_route *rr;
 	void *state = NULL;
 	char key[RL_KEY_MAX];
@@ -205,7 +205,7 @@ static void
 test_limit_and_headers(void **st)
 {
 	static const uint8_t peer[4] = { 127, 0, 0, 9 };
-	struct policy_ctx c;
+	struct xctx c;
 	void *state = NULL;
 	int i;
 
@@ -216,29 +216,29 @@ test_limit_and_headers(void **st)
 	set_hdr(0, "X-Key", "a");
 	for (i = 0; i < 3; i++) {
 		ctx_init(&c, peer, 1, 1000);
-		assert_int_equal(rl_request(state, &c), POLICY_CONTINUE);
+		assert_int_equal(rl_request(&c, state, NULL), POLICY_CONTINUE);
 		assert_non_null(strstr(extra,
 		    "RateLimit-Policy: \"anonymous\";q=10;w=1\r\n"));
 		assert_non_null(strstr(extra, "RateLimit: \"anonymous\";r="));
 		assert_null(strstr(extra, "Retry-After"));
 	}
 	ctx_init(&c, peer, 1, 1000);
-	assert_int_equal(rl_request(state, &c), POLICY_RESPOND);
-	assert_int_equal(c.status, 429);
-	assert_string_equal(c.error, "rate_limited");
+	assert_int_equal(rl_request(&c, state, NULL), POLICY_RESPOND);
+	assert_int_equal(c.resp.status, 429);
+	assert_string_equal(c.resp.error, "rate_limited");
 	assert_non_null(strstr(extra, "Retry-After: 1\r\n"));
 	assert_non_null(strstr(extra, "RateLimit: \"anonymous\";r=0;t=1\r\n"));
 	/* Another key value has its own bucket. */
 	set_hdr(0, "X-Key", "b");
 	ctx_init(&c, peer, 1, 1000);
-	assert_int_equal(rl_request(state, &c), POLICY_CONTINUE);
+	assert_int_equal(rl_request(&c, state, NULL), POLICY_CONTINUE);
 	/* The missing header shares "" with every other such request. */
 	for (i = 0; i < 3; i++) {
 		ctx_init(&c, peer, 0, 1000);
-		assert_int_equal(rl_request(state, &c), POLICY_CONTINUE);
+		assert_int_equal(rl_request(&c, state, NULL), POLICY_CONTINUE);
 	}
 	ctx_init(&c, peer, 0, 1000);
-	assert_int_equal(rl_request(state, &c), POLICY_RESPOND);
+	assert_int_equal(rl_request(&c, state, NULL), POLICY_RESPOND);
 	rl_free(state);
 	route.rl_by = RL_IP;
 	route.rl_header = NULL;
@@ -250,7 +250,7 @@ test_lease_returned(void **st)
 {
 	static const uint8_t peer[4] = { 127, 0, 0, 10 };
 	const struct bucket_params big = { 1000, 1, 1000 };
-	struct policy_ctx c;
+	struct xctx c;
 	struct bucket b;
 	void *state = NULL;
 	char key[RL_KEY_MAX];
@@ -260,7 +260,7 @@ test_lease_returned(void **st)
 	tiers[0].rate = tiers[0].burst = 1000;
 	assert_int_equal(rl_init(&cfg, &route, &state), 1);
 	ctx_init(&c, peer, 0, 5000);
-	assert_int_equal(rl_request(state, &c), POLICY_CONTINUE);
+	assert_int_equal(rl_request(&c, state, NULL), POLICY_CONTINUE);
 	n = make_key(state, &c, key);
 	/* One worker: a lease of 1000 / 2 = 500, capped at LEASE_MAX. */
 	assert_int_equal(bucket_peek(store_proc(&cfg), key, n, &big,
@@ -268,10 +268,10 @@ test_lease_returned(void **st)
 	assert_int_equal(bucket_whole(&b), 1000 - LEASE_MAX);
 	/* Spent locally: no store change. */
 	ctx_init(&c, peer, 0, 5000 + LEASE_MS);
-	assert_int_equal(rl_request(state, &c), POLICY_CONTINUE);
+	assert_int_equal(rl_request(&c, state, NULL), POLICY_CONTINUE);
 	/* Stale: the rest goes back before a new lease is taken. */
 	ctx_init(&c, peer, 0, 5001 + LEASE_MS);
-	assert_int_equal(rl_request(state, &c), POLICY_CONTINUE);
+	assert_int_equal(rl_request(&c, state, NULL), POLICY_CONTINUE);
 	assert_int_equal(bucket_peek(store_proc(&cfg), key, n, &big,
 	    store_now_ns(), &b), 1);
 	assert_int_equal(bucket_whole(&b), 1000 - LEASE_MAX - 2);

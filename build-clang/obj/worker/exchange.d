@@ -1,0 +1,46 @@
+build-clang/obj/worker/exchange.o: worker/exchange.c \
+  worker/../master/log.h worker/../master/config.h worker/conn.h \
+  worker/worker-t.h worker/../policies/accesslog.h \
+  worker/../policies/../master/config.h worker/../policies/arena.h \
+  worker/../policies/policy.h worker/../policies/../worker/http1.h \
+  worker/../shm/counters.h worker/http1.h worker/io.h worker/loop.h \
+  worker/route.h worker/exchange.h worker/head.h worker/pool.h \
+  worker/proxy.h worker/upclient.h
+
+worker/../master/log.h:
+
+worker/../master/config.h:
+
+worker/conn.h:
+
+worker/worker-t.h:
+
+worker/../policies/accesslog.h:
+
+worker/../policies/../master/config.h:
+
+worker/../policies/arena.h:
+
+worker/../policies/policy.h:
+
+worker/../policies/../worker/http1.h:
+
+worker/../shm/counters.h:
+
+worker/http1.h:
+
+worker/io.h:
+
+worker/loop.h:
+
+worker/route.h:
+
+worker/exchange.h:
+
+worker/head.h:
+
+worker/pool.h:
+
+worker/proxy.h:
+
+worker/upclient.h:

@@ -1,0 +1,39 @@
+build-clang/obj/worker/upclient.o: worker/upclient.c \
+  worker/../master/log.h worker/../master/config.h worker/pool.h \
+  worker/worker-t.h worker/../policies/accesslog.h \
+  worker/../policies/../master/config.h worker/../policies/arena.h \
+  worker/../policies/policy.h worker/../policies/../worker/http1.h \
+  worker/../shm/counters.h worker/http1.h worker/io.h worker/loop.h \
+  worker/route.h worker/upclient.h worker/upstream.h
+
+worker/../master/log.h:
+
+worker/../master/config.h:
+
+worker/pool.h:
+
+worker/worker-t.h:
+
+worker/../policies/accesslog.h:
+
+worker/../policies/../master/config.h:
+
+worker/../policies/arena.h:
+
+worker/../policies/policy.h:
+
+worker/../policies/../worker/http1.h:
+
+worker/../shm/counters.h:
+
+worker/http1.h:
+
+worker/io.h:
+
+worker/loop.h:
+
+worker/route.h:
+
+worker/upclient.h:
+
+worker/upstream.h:
