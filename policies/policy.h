@@ -136,7 +136,8 @@ struct xctx_ops {
 };
 
 /* The exchange as policies see it. The worker owns and fills it; policy
- * hooks read the request fields and write their results. */
+ * hooks read the request fields and write their results. (Large parts
+ * come last: a new exchange resets only their counts.) */
 struct xctx {
 	struct arena arena;
 	const struct config *cfg;
@@ -158,16 +159,14 @@ struct xctx {
 	int peer_family;		/* AF_INET / AF_INET6 */
 	const uint8_t *peer_addr;	/* 4 or 16 bytes, network order */
 	uint64_t now_ms;		/* CLOCK_MONOTONIC ms, cached per turn */
-	char trace[33];			/* the trace id, NUL-terminated */
 	uint8_t trace_len;
 	struct identity id;
 	const char *reason;		/* why the gateway answered (access log) */
 
-	/* request hooks' results */
-	struct policy_edits edits;	/* on the upstream request head */
-	struct xresp resp;		/* POLICY_RESPOND */
-	/* header lines ("Name: value\r\n") for this request's response,
-	 * proxied or the gateway's own (xctx_resp_header) */
+	/* request hooks' results: the answer (POLICY_RESPOND), and header
+	 * lines ("Name: value\r\n") for this request's response, proxied or
+	 * the gateway's own (xctx_resp_header) */
+	struct xresp resp;
 	char *resp_extra;
 	size_t resp_extra_len, resp_extra_cap;
 
@@ -175,15 +174,16 @@ struct xctx {
 	int status;
 	const struct http1_header *resp_headers;
 	size_t resp_nheaders;
-	struct policy_edits resp_edits;
 
-	struct body_filter req_filter[POLICY_MAX_FILTERS];
-	unsigned nreq_filters;
-	struct body_filter resp_filter[POLICY_MAX_FILTERS];
-	unsigned nresp_filters;
-
+	unsigned nreq_filters, nresp_filters;
 	void *slot[POLICY_CHAIN_MAX];	/* per-policy exchange state */
 	const struct xctx_ops *ops;
+
+	char trace[33];			/* the trace id, NUL-terminated */
+	struct policy_edits edits;	/* on the upstream request head */
+	struct policy_edits resp_edits;	/* on the response head */
+	struct body_filter req_filter[POLICY_MAX_FILTERS];
+	struct body_filter resp_filter[POLICY_MAX_FILTERS];
 };
 
 struct policy {

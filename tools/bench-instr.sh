@@ -15,6 +15,7 @@
 # reading the worker's callgrind.out.PID).
 #
 #   REQUESTS=20000 CONNS=16 TARGETS="nginx haproxy portico" METHOD=auto|perf|callgrind PATH_=/small
+#   (TARGETS may name portico-base: the binary PORTICO_BASELINE)
 set -u
 cd "$(dirname "$0")/.." || exit 1
 . tools/bench/lib.sh
@@ -70,9 +71,13 @@ start_target() {
 		haproxy_conf "$dir" "$port" "$ORIGIN_PORT" 1
 		"${wrap[@]}" "$HAPROXY" -f "$dir/haproxy.cfg" -db >>"$dir/stdout.log" 2>&1 &
 		;;
-	portico)
+	portico | portico-base)
+		# portico-base: a second binary (PORTICO_BASELINE), e.g. the
+		# build before a change, measured the same way
+		local bin=$PORTICO
+		[ "$name" = portico-base ] && bin=$PORTICO_BASELINE
 		portico_conf "$dir" "$port" "$(bench_ports 1)" "$ORIGIN_PORT" 1
-		(cd "$dir" && exec "${wrap[@]}" "$PORTICO" -c "$dir/portico.conf" -p "$dir") >>"$dir/stdout.log" 2>&1 &
+		(cd "$dir" && exec "${wrap[@]}" "$bin" -c "$dir/portico.conf" -p "$dir") >>"$dir/stdout.log" 2>&1 &
 		;;
 	esac
 	STARTED_PID=$!
@@ -84,7 +89,7 @@ worker_pid() {
 	case $1 in
 	haproxy) echo "$2" ;;
 	nginx) if [ "$METHOD" = callgrind ]; then echo "$2"; else bench_children "$2" | head -n 1; fi ;;
-	portico) bench_children "$2" | head -n 1 ;;
+	portico | portico-base) bench_children "$2" | head -n 1 ;;
 	esac
 }
 
@@ -107,7 +112,7 @@ measure() {
 		return 1
 	fi
 	wpid=$(worker_pid "$name" "$pid")
-	workers=$(if [ "$name" = portico ]; then bench_children "$pid"; else echo "$wpid"; fi)
+	workers=$(case $name in portico*) bench_children "$pid" ;; *) echo "$wpid" ;; esac)
 	if [ -z "$wpid" ]; then
 		bench_log "bench-instr: $name: no worker process found"
 	elif [ "$METHOD" = perf ]; then

@@ -21,19 +21,15 @@
 static void conn_event(struct loop *l, struct loop_fd *f, uint32_t ev);
 static void conn_timeout(struct loop *l, struct loop_timer *t);
 
-size_t
-conn_peer_text(const struct conn *c, char *out, size_t cap)
+/* IPv4 text by hand (glibc's inet_ntop goes through sprintf), once per
+ * connection: every request's X-Forwarded-For and log line use it. */
+static void
+peer_text4(struct peer *pe)
 {
-	const uint8_t *a = c->peer.addr;
-	char *p = out;
+	const uint8_t *a = pe->addr;
+	char *p = pe->text;
 	int i;
 
-	if (c->peer.family != AF_INET || cap < 16) {
-		if (inet_ntop(c->peer.family, a, out, cap) == NULL)
-			snprintf(out, cap, "unknown");
-		return strlen(out);
-	}
-	/* IPv4 by hand: glibc's inet_ntop goes through sprintf. */
 	for (i = 0; i < 4; i++) {
 		unsigned v = a[i];
 		if (v >= 100)
@@ -45,7 +41,19 @@ conn_peer_text(const struct conn *c, char *out, size_t cap)
 			*p++ = '.';
 	}
 	*p = '\0';
-	return p - out;
+	pe->text_len = (uint8_t)(p - pe->text);
+}
+
+size_t
+conn_peer_text(const struct conn *c, char *out, size_t cap)
+{
+	if (c->peer.family != AF_INET || cap <= c->peer.text_len) {
+		if (inet_ntop(c->peer.family, c->peer.addr, out, cap) == NULL)
+			snprintf(out, cap, "unknown");
+		return strlen(out);
+	}
+	memcpy(out, c->peer.text, c->peer.text_len + 1);
+	return c->peer.text_len;
 }
 
 void
@@ -72,6 +80,7 @@ conn_accept(struct worker *w, int fd, const struct sockaddr *sa)
 		const struct sockaddr_in *in = (const void *)sa;
 		memcpy(c->peer.addr, &in->sin_addr, 4);
 		c->peer.port = ntohs(in->sin_port);
+		peer_text4(&c->peer);
 	} else if (sa->sa_family == AF_INET6) {
 		const struct sockaddr_in6 *in6 = (const void *)sa;
 		memcpy(c->peer.addr, &in6->sin6_addr, 16);

@@ -20,19 +20,25 @@ static void
 trace_new(struct worker *w, struct xctx *cx)
 {
 	static const char hex[] = "0123456789abcdef";
-	uint64_t v[2];
+	static char pairs[256][2];	/* byte -> two hex digits */
+	uint64_t v;
 	int i, j;
 
+	if (pairs[1][1] == 0)
+		for (i = 0; i < 256; i++) {
+			pairs[i][0] = hex[i >> 4];
+			pairs[i][1] = hex[i & 15];
+		}
 	for (i = 0; i < 2; i++) {
 		/* xorshift64*: unpredictability is not the point, uniqueness is */
 		w->trace_state ^= w->trace_state >> 12;
 		w->trace_state ^= w->trace_state << 25;
 		w->trace_state ^= w->trace_state >> 27;
-		v[i] = w->trace_state * 2685821657736338717ull;
+		v = w->trace_state * 2685821657736338717ull;
+		for (j = 0; j < 8; j++)
+			memcpy(cx->trace + i * 16 + j * 2,
+			    pairs[(v >> (56 - 8 * j)) & 255], 2);
 	}
-	for (i = 0; i < 2; i++)
-		for (j = 0; j < 16; j++)
-			cx->trace[i * 16 + j] = hex[(v[i] >> (60 - 4 * j)) & 15];
 	cx->trace[32] = '\0';
 	cx->trace_len = 32;
 }
@@ -78,7 +84,7 @@ wait_fire(struct loop *l, struct loop_timer *t)
 static int
 ops_wait(struct xctx *cx, uint64_t ms)
 {
-	struct exchange *x = (struct exchange *)cx;
+	struct exchange *x = XCTX_EXCHANGE(cx);
 
 	loop_timer_set(&x->c->w->loop, &x->wait_timer, ms);
 	return 0;
@@ -87,7 +93,7 @@ ops_wait(struct xctx *cx, uint64_t ms)
 static void
 ops_resume(struct xctx *cx)
 {
-	struct exchange *x = (struct exchange *)cx;
+	struct exchange *x = XCTX_EXCHANGE(cx);
 
 	if (!(x->flags & XF_PENDING) || (x->flags & XF_RESUME))
 		return;
@@ -230,15 +236,23 @@ exchange_release(struct conn *c)
 		    x->ran);
 	loop_timer_cancel(&w->loop, &x->wait_timer);
 	upclient_abort(&x->uc);
-	pool_buf_put(w, BUF_HEAD, x->uc.hbuf);
-	x->uc.hbuf = NULL;
-	pool_buf_put(w, BUF_HEAD, x->hbuf);
-	x->hbuf = NULL;
-	pool_buf_put(w, BUF_UPSTREAM, x->sbuf);
-	x->sbuf = NULL;
-	free(x->fout.p);
-	free(x->fmid.p);
-	free(x->rout.p);
+	if (x->uc.hbuf != NULL) {
+		pool_buf_put(w, BUF_HEAD, x->uc.hbuf);
+		x->uc.hbuf = NULL;
+	}
+	if (x->hbuf != NULL) {
+		pool_buf_put(w, BUF_HEAD, x->hbuf);
+		x->hbuf = NULL;
+	}
+	if (x->sbuf != NULL) {
+		pool_buf_put(w, BUF_UPSTREAM, x->sbuf);
+		x->sbuf = NULL;
+	}
+	if (x->fout.p != NULL || x->fmid.p != NULL || x->rout.p != NULL) {
+		free(x->fout.p);
+		free(x->fmid.p);
+		free(x->rout.p);
+	}
 	arena_reset(&x->ctx.arena);
 	x->flags |= XF_DEAD;
 	pool_exchange_dead(w, x);
@@ -384,7 +398,7 @@ build_head(struct exchange *x, const struct resp_src *s,
 	bool filtered = cx->nresp_filters > 0 && !s->no_body;
 
 	if (s->headers != NULL && head_conn_tokens(s->headers, s->nheaders,
-	    &ct) < 0)
+	    s->has_connection, &ct) < 0)
 		return -1;
 	if (hbuf_open(x, &b) < 0)
 		return -1;

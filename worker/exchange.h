@@ -34,6 +34,7 @@ struct resp_src {
 	bool chunked;			/* body comes chunk-encoded */
 	bool no_body;			/* HEAD, 204, 304 */
 	bool to_eof;			/* body ends when the source closes */
+	bool has_connection;		/* headers include a Connection */
 };
 
 /* exchange_begin: a complete request head of HEAD_LEN bytes is at the

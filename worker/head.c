@@ -5,39 +5,6 @@
 #define NAME_IS(h, lit)	http1_header_is((h), lit)
 
 void
-hb_put(struct hb *b, const char *s, size_t n)
-{
-	if (!b->ok || b->len + n > b->cap) {
-		b->ok = false;
-		return;
-	}
-	memcpy(b->p + b->len, s, n);
-	b->len += n;
-}
-
-void
-hb_u64(struct hb *b, uint64_t v)
-{
-	char tmp[24];
-	int i = sizeof(tmp);
-
-	do {
-		tmp[--i] = '0' + v % 10;
-		v /= 10;
-	} while (v > 0);
-	hb_put(b, tmp + i, sizeof(tmp) - i);
-}
-
-void
-hb_header(struct hb *b, const char *n, size_t nl, const char *v, size_t vl)
-{
-	hb_put(b, n, nl);
-	hb_lit(b, ": ");
-	hb_put(b, v, vl);
-	hb_lit(b, "\r\n");
-}
-
-void
 hb_edits(struct hb *b, const struct policy_edits *e)
 {
 	unsigned i;
@@ -57,11 +24,14 @@ protected_name(const struct http1_token *t)
 }
 
 int
-head_conn_tokens(const struct http1_header *h, size_t nh,
+head_conn_tokens(const struct http1_header *h, size_t nh, bool any,
     struct conn_tokens *ct)
 {
 	int i, k = 0;
 
+	ct->n = 0;
+	if (!any)
+		return 0;
 	ct->n = http1_connection_tokens(h, nh, ct->t, HEAD_CONN_TOKENS);
 	if (ct->n < 0)
 		return -1;

@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "../policies/policy.h"
 #include "http1.h"
@@ -21,12 +22,42 @@ struct hb {
 	bool ok;
 };
 
-void hb_put(struct hb *b, const char *s, size_t n);
+/* Inline: heads are built on every request, a call per piece shows. */
+static inline void
+hb_put(struct hb *b, const char *s, size_t n)
+{
+	if (!b->ok || b->len + n > b->cap) {
+		b->ok = false;
+		return;
+	}
+	memcpy(b->p + b->len, s, n);
+	b->len += n;
+}
+
 #define hb_lit(b, s)	hb_put((b), (s), sizeof(s) - 1)
-void hb_u64(struct hb *b, uint64_t v);
+
+static inline void
+hb_u64(struct hb *b, uint64_t v)
+{
+	char tmp[24];
+	int i = sizeof(tmp);
+
+	do {
+		tmp[--i] = '0' + v % 10;
+		v /= 10;
+	} while (v > 0);
+	hb_put(b, tmp + i, sizeof(tmp) - i);
+}
+
 /* hb_header: "NAME: VALUE\r\n" */
-void hb_header(struct hb *b, const char *n, size_t nl, const char *v,
-    size_t vl);
+static inline void
+hb_header(struct hb *b, const char *n, size_t nl, const char *v, size_t vl)
+{
+	hb_put(b, n, nl);
+	hb_lit(b, ": ");
+	hb_put(b, v, vl);
+	hb_lit(b, "\r\n");
+}
 /* hb_edits: the edits' added lines, each with its CRLF. */
 void hb_edits(struct hb *b, const struct policy_edits *e);
 
@@ -41,8 +72,10 @@ struct conn_tokens {
 
 /* head_conn_tokens: the names the Connection headers list, minus those no
  * list may remove (Host, Content-Length, Transfer-Encoding: framing is the
- * gateway's own). 0, or -1 when there are more than HEAD_CONN_TOKENS. */
-int head_conn_tokens(const struct http1_header *h, size_t nh,
+ * gateway's own); ANY says whether there is a Connection header at all
+ * (the parser knows). 0, or -1 when there are more than
+ * HEAD_CONN_TOKENS. */
+int head_conn_tokens(const struct http1_header *h, size_t nh, bool any,
     struct conn_tokens *ct);
 /* head_hop_by_hop: whether H is hop-by-hop (RFC 9110 7.6.1) or listed. */
 bool head_hop_by_hop(const struct http1_header *h,

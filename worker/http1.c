@@ -391,7 +391,7 @@ http1_connection_tokens(const struct http1_header *h, size_t n,
 	size_t i, tl, k = 0;
 
 	for (i = 0; i < n; i++) {
-		if (!http1_header_is(&h[i], "connection"))
+		if (h[i].name_len != 10 || !http1_header_is(&h[i], "connection"))
 			continue;
 		p = (const unsigned char *)h[i].value;
 		e = p + h[i].value_len;
@@ -438,8 +438,10 @@ special(const unsigned char *name, size_t nlen, const unsigned char *v,
 			f->has_upgrade = true;
 		break;
 	case 10:
-		if (EQ(name, nlen, "connection"))
+		if (EQ(name, nlen, "connection")) {
+			f->has_connection = true;
 			connection(v, vlen, f);
+		}
 		break;
 	case 14:
 		if (EQ(name, nlen, "content-length"))
@@ -472,7 +474,7 @@ headers_parse(const unsigned char **pp, const unsigned char *end,
 
 	f->content_length = -1;
 	f->chunked = f->conn_close = f->conn_keep_alive = false;
-	f->expect_continue = f->has_upgrade = false;
+	f->expect_continue = f->has_upgrade = f->has_connection = false;
 	for (;;) {
 		if (*p == '\r') {
 			if (p[1] != '\n')

@@ -51,6 +51,7 @@ struct http1_framing {
 	bool conn_keep_alive;		/* Connection: keep-alive seen */
 	bool expect_continue;		/* request only: Expect: 100-continue */
 	bool has_upgrade;		/* Upgrade header present */
+	bool has_connection;		/* a Connection header present */
 };
 
 struct http1_request {

@@ -68,7 +68,10 @@ pool_exchange_get(struct worker *w)
 		w->x_free = x->free_next;
 	else if ((x = malloc(sizeof(*x))) == NULL)
 		return NULL;
-	memset(x, 0, offsetof(struct exchange, method_text));
+	memset(x, 0, offsetof(struct exchange, ctx) +
+	    offsetof(struct xctx, trace));
+	x->ctx.edits.nadd = x->ctx.edits.nremove = 0;
+	x->ctx.resp_edits.nadd = x->ctx.resp_edits.nremove = 0;
 	return x;
 }
 

@@ -68,7 +68,8 @@ build_request_head(struct exchange *x)
 	char peer[INET6_ADDRSTRLEN];
 	size_t k, plen;
 
-	if (head_conn_tokens(cx->headers, cx->nheaders, &ct) < 0)
+	if (head_conn_tokens(cx->headers, cx->nheaders,
+	    x->req_f.has_connection, &ct) < 0)
 		return HEAD_TOO_MANY_TOKENS;
 	hb_put(&b, cx->method_text, cx->method_len);
 	hb_lit(&b, " ");
@@ -355,6 +356,7 @@ cb_head(void *owner, const struct http1_response *res)
 	s.chunked = (uc->flags & UC_CHUNKED) != 0;
 	s.to_eof = (uc->flags & UC_TO_EOF) != 0;
 	s.length = res->f.content_length;
+	s.has_connection = res->f.has_connection;
 	rc = exchange_resp_head(x, &s);
 	return rc < 0 ? UC_STOP : 0;
 }

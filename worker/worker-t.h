@@ -14,6 +14,7 @@
 #define PORTICO_WORKER_T_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/uio.h>
 
@@ -33,8 +34,10 @@ struct exchange;
 /* A client address kept compactly (an idle connection must stay small). */
 struct peer {
 	uint8_t family;			/* AF_INET or AF_INET6 */
+	uint8_t text_len;		/* IPv4 text below, made at accept */
 	uint16_t port;			/* host order */
 	uint8_t addr[16];
+	char text[16];			/* "a.b.c.d" (IPv4 only) */
 };
 
 enum conn_state {
@@ -205,7 +208,6 @@ struct upclient {
 #define XF_REQ_FED	0x8000	/* request filters had their last call */
 
 struct exchange {
-	struct xctx ctx;		/* what policies see; first member */
 	struct conn *c;
 	unsigned flags;			/* XF_* */
 	unsigned stage;			/* next (or waiting) request hook */
@@ -252,14 +254,20 @@ struct exchange {
 	uint16_t logpath_len;
 	uint16_t ua_len, referer_len;
 	struct exchange *free_next;
-	/* Text buffers last: a new exchange clears only what comes before
-	 * (their lengths above say how much of each is valid). */
+	/* The context, then text buffers: a new exchange clears everything
+	 * before the context's large parts (xctx.trace on); lengths and
+	 * counts say how much of the rest is valid. */
+	struct xctx ctx;		/* what policies see */
 	char method_text[16];
 	char logpath[256];		/* path for the access log */
 	char extra[384];		/* ctx.resp_extra */
 	char ua[256];			/* User-Agent, Referer (access log) */
 	char referer[256];
 };
+
+/* The exchange whose context CX is (policies see only the context). */
+#define XCTX_EXCHANGE(cx) \
+	((struct exchange *)((char *)(cx) - offsetof(struct exchange, ctx)))
 
 struct listener {
 	struct loop_fd lfd;
