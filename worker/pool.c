@@ -144,3 +144,37 @@ pool_reap(struct worker *w)
 		w->up_free = u;
 	}
 }
+
+static void
+free_bufs(char ***list, unsigned *n, unsigned *cap)
+{
+	while (*n > 0)
+		free((*list)[--*n]);
+	free(*list);
+	*list = NULL;
+	*cap = 0;
+}
+
+void
+pool_destroy(struct worker *w)
+{
+	pool_reap(w);
+	free_bufs(&w->cbuf_free, &w->ncbuf_free, &w->capcbuf);
+	free_bufs(&w->hbuf_free, &w->nhbuf_free, &w->caphbuf);
+	free_bufs(&w->ubuf_free, &w->nubuf_free, &w->capubuf);
+	while (w->conn_free != NULL) {
+		struct conn *c = w->conn_free;
+		w->conn_free = c->free_next;
+		free(c);
+	}
+	while (w->x_free != NULL) {
+		struct exchange *x = w->x_free;
+		w->x_free = x->free_next;
+		free(x);
+	}
+	while (w->up_free != NULL) {
+		struct upconn *u = w->up_free;
+		w->up_free = u->pool_next;
+		free(u);
+	}
+}

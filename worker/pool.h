@@ -26,5 +26,7 @@ void pool_conn_dead(struct worker *w, struct conn *c);
 void pool_exchange_dead(struct worker *w, struct exchange *x);
 void pool_upconn_dead(struct worker *w, struct upconn *u);
 void pool_reap(struct worker *w);
+/* pool_destroy: free every pooled object and buffer (worker exit). */
+void pool_destroy(struct worker *w);
 
 #endif

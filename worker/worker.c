@@ -175,8 +175,8 @@ round_up(uint32_t v, uint32_t to)
 	return (v + to - 1) / to * to;
 }
 
-static int
-worker_init(struct worker *w, const struct worker_args *a)
+int
+worker_open(struct worker *w, const struct worker_args *a)
 {
 	const struct config *cfg = a->cfg;
 	const struct cfg_limits *lim = &cfg->server.limits;
@@ -275,12 +275,42 @@ worker_init(struct worker *w, const struct worker_args *a)
 }
 
 void
+worker_close(struct worker *w)
+{
+	size_t i;
+
+	conn_close_all(w, "worker stopping");
+	upstream_services_free(w->cfg, w->svc);	/* pooled connections */
+	w->svc = NULL;
+	pool_destroy(w);
+	accesslog_close(w->alog);
+	w->alog = NULL;
+	for (i = 0; w->chains != NULL && i < w->cfg->nroutes; i++)
+		policy_chain_free(&w->chains[i]);
+	free(w->chains);
+	w->chains = NULL;
+	arena_cache_free(&w->arenas);
+	route_match_data_free(w->md);
+	w->md = NULL;
+	if (w->sig.fd >= 0)
+		close(w->sig.fd);
+	w->sig.fd = -1;
+	loop_free(&w->loop);
+	free(w->ls);
+	free(w->hdrs);
+	free(w->path_scratch);
+	free(w->rewrite_scratch);
+	w->ls = NULL;
+	w->hdrs = NULL;
+	w->path_scratch = w->rewrite_scratch = NULL;
+}
+
+void
 worker_main(const struct worker_args *a)
 {
 	struct worker w;
-	size_t i;
 
-	if (worker_init(&w, a) < 0) {
+	if (worker_open(&w, a) < 0) {
 		log_error("worker %u: cannot start: %s", a->slot,
 		    strerror(errno));
 		exit(2);
@@ -294,12 +324,7 @@ worker_main(const struct worker_args *a)
 	if (loop_run(&w.loop) < 0)
 		log_error("worker %u: event loop: %s", a->slot,
 		    strerror(errno));
-	conn_close_all(&w, "worker stopping");
-	accesslog_close(w.alog);
-	upstream_services_free(w.cfg, w.svc);
-	arena_cache_free(&w.arenas);
-	for (i = 0; i < w.cfg->nroutes; i++)
-		policy_chain_free(&w.chains[i]);
+	worker_close(&w);
 	log_debug("worker %u stopped", a->slot);
 	exit(0);
 }

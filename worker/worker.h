@@ -28,4 +28,12 @@ struct worker_args {
 
 void worker_main(const struct worker_args *a) __attribute__((noreturn));
 
+struct worker;
+/* worker_open / worker_close: a worker's state without its process (the
+ * pieces of worker_main): open sets up the loop, listeners, signals,
+ * policies and upstream pools (0, or -1 with errno); close ends every
+ * connection and frees what open made. */
+int worker_open(struct worker *w, const struct worker_args *a);
+void worker_close(struct worker *w);
+
 #endif
