@@ -5,7 +5,7 @@
 
 #include "policy.h"
 
-/* The fixed pipeline order (DESIGN.md): trace and auth come before rate
+/* The fixed pipeline order (README, Design): trace and auth come before rate
  * limiting, the cache between rate limiting and transform. */
 static const struct policy *const pipeline[] = {
 	&policy_ratelimit,

@@ -5,7 +5,7 @@
  *
  * A policy reads its part of a route's config once per worker (init) and
  * then, for each exchange of that route, has hooks in a fixed pipeline
- * order (DESIGN.md; `pipeline` in policy.c):
+ * order (the README's design section; `pipeline` in policy.c):
  *
  *   on_request   the request head, routed and normalised. Verdicts:
  *                POLICY_CONTINUE, POLICY_RESPOND (x->resp is the answer:

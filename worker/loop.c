@@ -18,12 +18,6 @@ loop_clock_us(void)
 	return (uint64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
-uint64_t
-loop_clock_ms(void)
-{
-	return loop_clock_us() / 1000;
-}
-
 int
 loop_init(struct loop *l)
 {
@@ -53,14 +47,6 @@ loop_add(struct loop *l, struct loop_fd *f, uint32_t events)
 	struct epoll_event ev = { .events = events, .data.ptr = f };
 
 	return epoll_ctl(l->epfd, EPOLL_CTL_ADD, f->fd, &ev);
-}
-
-int
-loop_mod(struct loop *l, struct loop_fd *f, uint32_t events)
-{
-	struct epoll_event ev = { .events = events, .data.ptr = f };
-
-	return epoll_ctl(l->epfd, EPOLL_CTL_MOD, f->fd, &ev);
 }
 
 void

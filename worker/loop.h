@@ -40,7 +40,6 @@ int loop_init(struct loop *l);
 void loop_free(struct loop *l);
 /* loop_add: watch f->fd for EVENTS (EPOLLIN, EPOLLOUT, EPOLLET, ...). */
 int loop_add(struct loop *l, struct loop_fd *f, uint32_t events);
-int loop_mod(struct loop *l, struct loop_fd *f, uint32_t events);
 void loop_del(struct loop *l, struct loop_fd *f);
 /* loop_timer_set: (re)arm T to fire AFTER_MS from the cached now. */
 void loop_timer_set(struct loop *l, struct loop_timer *t, uint64_t after_ms);
@@ -51,7 +50,6 @@ static inline bool loop_timer_armed(const struct loop_timer *t)
 }
 /* loop_run: until l->stop. Returns 0, or -1 if epoll_wait failed. */
 int loop_run(struct loop *l);
-uint64_t loop_clock_ms(void);
 uint64_t loop_clock_us(void);
 
 #endif
