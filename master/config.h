@@ -142,6 +142,10 @@ struct cfg_auth {
 	char *tier_claim, *scopes_claim;
 };
 
+/* Names that become part of a rate-limit key (tier, route, rate_limit
+ * header) are at most this long; longer ones are refused at load. */
+#define CFG_NAME_MAX	64
+
 struct cfg_tier {
 	char *name;
 	uint64_t rate;

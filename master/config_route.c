@@ -149,6 +149,9 @@ parse_rate_limit(struct ld *ld, const config_setting_t *rs,
 	else if (strcmp(v, "route") == 0)
 		r->rl_by = RL_ROUTE;
 	else if (strncmp(v, "header:", 7) == 0 && cfg_is_token(v + 7)) {
+		if (strlen(v + 7) > CFG_NAME_MAX)
+			return cfg_bad(ld, s, "%s: header name '%.16s...' is "
+			    "longer than %d bytes", sub, v + 7, CFG_NAME_MAX);
 		r->rl_by = RL_HEADER;
 		if (cfg_dup_str(ld, v + 7, &r->rl_header) < 0)
 			return -1;
@@ -377,6 +380,9 @@ parse_route(struct ld *ld, const config_setting_t *rs, struct cfg_route *r,
 	if (cfg_check_keys(ld, rs, route_keys, what) < 0 ||
 	    cfg_need_str(ld, rs, "name", what, &r->name) < 0)
 		return -1;
+	if (strlen(r->name) > CFG_NAME_MAX)
+		return cfg_bad(ld, cfg_member(rs, "name"), "route name "
+		    "'%.16s...' is longer than %d bytes", r->name, CFG_NAME_MAX);
 	for (i = 0; i < idx; i++)
 		if (strcmp(cfg->routes[i].name, r->name) == 0)
 			return cfg_bad(ld, cfg_member(rs, "name"), "route name '%s' "

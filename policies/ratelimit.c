@@ -10,12 +10,15 @@
  * request is refused with 503: a limit never fails open.
  */
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+#include <openssl/sha.h>
 
 #include "../master/log.h"
 #include "../shm/bucket.h"
@@ -25,10 +28,10 @@
 
 #define LEASE_SLOTS	256	/* keys with a live lease, per process */
 #define LEASE_MAX	64	/* tokens per lease, at most */
+#define CTL_KEY_MAX	1024	/* gwctl limits KEY */
 /* A lease not spent within this long goes back: leased tokens are spent
  * soon after they leave the shared bucket, or not at all. */
 #define LEASE_MS	200
-#define VALUE_MAX	200	/* longer key values are hashed */
 
 struct rl_route {
 	const struct config *cfg;
@@ -37,8 +40,9 @@ struct rl_route {
 	enum rl_by by;
 	const char *route_name;
 	const char *header;		/* RL_HEADER: as configured */
-	char kind[96];			/* "ip", "route", "header:name" */
-	char policy[128];		/* the RateLimit-Policy value */
+	char kind[RL_KIND_MAX];		/* "ip", "route", "header:name" */
+	size_t kind_len;
+	char policy[RL_NAME_MAX + 64];	/* the RateLimit-Policy value */
 };
 
 /* A worker's lease on one shared bucket. */
@@ -218,13 +222,39 @@ done:
 	addr_text(fam, cur, out, cap);
 }
 
-/* The bucket key of this request (see ratelimit.h); its length. */
+/* Append part S (LEN bytes) to KEY at *N, verbatim when it fits in MAX
+ * bytes, else as '~' and 32 hex digits of its SHA-256: a long client
+ * value costs a hash, never a copy past the buffer, and two long values
+ * still name two buckets. A value that itself starts with '~' is hashed
+ * too, so it cannot pose as the hash of another. */
+static void
+put_part(char *key, size_t *n, size_t max, const char *s, size_t len)
+{
+	static const char hex[] = "0123456789abcdef";
+	unsigned char md[SHA256_DIGEST_LENGTH];
+	size_t i;
+
+	if (len <= max && (len == 0 || s[0] != '~')) {
+		memcpy(key + *n, s, len);
+		*n += len;
+		return;
+	}
+	SHA256((const unsigned char *)s, len, md);
+	key[(*n)++] = '~';
+	for (i = 0; i < RL_HASHED_LEN / 2; i++) {
+		key[(*n)++] = hex[md[i] >> 4];
+		key[(*n)++] = hex[md[i] & 15];
+	}
+}
+
+/* The bucket key of this request (see ratelimit.h) in KEY, which holds
+ * RL_KEY_MAX bytes; its length. */
 static size_t
 make_key(const struct rl_route *rr, const struct policy_ctx *ctx, char *key)
 {
-	char ip[INET6_ADDRSTRLEN + 1];
+	char ip[INET6_ADDRSTRLEN + 8];
 	const char *v = "";
-	size_t vlen = 0, n, i;
+	size_t vlen = 0, n = 0, i;
 
 	switch (rr->by) {
 	case RL_IP:
@@ -250,15 +280,13 @@ make_key(const struct rl_route *rr, const struct policy_ctx *ctx, char *key)
 	default:
 		break;
 	}
-	n = (size_t)snprintf(key, RL_KEY_MAX, "%s%c%s%c", rr->tier->name, 0,
-	    rr->kind, 0);
-	if (vlen > VALUE_MAX)
-		n += (size_t)snprintf(key + n, RL_KEY_MAX - n, "~%016llx",
-		    (unsigned long long)fnv(v, vlen));
-	else {
-		memcpy(key + n, v, vlen);
-		n += vlen;
-	}
+	put_part(key, &n, RL_NAME_MAX, rr->tier->name,
+	    strlen(rr->tier->name));
+	key[n++] = '\0';
+	memcpy(key + n, rr->kind, rr->kind_len);
+	n += rr->kind_len;
+	key[n++] = '\0';
+	put_part(key, &n, RL_VALUE_MAX, v, vlen);
 	return n;
 }
 
@@ -298,13 +326,25 @@ rl_init(const struct config *cfg, const struct cfg_route *r, void **state)
 	rr->route_name = r->name;
 	rr->header = r->rl_header != NULL ? r->rl_header : "";
 	if (r->rl_by == RL_HEADER) {
-		snprintf(rr->kind, sizeof(rr->kind), "header:%s", rr->header);
-		for (i = 7; rr->kind[i] != '\0'; i++)
-			if (rr->kind[i] >= 'A' && rr->kind[i] <= 'Z')
-				rr->kind[i] = (char)(rr->kind[i] - 'A' + 'a');
+		char name[RL_NAME_MAX];
+		size_t len = strlen(rr->header);
+
+		memcpy(rr->kind, "header:", 7);
+		rr->kind_len = 7;
+		/* The config caps the name; a longer one is hashed. */
+		if (len <= RL_NAME_MAX) {
+			for (i = 0; i < len; i++)
+				name[i] = (char)tolower(
+				    (unsigned char)rr->header[i]);
+			put_part(rr->kind, &rr->kind_len, RL_NAME_MAX, name,
+			    len);
+		} else {
+			put_part(rr->kind, &rr->kind_len, 0, rr->header, len);
+		}
 	} else {
-		snprintf(rr->kind, sizeof(rr->kind), "%s",
-		    r->rl_by == RL_IP ? "ip" : "route");
+		rr->kind_len = r->rl_by == RL_IP ? 2 : 5;
+		memcpy(rr->kind, r->rl_by == RL_IP ? "ip" : "route",
+		    rr->kind_len);
 	}
 	snprintf(rr->policy, sizeof(rr->policy), "\"%s\";q=%llu;w=%llu",
 	    rr->tier->name, (unsigned long long)rr->p.rate,
@@ -453,14 +493,15 @@ pack_bucket(msgpack_packer *pk, const struct found *f, uint64_t now_ns)
 	    (bucket_wait_ns(&b, b.p.burst) + 999999) / 1000000);
 }
 
-/* Buckets whose value part is KEY, in a read txn. Count, or negative. */
+/* Buckets whose value part is KEY (KLEN bytes), in a read txn. Count, or
+ * negative. */
 static int
-scan(struct store *st, const char *key, struct found *out, int max)
+scan(struct store *st, const char *key, size_t klen, struct found *out,
+    int max)
 {
 	MDB_cursor *cur;
 	MDB_txn *txn;
 	MDB_val k, v;
-	size_t klen = strlen(key);
 	int rc, n = 0;
 
 	if ((rc = store_read_begin(st, &txn)) < 0)
@@ -499,7 +540,9 @@ ratelimit_control(const struct config *cfg, const msgpack_object *req,
 	enum { MAXF = 64 };
 	struct found *f = NULL;
 	struct store *st = NULL;
-	char key[VALUE_MAX + 1], err[160] = "";
+	char key[CTL_KEY_MAX + 1], err[160] = "";
+	char val[RL_VALUE_MAX + RL_HASHED_LEN + 1];
+	size_t vlen = 0;
 	bool reset = false;
 	uint64_t now;
 	int n = 0, i, rc = 0, nreset = 0;
@@ -507,9 +550,11 @@ ratelimit_control(const struct config *cfg, const msgpack_object *req,
 	(void)cfg;
 	if (msg_get_str(req, "key", key, sizeof(key)) < 0) {
 		snprintf(err, sizeof(err), "limits needs a key (at most %d "
-		    "bytes)", VALUE_MAX);
+		    "bytes)", CTL_KEY_MAX);
 		goto reply;
 	}
+	/* Stored as a request's value would be: long ones hashed. */
+	put_part(val, &vlen, RL_VALUE_MAX, key, strlen(key));
 	if (msg_get(req, "reset") != NULL &&
 	    msg_get_bool(req, "reset", &reset) < 0) {
 		snprintf(err, sizeof(err), "'reset' must be a boolean");
@@ -523,7 +568,7 @@ ratelimit_control(const struct config *cfg, const msgpack_object *req,
 		    store_strerror(rc));
 		goto reply;
 	}
-	n = scan(st, key, f, MAXF);
+	n = scan(st, val, vlen, f, MAXF);
 	if (n < 0) {
 		snprintf(err, sizeof(err), "shared store: %s",
 		    store_strerror(n));

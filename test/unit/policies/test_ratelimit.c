@@ -284,6 +284,62 @@ test_lease_returned(void **st)
 	tiers[0].burst = 3;
 }
 
+/* Long names and a long client value never overflow the key: every part
+ * is bounded and a value too long to keep is hashed, so two long values
+ * still get two buckets. (Names are also capped at config load.) */
+static void
+test_long_key_parts_bounded(void **st)
+{
+	static const uint8_t peer[4] = { 127, 0, 0, 1 };
+	static char tier_name[301], hdr_name[301], route_name[301];
+	static char v1[201], v2[201];
+	struct cfg_tier saved = tiers[1];
+	struct policy_ctx c;
+	void *state = NULL;
+	char key[RL_KEY_MAX + 64], k1[RL_KEY_MAX + 64];
+	size_t n, n1;
+
+	(void)st;
+	memset(tier_name, 't', 300);
+	memset(hdr_name, 'H', 300);
+	memset(route_name, 'r', 300);
+	memset(v1, 'v', 200);
+	memcpy(v2, v1, 200);
+	v2[199] = 'w';
+	tiers[1].name = tier_name;
+	route.rl_by = RL_HEADER;
+	route.rl_header = hdr_name;
+	route.rl_tier = 1;
+	assert_int_equal(rl_init(&cfg, &route, &state), 1);
+	set_hdr(0, hdr_name, v1);
+	ctx_init(&c, peer, 1, 0);
+	n1 = make_key(state, &c, k1);
+	assert_true(n1 <= RL_KEY_MAX);
+	set_hdr(0, hdr_name, v2);
+	ctx_init(&c, peer, 1, 0);
+	n = make_key(state, &c, key);
+	assert_true(n <= RL_KEY_MAX);
+	assert_false(n == n1 && memcmp(key, k1, n) == 0);
+	/* The policy answers such a request, with its headers bounded. */
+	ctx_init(&c, peer, 1, 1000);
+	assert_int_equal(rl_request(state, &c), POLICY_CONTINUE);
+	rl_free(state);
+
+	route.rl_by = RL_ROUTE;
+	route.name = route_name;
+	assert_int_equal(rl_init(&cfg, &route, &state), 1);
+	ctx_init(&c, peer, 0, 0);
+	n = make_key(state, &c, key);
+	assert_true(n <= RL_KEY_MAX);
+	rl_free(state);
+
+	route.name = "r1";
+	route.rl_by = RL_IP;
+	route.rl_header = NULL;
+	route.rl_tier = -1;
+	tiers[1] = saved;
+}
+
 int
 main(void)
 {
@@ -292,6 +348,7 @@ main(void)
 		cmocka_unit_test(test_keys),
 		cmocka_unit_test(test_limit_and_headers),
 		cmocka_unit_test(test_lease_returned),
+		cmocka_unit_test(test_long_key_parts_bounded),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
