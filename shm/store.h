@@ -48,15 +48,18 @@ struct store {
 };
 
 /* store_open: open the existing store at PATH in this process (workers,
- * after fork). NWORKERS sizes the reader table. 0 or negative. */
-int store_open(const char *path, unsigned max_mb, unsigned nworkers,
-    struct store **out);
+ * after fork), at the map size the store records: that size is set when
+ * the store is created and only ever grown, by the master
+ * (store_master_init), never shrunk by an opener. A process whose map
+ * another one grew adopts the new size on its next transaction. NWORKERS
+ * sizes the reader table. 0 or negative. */
+int store_open(const char *path, unsigned nworkers, struct store **out);
 void store_close(struct store *s);
 
 /* store_check: whether PATH holds a store this build can use; on failure
  * -1 with the reason in why. Leaves nothing open. */
-int store_check(const char *path, unsigned max_mb, unsigned nworkers,
-    char *why, size_t whylen);
+int store_check(const char *path, unsigned nworkers, char *why,
+    size_t whylen);
 /* store_create: a fresh store at PATH (its directory is made; old files
  * removed), the map reserved with posix_fallocate, every named database
  * and the schema key written. 0 or negative with the reason in why. */
@@ -67,10 +70,15 @@ int store_recreate(const char *path, unsigned max_mb, unsigned nworkers,
     const char *reason, char *why, size_t whylen);
 
 /* Master side. store_master_init: check the store of CFG, recreating it
- * when needed (logged); call before forking workers. 0 or -1 (logged).
- * The master holds no handle across fork: its operations below open the
- * store, work and close it again. */
+ * when needed (logged), and grow its map to max_mb when that is larger
+ * (a smaller max_mb keeps the store's size: logged); call before forking
+ * workers. 0 or -1 (logged). The master holds no handle across fork: its
+ * operations below open the store, work and close it again. */
 int store_master_init(const struct config *cfg);
+/* store_master_detach: this master handed the node to a new one (binary
+ * upgrade): it never opens the store again (store_reader_check,
+ * store_tick and store_master_open then do nothing / fail). */
+void store_master_detach(void);
 /* store_reader_check: clear reader slots of dead processes. Number
  * cleared, or negative. Call when a worker dies. */
 int store_reader_check(void);

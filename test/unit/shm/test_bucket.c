@@ -193,7 +193,7 @@ setup_store(void **st)
 		fprintf(stderr, "%s\n", why);
 		return -1;
 	}
-	if (store_open(f->dir, 4, 2, &f->s) < 0)
+	if (store_open(f->dir, 2, &f->s) < 0)
 		return -1;
 	*st = f;
 	return 0;

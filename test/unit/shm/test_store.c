@@ -55,17 +55,17 @@ test_create_check(void **st)
 
 	(void)st;
 	sub(path, sizeof(path), "state");
-	assert_int_equal(store_check(path, 4, 2, why, sizeof(why)), -1);
+	assert_int_equal(store_check(path, 2, why, sizeof(why)), -1);
 	assert_non_null(strstr(why, "missing"));
 	assert_int_equal(store_create(path, 4, 2, why, sizeof(why)), 0);
-	assert_int_equal(store_check(path, 4, 2, why, sizeof(why)), 0);
+	assert_int_equal(store_check(path, 2, why, sizeof(why)), 0);
 	/* The map is reserved up front, not sparse. */
 	sub(path, sizeof(path), "state/data.mdb");
 	assert_int_equal(stat(path, &sb), 0);
 	assert_true((uint64_t)sb.st_blocks * 512 >= 4ull << 20);
 
 	sub(path, sizeof(path), "state");
-	assert_int_equal(store_open(path, 4, 2, &s), 0);
+	assert_int_equal(store_open(path, 2, &s), 0);
 	/* The schema key: msgpack [format 1, schema]. */
 	assert_int_equal(store_read_begin(s, &txn), 0);
 	k.mv_data = (void *)STORE_SCHEMA_KEY;
@@ -100,7 +100,7 @@ test_schema_mismatch_recreated(void **st)
 	(void)st;
 	sub(path, sizeof(path), "state");
 	assert_int_equal(store_create(path, 4, 2, why, sizeof(why)), 0);
-	assert_int_equal(store_open(path, 4, 2, &s), 0);
+	assert_int_equal(store_open(path, 2, &s), 0);
 	assert_int_equal(bucket_lease(s, "k", 1,
 	    &(struct bucket_params){ 1, 1, 5 }, 1, 5, 1, NULL), 5);
 	/* Another binary's schema. */
@@ -114,14 +114,14 @@ test_schema_mismatch_recreated(void **st)
 	assert_int_equal(store_write_commit(txn), 0);
 	store_close(s);
 
-	assert_int_equal(store_check(path, 4, 2, why, sizeof(why)), -1);
+	assert_int_equal(store_check(path, 2, why, sizeof(why)), -1);
 	assert_non_null(strstr(why, "schema 99"));
-	assert_true(store_open(path, 4, 2, &s) < 0);
+	assert_true(store_open(path, 2, &s) < 0);
 	assert_int_equal(store_recreate(path, 4, 2, why, why2, sizeof(why2)),
 	    0);
-	assert_int_equal(store_check(path, 4, 2, why, sizeof(why)), 0);
+	assert_int_equal(store_check(path, 2, why, sizeof(why)), 0);
 	/* Fresh: the old bucket is gone. */
-	assert_int_equal(store_open(path, 4, 2, &s), 0);
+	assert_int_equal(store_open(path, 2, &s), 0);
 	{
 		struct bucket b;
 
@@ -157,12 +157,12 @@ test_garbage_recreated_by_master(void **st)
 	assert_int_equal(store_master_open(&s), 0);
 	store_close(s);
 	/* An existing good store is kept as it is. */
-	assert_int_equal(store_open(path, 4, 2, &s), 0);
+	assert_int_equal(store_open(path, 2, &s), 0);
 	assert_int_equal(bucket_lease(s, "k", 1,
 	    &(struct bucket_params){ 1, 3600, 5 }, 1, 2, 1, NULL), 2);
 	store_close(s);
 	assert_int_equal(store_master_init(&cfg), 0);
-	assert_int_equal(store_open(path, 4, 2, &s), 0);
+	assert_int_equal(store_open(path, 2, &s), 0);
 	{
 		struct bucket b;
 
@@ -247,7 +247,7 @@ test_full_map_never_fails_open(void **st)
 	(void)st;
 	sub(path, sizeof(path), "full");
 	assert_int_equal(store_create(path, 1, 2, why, sizeof(why)), 0);
-	assert_int_equal(store_open(path, 1, 2, &s), 0);
+	assert_int_equal(store_open(path, 2, &s), 0);
 	/* the first bucket, spent down to nothing */
 	assert_true(bucket_lease(s, "first", 5, &p, now, 5, 1, NULL) > 0);
 	for (i = 0; i < 200000 && refused == 0; i++) {
@@ -270,6 +270,72 @@ test_full_map_never_fails_open(void **st)
 	store_close(s);
 }
 
+static off_t
+data_size(const char *name)
+{
+	char path[160];
+	struct stat sb;
+
+	snprintf(path, sizeof(path), "%s/%s/data.mdb", dir, name);
+	assert_int_equal(stat(path, &sb), 0);
+	return sb.st_size;
+}
+
+/* The map size is the store's, set at creation or grown on purpose by the
+ * master; a process configured smaller (an old master after an upgrade to
+ * a larger max_mb) opens it at its real size and never shrinks the file
+ * under the others. */
+static void
+test_map_size_fixed_at_create(void **st)
+{
+	char why[512], path[128];
+	struct config cfg;
+	struct store *s, *big;
+	MDB_envinfo info;
+	MDB_txn *txn;
+
+	(void)st;
+	sub(path, sizeof(path), "state");
+	assert_int_equal(store_create(path, 8, 2, why, sizeof(why)), 0);
+	assert_int_equal(data_size("state"), 8 << 20);
+	assert_int_equal(store_open(path, 2, &big), 0);
+	/* Another opener (a worker, an old master): the store's size. */
+	assert_int_equal(store_open(path, 2, &s), 0);
+	assert_int_equal(mdb_env_info(s->env, &info), 0);
+	assert_int_equal(info.me_mapsize, 8 << 20);
+	assert_int_equal(store_write_begin(s, &txn), 0);
+	assert_int_equal(store_write_commit(txn), 0);
+	store_close(s);
+	assert_int_equal(data_size("state"), 8 << 20);
+
+	/* The master: a smaller max_mb keeps the store's size... */
+	memset(&cfg, 0, sizeof(cfg));
+	cfg.server.state_path = path;
+	cfg.server.state_max_mb = 4;
+	cfg.server.workers = 2;
+	assert_int_equal(store_master_init(&cfg), 0);
+	assert_int_equal(store_reader_check(), 0);
+	assert_int_equal(data_size("state"), 8 << 20);
+	/* ...a larger one grows it, and a process still mapping the old
+	 * size keeps working. */
+	cfg.server.state_max_mb = 12;
+	assert_int_equal(store_master_init(&cfg), 0);
+	assert_int_equal(data_size("state"), 12 << 20);
+	assert_int_equal(bucket_lease(big, "k", 1,
+	    &(struct bucket_params){ 1, 3600, 5 }, 1, 2, 1, NULL), 2);
+	store_close(big);
+	assert_int_equal(store_open(path, 2, &s), 0);
+	assert_int_equal(mdb_env_info(s->env, &info), 0);
+	assert_int_equal(info.me_mapsize, 12 << 20);
+	store_close(s);
+	assert_int_equal(data_size("state"), 12 << 20);
+	/* After a handover the master never opens the store again. */
+	store_master_detach();
+	assert_true(store_reader_check() < 0);
+	assert_true(store_master_open(&s) < 0);
+	assert_null(s);
+}
+
 int
 main(void)
 {
@@ -284,6 +350,8 @@ main(void)
 		    setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reader_check, setup,
 		    teardown),
+		cmocka_unit_test_setup_teardown(test_map_size_fixed_at_create,
+		    setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
