@@ -251,12 +251,12 @@ bucket_lease(struct store *s, const void *key, size_t klen,
 	rc = load(txn, s->dbi[STORE_BUCKETS], key, klen, p, now_ns, &b);
 	if (rc < 0)
 		goto fail;
-	/* A new bucket in a nearly full map: refuse (the caller never
-	 * fails open) and keep the room for updates and the sweep. */
-	if (rc == 0 && store_nearly_full(s, txn)) {
-		rc = MDB_MAP_FULL;
+	/* No room: refuse (the caller never fails open). A new bucket
+	 * needs more room than an update, and the last pages are the
+	 * sweep's. */
+	if ((rc = store_room(s, txn, rc == 0 ? STORE_NEW : STORE_UPDATE)) !=
+	    0)
 		goto fail;
-	}
 	want = bucket_whole(&b) / (share ? share : 1);
 	if (want < 1)
 		want = 1;
@@ -292,8 +292,9 @@ bucket_return(struct store *s, const void *key, size_t klen,
 	if ((rc = store_write_begin(s, &txn)) < 0)
 		return rc;
 	rc = load(txn, s->dbi[STORE_BUCKETS], key, klen, p, now_ns, &b);
-	/* Absent or reset: it is full already, and giving is capped. */
-	if (rc <= 0)
+	/* Absent or reset: it is full already, and giving is capped. A
+	 * map without room loses the tokens: safe, never an admit. */
+	if (rc <= 0 || (rc = store_room(s, txn, STORE_UPDATE)) != 0)
 		goto fail;
 	bucket_give(&b, n);
 	if ((rc = save(txn, s->dbi[STORE_BUCKETS], key, klen, &b)) < 0)

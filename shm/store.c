@@ -231,6 +231,16 @@ env_open(const char *path, size_t mapsize, unsigned nworkers, int create,
 			goto fail;
 		}
 	}
+	{
+		MDB_stat st;
+
+		if ((rc = mdb_env_stat(s->env, &st)) != 0) {
+			snprintf(why, whylen, "%s: stat: %s", path,
+			    mdb_strerror(rc));
+			goto fail;
+		}
+		s->psize = st.ms_psize;
+	}
 	/* Commit even a read txn: that keeps the dbi handles open. */
 	rc = mdb_txn_commit(txn);
 	txn = NULL;
@@ -552,38 +562,82 @@ store_proc(const struct config *cfg)
 	return proc.s;
 }
 
-int
-store_nearly_full(struct store *s, MDB_txn *txn)
+/* Pages on the freelist as of the latest commit: a read txn of its own
+ * (LMDB does not let a write txn open a cursor on the freelist, dbi 0;
+ * with MDB_NOTLS a read txn may run beside this process's write txn).
+ * Each record lists page numbers led by their count, as mdb_stat -f
+ * reads them. Some may still be pinned by a reader of an older
+ * snapshot; the reserve absorbs that. */
+static uint64_t
+freelist_pages(struct store *s)
 {
-	MDB_envinfo info;
-	MDB_stat st;
 	MDB_cursor *cur;
+	MDB_txn *txn;
 	MDB_val k, v;
-	uint64_t now = store_now_ns(), used, freep = 0, total;
+	uint64_t n = 0;
 
-	if (s->full_ns != 0 && now - s->full_ns < 1000000000ull)
-		return s->nearly_full;
-	s->full_ns = now;
-	if (mdb_env_info(s->env, &info) != 0 || mdb_env_stat(s->env, &st) != 0)
-		return s->nearly_full;
-	total = info.me_mapsize / st.ms_psize;
-	used = info.me_last_pgno + 1;
-	if (used * 100 < total * (100 - STORE_HEADROOM_PCT)) {
-		s->nearly_full = 0;
+	if (store_read_begin(s, &txn) < 0)
 		return 0;
-	}
-	/* Past the high-water mark: count the pages LMDB can reuse. The
-	 * freelist (dbi 0) holds page-number lists led by their length,
-	 * as mdb_stat -f reads it. */
 	if (mdb_cursor_open(txn, 0, &cur) == 0) {
 		while (mdb_cursor_get(cur, &k, &v, MDB_NEXT) == 0)
 			if (v.mv_size >= sizeof(size_t))
-				freep += *(const size_t *)v.mv_data;
+				n += *(const size_t *)v.mv_data;
 		mdb_cursor_close(cur);
 	}
-	used = used > freep ? used - freep : 0;
-	s->nearly_full = used * 100 >= total * (100 - STORE_HEADROOM_PCT);
-	return s->nearly_full;
+	store_read_end(s);
+	return n;
+}
+
+static void
+limits_of(uint64_t pages, uint64_t *reserve, uint64_t *headroom)
+{
+	uint64_t r = pages * STORE_RESERVE_PCT / 100;
+	uint64_t h = pages * STORE_HEADROOM_PCT / 100;
+
+	if (r < STORE_RESERVE_MIN)
+		r = STORE_RESERVE_MIN;
+	if (h < r + STORE_RESERVE_MIN)
+		h = r + STORE_RESERVE_MIN;
+	*reserve = r;
+	*headroom = h;
+}
+
+int
+store_room(struct store *s, MDB_txn *txn, enum store_use use)
+{
+	MDB_envinfo info;
+	uint64_t pages, tail, reserve, headroom, need;
+
+	(void)txn;
+	if (mdb_env_info(s->env, &info) != 0)
+		return MDB_MAP_FULL;
+	pages = info.me_mapsize / s->psize;
+	tail = pages > info.me_last_pgno + 1 ? pages - info.me_last_pgno - 1 :
+	    0;
+	limits_of(pages, &reserve, &headroom);
+	need = use == STORE_NEW ? headroom : reserve;
+	/* The common case: the map has never been filled that far. */
+	if (tail > need)
+		return 0;
+	return tail + freelist_pages(s) > need ? 0 : MDB_MAP_FULL;
+}
+
+int
+store_figures(struct store *s, struct store_figures *f)
+{
+	MDB_envinfo info;
+	int rc;
+
+	if ((rc = mdb_env_info(s->env, &info)) != 0)
+		return neg(rc);
+	f->map_bytes = info.me_mapsize;
+	f->page_size = s->psize;
+	f->pages = info.me_mapsize / s->psize;
+	f->free_pages = (f->pages > info.me_last_pgno + 1 ?
+	    f->pages - info.me_last_pgno - 1 : 0) + freelist_pages(s);
+	limits_of(f->pages, &f->reserve_pages, &f->headroom_pages);
+	f->last_txnid = info.me_last_txnid;
+	return 0;
 }
 
 /* Another process grew the map past ours (the master after an upgrade
