@@ -5,8 +5,9 @@
 #include "bucket.h"
 
 #define NS_PER_S	1000000000ull
-#define SWEEP_MAX	4096	/* deletions per sweep */
-#define SWEEP_BATCH	256	/* per write txn: keeps it short */
+#define SWEEP_SCAN	BUCKET_SWEEP_SCAN
+#define SWEEP_CHUNK	BUCKET_SWEEP_CHUNK
+#define SWEEP_TXN	BUCKET_SWEEP_TXN
 
 typedef unsigned __int128 u128;
 
@@ -327,64 +328,151 @@ bucket_reset(struct store *s, const void *key, size_t klen)
 	return rc < 0 ? rc : 1;
 }
 
-/* One sweep transaction: at most SWEEP_BATCH deletions, so that it
- * stays short and fits in the map's headroom. Deleted count or negative;
- * *more is set when it stopped early. */
+static uint64_t
+elapsed(uint64_t since)
+{
+	return store_now_ns() - since;
+}
+
+/* Delete the N buckets named in KEYS (NUL-separated, LENS bytes each) if
+ * they are still full: another process may have leased from one since
+ * the scan saw it. One short write txn. Deleted count, or negative. */
 static int
-sweep_batch(struct store *s, uint64_t now_ns, int *more)
+sweep_delete(struct store *s, uint64_t now_ns, const char *keys,
+    const uint16_t *lens, int n, struct bucket_sweep *sw)
+{
+	MDB_dbi dbi = s->dbi[STORE_BUCKETS];
+	MDB_txn *txn;
+	MDB_val k, v;
+	struct bucket b;
+	uint64_t t0, t1, t;
+	int i, rc, del = 0;
+
+	t0 = store_now_ns();
+	if ((rc = store_write_begin(s, &txn)) < 0)
+		return rc;
+	t1 = store_now_ns();
+	if (t1 - t0 > sw->max_wait_ns)
+		sw->max_wait_ns = t1 - t0;
+	for (i = 0; i < n; keys += lens[i], i++) {
+		k.mv_size = lens[i];
+		k.mv_data = (void *)keys;
+		rc = mdb_get(txn, dbi, &k, &v);
+		if (rc == MDB_NOTFOUND)
+			continue;
+		if (rc != 0)
+			goto fail;
+		if (bucket_decode(v.mv_data, v.mv_size, &b) < 0)
+			continue;
+		bucket_refill(&b, now_ns);
+		if (b.tokens != cap_of(&b.p))
+			continue;
+		if ((rc = mdb_del(txn, dbi, &k, NULL)) != 0)
+			goto fail;
+		del++;
+	}
+	if (del == 0) {
+		store_write_abort(txn);
+		rc = 0;
+	} else {
+		rc = store_write_commit(txn);
+	}
+	t = elapsed(t1);
+	if (t > sw->max_hold_ns)
+		sw->max_hold_ns = t;
+	sw->txns++;
+	return rc < 0 ? rc : del;
+fail:
+	store_write_abort(txn);
+	return rc > 0 ? -rc : rc;
+}
+
+/* Scan up to SWEEP_CHUNK buckets after sw->key in a read txn, collecting
+ * the full ones (at most SWEEP_TXN) into KEYS / LENS; sw->key moves to
+ * the last bucket scanned, or sw->at_end is set. Count collected, or
+ * negative. */
+static int
+sweep_scan(struct store *s, uint64_t now_ns, struct bucket_sweep *sw,
+    char *keys, uint16_t *lens, int *scanned)
 {
 	MDB_cursor *cur = NULL;
 	MDB_txn *txn;
 	MDB_val k, v;
 	struct bucket b;
-	int rc, n = 0;
+	size_t used = 0;
+	int rc, n = 0, seen = 0;
 
-	*more = 0;
-	if ((rc = store_write_begin(s, &txn)) < 0)
+	*scanned = 0;
+	if ((rc = store_read_begin(s, &txn)) < 0)
 		return rc;
 	if ((rc = mdb_cursor_open(txn, s->dbi[STORE_BUCKETS], &cur)) != 0)
-		goto fail;
-	rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
-	while (rc == 0) {
-		if (bucket_decode(v.mv_data, v.mv_size, &b) == 0) {
-			bucket_refill(&b, now_ns);
-			if (b.tokens == cap_of(&b.p)) {
-				if ((rc = mdb_cursor_del(cur, 0)) != 0)
-					goto fail;
-				if (++n == SWEEP_BATCH) {
-					*more = 1;
-					break;
-				}
-			}
+		goto done;
+	if (sw->klen == 0) {
+		rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+	} else {
+		k.mv_size = sw->klen;
+		k.mv_data = sw->key;
+		rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+		/* Resume after the last key scanned, not on it. */
+		if (rc == 0 && k.mv_size == sw->klen &&
+		    memcmp(k.mv_data, sw->key, sw->klen) == 0)
+			rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+	}
+	for (; rc == 0 && seen < SWEEP_CHUNK && n < SWEEP_TXN;
+	    rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+		seen++;
+		if (k.mv_size <= sizeof(sw->key)) {
+			memcpy(sw->key, k.mv_data, k.mv_size);
+			sw->klen = k.mv_size;
 		}
-		rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+		if (bucket_decode(v.mv_data, v.mv_size, &b) < 0 ||
+		    k.mv_size > sizeof(sw->key))
+			continue;
+		bucket_refill(&b, now_ns);
+		if (b.tokens != cap_of(&b.p))
+			continue;
+		memcpy(keys + used, k.mv_data, k.mv_size);
+		lens[n++] = (uint16_t)k.mv_size;
+		used += k.mv_size;
 	}
-	if (rc != 0 && rc != MDB_NOTFOUND)
-		goto fail;
-	mdb_cursor_close(cur);
-	if (n == 0) {
-		store_write_abort(txn);
-		return 0;
+	if (rc == MDB_NOTFOUND) {
+		sw->at_end = 1;
+		rc = 0;
 	}
-	rc = store_write_commit(txn);
-	return rc < 0 ? rc : n;
-fail:
+done:
 	if (cur != NULL)
 		mdb_cursor_close(cur);
-	store_write_abort(txn);
-	return rc > 0 ? -rc : rc;
+	store_read_end(s);
+	*scanned = seen;
+	if (rc != 0)
+		return rc > 0 ? -rc : rc;
+	return n;
 }
 
 int
-bucket_sweep(struct store *s, uint64_t now_ns)
+bucket_sweep(struct store *s, uint64_t now_ns, struct bucket_sweep *sw)
 {
-	int i, n, more = 1, total = 0;
+	char keys[SWEEP_TXN * BUCKET_KEY_MAX];
+	uint16_t lens[SWEEP_TXN];
+	int n, scanned, total = 0;
 
-	for (i = 0; more && i < SWEEP_MAX / SWEEP_BATCH; i++) {
-		n = sweep_batch(s, now_ns, &more);
+	sw->scanned = sw->deleted = sw->txns = 0;
+	sw->at_end = 0;
+	while (sw->scanned < SWEEP_SCAN && !sw->at_end) {
+		n = sweep_scan(s, now_ns, sw, keys, lens, &scanned);
 		if (n < 0)
 			return total > 0 ? total : n;
-		total += n;
+		sw->scanned += (unsigned)scanned;
+		if (n > 0) {
+			n = sweep_delete(s, now_ns, keys, lens, n, sw);
+			if (n < 0)
+				return total > 0 ? total : n;
+			total += n;
+		}
 	}
+	sw->deleted = (unsigned)total;
+	/* The next call starts the next pass from the first bucket. */
+	if (sw->at_end)
+		sw->klen = 0;
 	return total;
 }

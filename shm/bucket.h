@@ -101,8 +101,32 @@ int bucket_peek(struct store *s, const void *key, size_t klen,
 /* bucket_reset: delete the bucket (absent = full). 1 deleted, 0 absent,
  * negative on error. */
 int bucket_reset(struct store *s, const void *key, size_t klen);
-/* bucket_sweep: delete buckets that have refilled by now (at most a few
- * thousand per call). Number deleted, or negative. */
-int bucket_sweep(struct store *s, uint64_t now_ns);
+/*
+ * bucket_sweep: delete buckets that have refilled by now (absent = full,
+ * so nothing changes for a client), resuming after the bucket where the
+ * previous call with the same SW stopped. It scans in read txns and
+ * deletes in short write txns (each bucket checked again under the
+ * lock), so no writer waits behind a scan; a call scans a bounded number
+ * of buckets, and reaching the last one ends the call and makes the next
+ * one start a new pass. Number deleted, or negative on a store error.
+ * SW starts zeroed; the caller keeps it across calls.
+ */
+#define BUCKET_KEY_MAX	512	/* LMDB's longest key is 511 bytes */
+/* A call scans at most BUCKET_SWEEP_SCAN buckets, BUCKET_SWEEP_CHUNK per
+ * read txn, and deletes at most BUCKET_SWEEP_TXN per write txn. */
+#define BUCKET_SWEEP_SCAN	16384
+#define BUCKET_SWEEP_CHUNK	1024
+#define BUCKET_SWEEP_TXN	64
+struct bucket_sweep {
+	char key[BUCKET_KEY_MAX];	/* the last bucket scanned */
+	size_t klen;			/* 0: start from the first */
+	/* Figures of the last call: */
+	unsigned scanned, deleted, txns;
+	int at_end;			/* it reached the last bucket */
+	/* Since SW was zeroed: */
+	uint64_t max_hold_ns;		/* longest write txn (lock held) */
+	uint64_t max_wait_ns;		/* longest wait for the lock */
+};
+int bucket_sweep(struct store *s, uint64_t now_ns, struct bucket_sweep *sw);
 
 #endif

@@ -34,6 +34,7 @@ static struct {
 	unsigned nworkers;
 	int ready;
 	uint64_t last_tick_ms;
+	struct bucket_sweep sweep;	/* resumes across ticks */
 } master;
 
 /* This process's handle (store_proc). */
@@ -528,7 +529,7 @@ store_tick(uint64_t now_ms)
 	if (dead > 0)
 		log_info("shared store: cleared %d stale reader slot%s", dead,
 		    dead == 1 ? "" : "s");
-	n = bucket_sweep(s, store_now_ns());
+	n = bucket_sweep(s, store_now_ns(), &master.sweep);
 	if (n > 0)
 		log_debug("shared store: %d refilled bucket%s dropped", n,
 		    n == 1 ? "" : "s");
