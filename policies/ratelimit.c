@@ -22,16 +22,13 @@
 
 #include "../master/log.h"
 #include "../shm/bucket.h"
+#include "../shm/lease.h"
 #include "../shm/store.h"
 #include "policy.h"
 #include "ratelimit.h"
 
-#define LEASE_SLOTS	256	/* keys with a live lease, per process */
 #define LEASE_MAX	64	/* tokens per lease, at most */
 #define CTL_KEY_MAX	1024	/* gwctl limits KEY */
-/* A lease not spent within this long goes back: leased tokens are spent
- * soon after they leave the shared bucket, or not at all. */
-#define LEASE_MS	200
 
 struct rl_route {
 	const struct config *cfg;
@@ -45,47 +42,25 @@ struct rl_route {
 	char policy[RL_NAME_MAX + 64];	/* the RateLimit-Policy value */
 };
 
-/* A worker's lease on one shared bucket. */
-struct lease {
-	uint32_t tokens;		/* leased, not yet spent */
-	uint16_t klen;
-	uint64_t taken_ms;
-	uint64_t left;			/* shared tokens left when leased */
-	uint64_t full_ns;		/* shared bucket's time to full then */
-	struct bucket_params p;
-	char key[RL_KEY_MAX];
-};
-
-/* Per process, like the store handle: a lease outlives routes and
- * belongs to whichever process took it. */
+/* Per process, like the store handle: leases outlive routes and belong
+ * to whichever process took them (shm/lease.h). */
 static struct {
 	int pid;
-	struct lease *slot;
+	struct lease_table *tab;
 	uint64_t warned_ms;
 } rl;
 
-static uint64_t
-fnv(const void *p, size_t n)
-{
-	const unsigned char *s = p;
-	uint64_t h = 1469598103934665603ull;
-
-	while (n-- > 0)
-		h = (h ^ *s++) * 1099511628211ull;
-	return h;
-}
-
-static struct lease *
+static struct lease_table *
 leases(void)
 {
 	if (rl.pid != (int)getpid()) {
 		/* A parent's leases are the parent's to spend. */
-		rl.slot = NULL;
+		rl.tab = NULL;
 		rl.pid = (int)getpid();
 	}
-	if (rl.slot == NULL)
-		rl.slot = calloc(LEASE_SLOTS, sizeof(*rl.slot));
-	return rl.slot;
+	if (rl.tab == NULL)
+		rl.tab = lease_table_new();
+	return rl.tab;
 }
 
 static void
@@ -98,18 +73,27 @@ warn_store(const char *what, int rc, uint64_t now_ms)
 	    rc != 0 ? store_strerror(rc) : "store unavailable");
 }
 
-static void
-lease_giveback(struct store *st, struct lease *l, uint64_t now_ms)
+bool
+ratelimit_pending(void)
 {
+	return rl.tab != NULL && rl.pid == (int)getpid() &&
+	    lease_count(rl.tab) > 0;
+}
+
+void
+ratelimit_tick(uint64_t now_ms)
+{
+	struct store *st;
 	int rc;
 
-	if (l->tokens == 0)
+	if (!ratelimit_pending())
 		return;
-	rc = bucket_return(st, l->key, l->klen, &l->p, store_now_ns(),
-	    l->tokens);
+	st = store_proc(NULL);
+	if (st == NULL)
+		return;
+	rc = lease_tick(rl.tab, st, now_ms, NULL);
 	if (rc < 0)
-		warn_store("returning a lease", rc, now_ms);
-	l->tokens = 0;
+		warn_store("returning leases", rc, now_ms);
 }
 
 /* ---- keys -------------------------------------------------------- */
@@ -386,29 +370,49 @@ refuse(const struct rl_route *rr, struct policy_ctx *ctx, int status,
 	return POLICY_RESPOND;
 }
 
+/* The answer's RateLimit header from what this worker knows of the
+ * shared bucket: its tokens as last seen plus those held here (capped at
+ * the burst: held tokens the refill already made up for are no extra). */
+static void
+lease_headers(const struct rl_route *rr, struct policy_ctx *ctx,
+    const struct lease *e)
+{
+	uint64_t left = e->left + e->tokens;
+
+	if (left > rr->p.burst)
+		left = rr->p.burst;
+	headers(rr, ctx, left, e->full_at_ms > ctx->now_ms ?
+	    secs_up((e->full_at_ms - ctx->now_ms) * 1000000ull) : 0);
+}
+
 static int
 rl_request(void *state, struct policy_ctx *ctx)
 {
 	struct rl_route *rr = state;
-	struct lease *tab, *l;
+	struct lease_table *tab;
+	struct lease *e, one;
 	struct bucket_view v;
 	struct store *st;
 	char key[RL_KEY_MAX];
+	uint64_t hash, max = LEASE_MAX;
 	size_t klen;
-	bool mine;
-	int n;
+	int n, rc;
 
 	klen = make_key(rr, ctx, key);
 	tab = leases();
 	if (tab == NULL)
 		return refuse(rr, ctx, 503, 1);
-	l = &tab[fnv(key, klen) % LEASE_SLOTS];
-	mine = l->klen == klen && memcmp(l->key, key, klen) == 0 &&
-	    bucket_same_params(&l->p, &rr->p);
-	if (mine && l->tokens > 0 && ctx->now_ms - l->taken_ms <= LEASE_MS) {
+	hash = lease_hash(tab, key, klen);
+	e = lease_get(tab, key, klen, hash);
+	if (e != NULL && !bucket_same_params(&e->p, &rr->p)) {
+		lease_drop(tab, e);	/* another tier's: lost, safe */
+		e = NULL;
+	}
+	if (e != NULL && e->tokens > 0) {
 		/* The common case: no store access at all. */
-		l->tokens--;
-		headers(rr, ctx, l->left + l->tokens, secs_up(l->full_ns));
+		e->tokens--;
+		e->used_ms = ctx->now_ms;
+		lease_headers(rr, ctx, e);
 		return POLICY_CONTINUE;
 	}
 	st = store_proc(ctx->cfg);
@@ -416,9 +420,11 @@ rl_request(void *state, struct policy_ctx *ctx)
 		warn_store("opening the store", 0, ctx->now_ms);
 		return refuse(rr, ctx, 503, 1);
 	}
-	/* A stale lease, or another key's in this slot: give it back. */
-	lease_giveback(st, l, ctx->now_ms);
-	n = bucket_lease(st, key, klen, &rr->p, store_now_ns(), LEASE_MAX,
+	/* No room to hold a lease: take exactly the token this request
+	 * needs, which leaves nothing to give back. */
+	if (e == NULL && lease_count(tab) >= LEASE_CAP)
+		max = 1;
+	n = bucket_lease(st, key, klen, &rr->p, store_now_ns(), max,
 	    2 * (uint64_t)ctx->cfg->server.workers, &v);
 	if (n < 0) {
 		warn_store("leasing tokens", n, ctx->now_ms);
@@ -426,14 +432,22 @@ rl_request(void *state, struct policy_ctx *ctx)
 	}
 	if (n == 0)
 		return refuse(rr, ctx, 429, secs_up(v.wait_ns));
-	memcpy(l->key, key, klen);
-	l->klen = (uint16_t)klen;
-	l->p = rr->p;
-	l->tokens = (uint32_t)n - 1;
-	l->taken_ms = ctx->now_ms;
-	l->left = v.left;
-	l->full_ns = v.full_ns;
-	headers(rr, ctx, l->left + l->tokens, secs_up(l->full_ns));
+	if (e == NULL && n > 1)
+		e = lease_put(tab, key, klen, hash);
+	if (e == NULL) {
+		e = &one;
+		memset(e, 0, sizeof(*e));
+		if (n > 1 && (rc = bucket_return(st, key, klen, &rr->p,
+		    store_now_ns(), (uint64_t)n - 1)) < 0)
+			warn_store("returning a lease", rc, ctx->now_ms);
+		n = 1;
+	}
+	e->p = rr->p;
+	e->tokens = (uint32_t)n - 1;
+	e->used_ms = e->checked_ms = ctx->now_ms;
+	e->left = v.left;
+	e->full_at_ms = ctx->now_ms + v.full_ns / 1000000;
+	lease_headers(rr, ctx, e);
 	return POLICY_CONTINUE;
 }
 
@@ -441,20 +455,15 @@ static void
 rl_free(void *state)
 {
 	struct store *st;
-	size_t i;
 
 	free(state);
 	/* The worker is stopping or reloading: unspent leases go back. */
-	if (rl.slot == NULL || rl.pid != (int)getpid())
+	if (rl.tab == NULL || rl.pid != (int)getpid() ||
+	    lease_count(rl.tab) == 0)
 		return;
-	for (i = 0; i < LEASE_SLOTS; i++) {
-		if (rl.slot[i].tokens == 0)
-			continue;
-		st = store_proc(NULL);
-		if (st == NULL)
-			return;
-		lease_giveback(st, &rl.slot[i], 0);
-	}
+	st = store_proc(NULL);
+	if (st == NULL || lease_return_all(rl.tab, st) < 0)
+		warn_store("returning leases", 0, 0);
 }
 
 const struct policy policy_ratelimit = {
@@ -491,6 +500,22 @@ pack_bucket(msgpack_packer *pk, const struct found *f, uint64_t now_ns)
 	msg_pack_kv_uint(pk, "per_s", b.p.per_s);
 	msg_pack_kv_uint(pk, "full_in_ms",
 	    (bucket_wait_ns(&b, b.p.burst) + 999999) / 1000000);
+}
+
+/* How full the store is and how many write txns it has seen: for an
+ * operator watching the map fill, and for make bench (write txns per
+ * request). */
+static void
+pack_figures(msgpack_packer *pk, const struct store_figures *f)
+{
+	msg_pack_str(pk, "store");
+	msgpack_pack_map(pk, 6);
+	msg_pack_kv_uint(pk, "map_bytes", f->map_bytes);
+	msg_pack_kv_uint(pk, "page_bytes", f->page_size);
+	msg_pack_kv_uint(pk, "free_pages", f->free_pages);
+	msg_pack_kv_uint(pk, "reserve_pages", f->reserve_pages);
+	msg_pack_kv_uint(pk, "headroom_pages", f->headroom_pages);
+	msg_pack_kv_uint(pk, "write_txns", f->last_txnid);
 }
 
 /* Buckets whose value part is KEY (KLEN bytes), in a read txn. Count, or
@@ -543,7 +568,8 @@ ratelimit_control(const struct config *cfg, const msgpack_object *req,
 	char key[CTL_KEY_MAX + 1], err[160] = "";
 	char val[RL_VALUE_MAX + RL_HASHED_LEN + 1];
 	size_t vlen = 0;
-	bool reset = false;
+	struct store_figures fig;
+	bool reset = false, fig_ok = false;
 	uint64_t now;
 	int n = 0, i, rc = 0, nreset = 0;
 
@@ -574,6 +600,7 @@ ratelimit_control(const struct config *cfg, const msgpack_object *req,
 		    store_strerror(n));
 		goto reply;
 	}
+	fig_ok = store_figures(st, &fig) == 0;
 	for (i = 0; reset && i < n; i++) {
 		rc = bucket_reset(st, f[i].key, f[i].klen);
 		if (rc < 0) {
@@ -591,7 +618,7 @@ reply:
 		msg_pack_kv_bool(&o->pk, "ok", false);
 		msg_pack_kv_str(&o->pk, "error", err);
 	} else {
-		if (msg_out_init(o, 4) < 0)
+		if (msg_out_init(o, fig_ok ? 5 : 4) < 0)
 			goto oom;
 		msg_pack_kv_bool(&o->pk, "ok", true);
 		msg_pack_kv_str(&o->pk, "key", key);
@@ -600,6 +627,8 @@ reply:
 		msgpack_pack_array(&o->pk, (size_t)n);
 		for (i = 0; i < n; i++)
 			pack_bucket(&o->pk, &f[i], now);
+		if (fig_ok)
+			pack_figures(&o->pk, &fig);
 	}
 	store_close(st);
 	free(f);

@@ -14,10 +14,14 @@
 #ifndef PORTICO_RATELIMIT_H
 #define PORTICO_RATELIMIT_H
 
+#include <stdbool.h>
+#include <stdint.h>
+
 #include <msgpack.h>
 
 #include "../master/config.h"
 #include "../master/msg.h"
+#include "../shm/lease.h"
 
 /* Key parts: a tier name and a header name are at most RL_NAME_MAX bytes
  * (the config refuses longer ones); a value longer than RL_VALUE_MAX is
@@ -27,6 +31,13 @@
 #define RL_HASHED_LEN	32
 #define RL_KIND_MAX	(7 + RL_NAME_MAX)	/* "header:" NAME */
 #define RL_KEY_MAX	(RL_NAME_MAX + 1 + RL_KIND_MAX + 1 + RL_VALUE_MAX)
+
+/* ratelimit_tick: the worker's timer for leases (shm/lease.h): give back
+ * unused tokens, LEASE_TICK_MS apart while ratelimit_pending() says
+ * leases are held. NOW_MS is the loop's CLOCK_MONOTONIC ms. */
+#define RATELIMIT_TICK_MS	LEASE_TICK_MS
+bool ratelimit_pending(void);
+void ratelimit_tick(uint64_t now_ms);
 
 /* ratelimit_control: answer {"cmd":"limits","key":KEY,"reset":BOOL}
  * into o (the master, with a short-lived store handle). 0 or -1 (out of

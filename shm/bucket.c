@@ -117,6 +117,12 @@ bucket_same_params(const struct bucket_params *a,
 }
 
 int
+bucket_full(const struct bucket *b)
+{
+	return b->tokens >= cap_of(&b->p);
+}
+
+int
 bucket_encode(const struct bucket *b, void *buf, size_t cap)
 {
 	struct store_buf sb = { buf, 0, cap, 0 };
@@ -304,6 +310,51 @@ bucket_return(struct store *s, const void *key, size_t klen,
 fail:
 	store_write_abort(txn);
 	return rc;
+}
+
+int
+bucket_return_many(struct store *s, const struct bucket_giveback *g,
+    size_t n, uint64_t now_ns)
+{
+	MDB_dbi dbi = s->dbi[STORE_BUCKETS];
+	struct bucket b;
+	MDB_txn *txn;
+	size_t i;
+	int rc, written = 0;
+
+	if (n == 0)
+		return 0;
+	if ((rc = store_write_begin(s, &txn)) < 0)
+		return rc;
+	if ((rc = store_room(s, txn, STORE_UPDATE)) != 0)
+		goto fail;
+	for (i = 0; i < n; i++) {
+		rc = load(txn, dbi, g[i].key, g[i].klen, &g[i].p, now_ns, &b);
+		if (rc < 0)
+			goto fail;
+		if (rc == 0 || bucket_full(&b) || g[i].n == 0)
+			continue;
+		bucket_give(&b, g[i].n);
+		if ((rc = save(txn, dbi, g[i].key, g[i].klen, &b)) < 0)
+			goto fail;
+		written++;
+	}
+	if (written == 0) {
+		store_write_abort(txn);
+		return 0;
+	}
+	rc = store_write_commit(txn);
+	return rc < 0 ? rc : written;
+fail:
+	store_write_abort(txn);
+	return rc;
+}
+
+int
+bucket_get(struct store *s, MDB_txn *txn, const void *key, size_t klen,
+    const struct bucket_params *p, uint64_t now_ns, struct bucket *b)
+{
+	return load(txn, s->dbi[STORE_BUCKETS], key, klen, p, now_ns, b);
 }
 
 int

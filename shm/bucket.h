@@ -71,6 +71,8 @@ uint64_t bucket_wait_ns(const struct bucket *b, uint64_t n);
 void bucket_view_of(const struct bucket *b, struct bucket_view *v);
 int bucket_same_params(const struct bucket_params *a,
     const struct bucket_params *b);
+/* bucket_full: whether it holds its whole burst. */
+int bucket_full(const struct bucket *b);
 
 /* bucket_encode: bytes written to buf, or -1 if cap is too small.
  * bucket_decode: 0, or -1 for a value that is not format 1 or is
@@ -93,6 +95,23 @@ int bucket_lease(struct store *s, const void *key, size_t klen,
 /* bucket_return: give N unspent leased tokens back. 0 or negative. */
 int bucket_return(struct store *s, const void *key, size_t klen,
     const struct bucket_params *p, uint64_t now_ns, uint64_t n);
+/* bucket_return_many: give back N leases in one write txn; a bucket
+ * absent or already full is left alone (giving is capped at the burst),
+ * and a map without room for the updates loses the tokens (safe). Number
+ * of buckets written, or negative. */
+struct bucket_giveback {
+	const void *key;
+	size_t klen;
+	struct bucket_params p;
+	uint64_t n;
+};
+int bucket_return_many(struct store *s, const struct bucket_giveback *g,
+    size_t n, uint64_t now_ns);
+/* bucket_get: the bucket under KEY in TXN, a txn the caller has open,
+ * refilled to now: 1 stored, 0 absent or unusable (b is then a full
+ * bucket with params P, or zeroed if P is NULL), negative on error. */
+int bucket_get(struct store *s, MDB_txn *txn, const void *key, size_t klen,
+    const struct bucket_params *p, uint64_t now_ns, struct bucket *b);
 /* bucket_peek: the shared bucket as of now, from a read txn. 1 when it
  * is stored, 0 when absent (b is then a full bucket with params P, or
  * zeroed if P is NULL), negative on error. */

@@ -281,3 +281,35 @@ def test_limit_survives_reload_and_upgrade(gateway, demo, tmp):
         assert status() == 200
     finally:
         stop_pid(new_pid)
+
+
+def limits_json(g, key):
+    p = gwctl(g, "--json", "limits", key)
+    assert p.returncode == 0, p.stderr
+    return json.loads(p.stdout)
+
+
+def test_idle_lease_returns_on_timer(gw):
+    """Tokens a worker leased and did not use go back to the shared bucket
+    within 200 ms, with no further request: gwctl limits shows them back
+    and another worker's RateLimit: r= counts them."""
+    g = gw(workers=2)
+    burst = TIERS["lease"]["burst"]
+    key = [("X-Key", "idle")]
+    with Client(g.port) as c:
+        r = c.request("GET", "/leased", headers=key)
+        assert forwarded(r), r
+    # One worker leased a share (1/(2 x 2) of 200 = 50) and spent one.
+    b = limits_json(g, "idle")["buckets"][0]
+    assert b["tokens"] <= burst - 2, b
+    time.sleep(0.5)
+    b = limits_json(g, "idle")["buckets"][0]
+    assert b["tokens"] == burst - 1, b
+    # Whichever worker answers now counts them in RateLimit: r= (it
+    # leases a quarter of 199 and reports what it left plus what it holds).
+    with Client(g.port) as c:
+        r = c.request("GET", "/leased", headers=key)
+        assert forwarded(r), r
+        rl = dict(p.split("=", 1) for p in
+                  r.header("RateLimit").split(";")[1:])
+        assert int(rl["r"]) == burst - 2, r.header("RateLimit")
