@@ -183,6 +183,8 @@ struct cfg_route {
 
 	enum rl_by rl_by;
 	char *rl_header;		/* for RL_HEADER */
+	unsigned rl_v6_prefix;		/* RL_IP: IPv6 clients grouped by this
+					 * prefix length (1-128; 0 = 64) */
 	int rl_tier;			/* index into tiers, -1 = consumer's */
 
 	char *rewrite_pattern;

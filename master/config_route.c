@@ -23,7 +23,7 @@ static const char *const route_keys[] = {
 static const char *const match_keys[] = {
 	"path", "prefix", "regex", "methods", "host", NULL
 };
-static const char *const rl_keys[] = { "by", "tier", NULL };
+static const char *const rl_keys[] = { "by", "tier", "ipv6_prefix", NULL };
 static const char *const rewrite_keys[] = { "pattern", "to", NULL };
 static const char *const transform_keys[] = { "request", "response", NULL };
 static const char *const treq_keys[] = {
@@ -158,6 +158,15 @@ parse_rate_limit(struct ld *ld, const config_setting_t *rs,
 	} else
 		return cfg_bad(ld, s, "%s: by '%s' is not consumer, ip, route or "
 		    "header:NAME", sub, v);
+	/* by ip: an IPv6 client is its /64 unless told otherwise (one host
+	 * commonly holds a whole /64). */
+	s = cfg_member(g, "ipv6_prefix");
+	if (s != NULL && r->rl_by != RL_IP)
+		return cfg_bad(ld, s, "%s: ipv6_prefix applies only to by = "
+		    "\"ip\"", sub);
+	if (cfg_get_unsigned(ld, g, "ipv6_prefix", sub, 1, 128, 64,
+	    &r->rl_v6_prefix) < 0)
+		return -1;
 	if (cfg_get_cstr(ld, g, "tier", sub, &s, &v) < 0)
 		return -1;
 	if (v != NULL) {

@@ -37,6 +37,7 @@ struct rl_route {
 	enum rl_by by;
 	const char *route_name;
 	const char *header;		/* RL_HEADER: as configured */
+	unsigned v6_prefix;		/* RL_IP: IPv6 clients by this prefix */
 	char kind[RL_KIND_MAX];		/* "ip", "route", "header:name" */
 	size_t kind_len;
 	char policy[RL_NAME_MAX + 64];	/* the RateLimit-Policy value */
@@ -98,19 +99,40 @@ ratelimit_tick(uint64_t now_ms)
 
 /* ---- keys -------------------------------------------------------- */
 
+/* The text of address A; an IPv6 address (not v4-mapped) is cut to its
+ * first PREFIX bits and written as a network, "2001:db8:1:2::/64", when
+ * PREFIX is under 128. */
 static void
-addr_text(int family, const uint8_t *a, char *out, size_t cap)
+addr_text(int family, const uint8_t *a, unsigned prefix, char *out,
+    size_t cap)
 {
 	static const uint8_t v4mapped[12] = {
 		0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff
 	};
+	uint8_t net[16];
+	size_t n, i;
 
 	if (family == AF_INET6 && memcmp(a, v4mapped, 12) == 0) {
 		family = AF_INET;
 		a += 12;
 	}
-	if (inet_ntop(family, a, out, (socklen_t)cap) == NULL)
+	if (family == AF_INET6 && prefix < 128) {
+		for (i = 0; i < 16; i++) {
+			unsigned bits = i * 8 >= prefix ? 0 :
+			    prefix - i * 8 >= 8 ? 8 : prefix - i * 8;
+
+			net[i] = (uint8_t)(a[i] & (0xff00 >> bits));
+		}
+		a = net;
+	}
+	if (inet_ntop(family, a, out, (socklen_t)cap) == NULL) {
 		snprintf(out, cap, "?");
+		return;
+	}
+	if (family == AF_INET6 && prefix < 128) {
+		n = strlen(out);
+		snprintf(out + n, cap - n, "/%u", prefix);
+	}
 }
 
 static bool
@@ -171,7 +193,8 @@ parse_hop(const char *s, size_t n, int *family, uint8_t *a)
  * leftmost. A malformed hop ends the walk at the last believed address.
  */
 static void
-client_ip(const struct policy_ctx *ctx, char *out, size_t cap)
+client_ip(const struct policy_ctx *ctx, unsigned v6_prefix, char *out,
+    size_t cap)
 {
 	const struct config *cfg = ctx->cfg;
 	int fam = ctx->peer_family, hf;
@@ -203,7 +226,7 @@ client_ip(const struct policy_ctx *ctx, char *out, size_t cap)
 		}
 	}
 done:
-	addr_text(fam, cur, out, cap);
+	addr_text(fam, cur, v6_prefix, out, cap);
 }
 
 /* Append part S (LEN bytes) to KEY at *N, verbatim when it fits in MAX
@@ -242,7 +265,7 @@ make_key(const struct rl_route *rr, const struct policy_ctx *ctx, char *key)
 
 	switch (rr->by) {
 	case RL_IP:
-		client_ip(ctx, ip, sizeof(ip));
+		client_ip(ctx, rr->v6_prefix, ip, sizeof(ip));
 		v = ip;
 		vlen = strlen(ip);
 		break;
@@ -309,6 +332,8 @@ rl_init(const struct config *cfg, const struct cfg_route *r, void **state)
 	rr->by = r->rl_by;
 	rr->route_name = r->name;
 	rr->header = r->rl_header != NULL ? r->rl_header : "";
+	rr->v6_prefix = r->rl_v6_prefix >= 1 && r->rl_v6_prefix <= 128 ?
+	    r->rl_v6_prefix : 64;
 	if (r->rl_by == RL_HEADER) {
 		char name[RL_NAME_MAX];
 		size_t len = strlen(rr->header);

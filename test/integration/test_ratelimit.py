@@ -313,3 +313,34 @@ def test_idle_lease_returns_on_timer(gw):
         rl = dict(p.split("=", 1) for p in
                   r.header("RateLimit").split(";")[1:])
         assert int(rl["r"]) == burst - 2, r.header("RateLimit")
+
+
+def test_ipv6_clients_grouped_by_64(gateway, demo):
+    """by = "ip": IPv6 clients (here forwarded by a trusted proxy on
+    loopback) share one bucket per /64 by default; ipv6_prefix changes it."""
+    users = demo("users")
+    r64 = limited("v6", "/users", "ip", "slow")
+    r128 = limited("v6full", "/orders", "ip", "slow")
+    r128["rate_limit"]["ipv6_prefix"] = 128
+    g = gateway({"users": {"instances": [users.addr]}},
+                [r64, r128, route("open", "users", prefix="/")], workers=2,
+                server={"trusted_proxies": ["127.0.0.0/8"]},
+                extra={"tiers": TIERS})
+
+    def get(path, client):
+        return http(g.port, "GET", path,
+                    headers=[("X-Forwarded-For", client)]).status
+
+    for host in ("2001:db8:1:2::1", "2001:db8:1:2::2",
+                 "2001:db8:1:2:ffff::3"):
+        assert get("/users/1", host) == 200
+    # A fourth host in the same /64: its budget is spent.
+    assert get("/users/1", "2001:db8:1:2:aaaa::4") == 429
+    # Another /64 has its own.
+    assert get("/users/1", "2001:db8:1:3::1") == 200
+    p = gwctl(g, "limits", "2001:db8:1:2::/64")
+    assert p.returncode == 0 and "slow" in p.stdout, p
+    # With ipv6_prefix = 128 every address is its own client.
+    for host in ("2001:db8:1:2::1", "2001:db8:1:2::2",
+                 "2001:db8:1:2:ffff::3", "2001:db8:1:2:aaaa::4"):
+        assert get("/orders/1", host) in (200, 404)

@@ -91,11 +91,47 @@ test_name_caps(void **st)
 	    "'bbbbbbbbbbbbbbbb...' is longer than 64 bytes");
 }
 
+/* rate_limit.ipv6_prefix: 64 by default, 1-128, only with by = "ip". */
+static void
+test_ipv6_prefix(void **st)
+{
+	static const char head[] =
+	    "version = 1;\n"
+	    "services: { users = { instances = [\"127.0.0.1:8001\"]; }; };\n"
+	    "routes = ( { name = \"r\";\n"
+	    "  match = { prefix = \"/a\"; }; service = \"users\";\n";
+	char text[1024], err[512] = "";
+	struct config *cfg = NULL;
+
+	(void)st;
+	snprintf(text, sizeof(text), "%s  rate_limit = { by = \"ip\"; }; } );\n",
+	    head);
+	if (load_text(text, &cfg, err, sizeof(err)) != 0)
+		fail_msg("%s", err);
+	assert_int_equal(cfg->routes[0].rl_v6_prefix, 64);
+	config_free(cfg);
+	snprintf(text, sizeof(text), "%s  rate_limit = { by = \"ip\";\n"
+	    "    ipv6_prefix = 56; }; } );\n", head);
+	if (load_text(text, &cfg, err, sizeof(err)) != 0)
+		fail_msg("%s", err);
+	assert_int_equal(cfg->routes[0].rl_v6_prefix, 56);
+	config_free(cfg);
+	snprintf(text, sizeof(text), "%s  rate_limit = { by = \"ip\";\n"
+	    "    ipv6_prefix = 129; }; } );\n", head);
+	expect_err(text, 6, "'ipv6_prefix' in route 'r' rate_limit must be "
+	    "between 1 and 128");
+	snprintf(text, sizeof(text), "%s  rate_limit = { by = \"route\";\n"
+	    "    ipv6_prefix = 48; }; } );\n", head);
+	expect_err(text, 6, "route 'r' rate_limit: ipv6_prefix applies only "
+	    "to by = \"ip\"");
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_name_caps),
+		cmocka_unit_test(test_ipv6_prefix),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

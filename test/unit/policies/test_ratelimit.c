@@ -110,7 +110,7 @@ test_client_ip(void **st)
 	/* No trusted proxies: the peer, whatever the header says. */
 	set_hdr(0, "X-Forwarded-For", "1.2.3.4");
 	ctx_init(&c, peer_proxy, 1, 0);
-	client_ip(&c, ip, sizeof(ip));
+	client_ip(&c, 128, ip, sizeof(ip));
 	assert_string_equal(ip, "10.0.0.1");
 
 	cfg.server.trusted = trusted_nets;
@@ -118,33 +118,33 @@ test_client_ip(void **st)
 	/* Behind a trusted proxy: first untrusted hop from the right. */
 	set_hdr(0, "x-forwarded-for", "9.9.9.9, 1.2.3.4, 10.0.0.2");
 	ctx_init(&c, peer_proxy, 1, 0);
-	client_ip(&c, ip, sizeof(ip));
+	client_ip(&c, 128, ip, sizeof(ip));
 	assert_string_equal(ip, "1.2.3.4");
 	/* Several header lines read as one list, in order. */
 	set_hdr(0, "X-Forwarded-For", "5.5.5.5");
 	set_hdr(1, "X-Forwarded-For", "10.1.1.1");
 	ctx_init(&c, peer_proxy, 2, 0);
-	client_ip(&c, ip, sizeof(ip));
+	client_ip(&c, 128, ip, sizeof(ip));
 	assert_string_equal(ip, "5.5.5.5");
 	/* Every hop trusted: the leftmost. */
 	set_hdr(0, "X-Forwarded-For", "10.9.9.9,10.1.1.1");
 	ctx_init(&c, peer_proxy, 1, 0);
-	client_ip(&c, ip, sizeof(ip));
+	client_ip(&c, 128, ip, sizeof(ip));
 	assert_string_equal(ip, "10.9.9.9");
 	/* Junk stops the walk at the last believed address. */
 	set_hdr(0, "X-Forwarded-For", "1.2.3.4, bogus, 10.0.0.3");
 	ctx_init(&c, peer_proxy, 1, 0);
-	client_ip(&c, ip, sizeof(ip));
+	client_ip(&c, 128, ip, sizeof(ip));
 	assert_string_equal(ip, "10.0.0.3");
 	/* IPv6 hops. */
 	set_hdr(0, "X-Forwarded-For", "[2001:db8::1]");
 	ctx_init(&c, peer_proxy, 1, 0);
-	client_ip(&c, ip, sizeof(ip));
+	client_ip(&c, 128, ip, sizeof(ip));
 	assert_string_equal(ip, "2001:db8::1");
 	/* An untrusted peer's header is ignored. */
 	set_hdr(0, "X-Forwarded-For", "1.2.3.4");
 	ctx_init(&c, peer_out, 1, 0);
-	client_ip(&c, ip, sizeof(ip));
+	client_ip(&c, 128, ip, sizeof(ip));
 	assert_string_equal(ip, "192.0.2.7");
 	cfg.server.trusted = NULL;
 	cfg.server.ntrusted = 0;
@@ -444,6 +444,72 @@ test_many_keys_no_write_per_request(void **st)
 	tiers[0] = saved;
 }
 
+/* by = "ip": an IPv6 client is its /64 (configurable), since one host
+ * commonly holds a whole /64; IPv4 and v4-mapped clients are their
+ * address. */
+static void
+test_ipv6_grouped_by_prefix(void **st)
+{
+	struct policy_ctx c;
+	void *state = NULL;
+	char key[RL_KEY_MAX], k2[RL_KEY_MAX];
+	uint8_t a[16], b[16], other[16], mapped[16];
+	size_t n, n2;
+
+	(void)st;
+	assert_int_equal(inet_pton(AF_INET6, "2001:db8:1:2::aaaa", a), 1);
+	assert_int_equal(inet_pton(AF_INET6, "2001:db8:1:2:ffff:1:2:3", b), 1);
+	assert_int_equal(inet_pton(AF_INET6, "2001:db8:1:3::1", other), 1);
+	assert_int_equal(inet_pton(AF_INET6, "::ffff:192.0.2.9", mapped), 1);
+	route.rl_by = RL_IP;
+	assert_int_equal(rl_init(&cfg, &route, &state), 1);
+	ctx_init(&c, a, 0, 0);
+	c.peer_family = AF_INET6;
+	n = make_key(state, &c, key);
+	assert_string_equal(key_value(key, n), "2001:db8:1:2::/64");
+	c.peer_addr = b;
+	n2 = make_key(state, &c, k2);
+	assert_int_equal(n, n2);
+	assert_memory_equal(key, k2, n);
+	c.peer_addr = other;
+	n = make_key(state, &c, key);
+	assert_string_equal(key_value(key, n), "2001:db8:1:3::/64");
+	c.peer_addr = mapped;
+	n = make_key(state, &c, key);
+	assert_string_equal(key_value(key, n), "192.0.2.9");
+	/* Behind a trusted proxy, the forwarded IPv6 client likewise. */
+	cfg.server.trusted = trusted_nets;
+	cfg.server.ntrusted = 1;
+	{
+		static const uint8_t proxy[4] = { 10, 0, 0, 1 };
+
+		set_hdr(0, "X-Forwarded-For", "2001:db8:9:9:1::7");
+		ctx_init(&c, proxy, 1, 0);
+		n = make_key(state, &c, key);
+		assert_string_equal(key_value(key, n), "2001:db8:9:9::/64");
+	}
+	cfg.server.trusted = NULL;
+	cfg.server.ntrusted = 0;
+	rl_free(state);
+
+	/* Another prefix; 128 keys each address on its own. */
+	route.rl_v6_prefix = 48;
+	assert_int_equal(rl_init(&cfg, &route, &state), 1);
+	ctx_init(&c, other, 0, 0);
+	c.peer_family = AF_INET6;
+	n = make_key(state, &c, key);
+	assert_string_equal(key_value(key, n), "2001:db8:1::/48");
+	rl_free(state);
+	route.rl_v6_prefix = 128;
+	assert_int_equal(rl_init(&cfg, &route, &state), 1);
+	ctx_init(&c, a, 0, 0);
+	c.peer_family = AF_INET6;
+	n = make_key(state, &c, key);
+	assert_string_equal(key_value(key, n), "2001:db8:1:2::aaaa");
+	rl_free(state);
+	route.rl_v6_prefix = 0;
+}
+
 int
 main(void)
 {
@@ -454,6 +520,7 @@ main(void)
 		cmocka_unit_test(test_lease_returned),
 		cmocka_unit_test(test_long_key_parts_bounded),
 		cmocka_unit_test(test_many_keys_no_write_per_request),
+		cmocka_unit_test(test_ipv6_grouped_by_prefix),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
