@@ -176,6 +176,11 @@ def test_gwctl_limits_and_reset(gw):
     b = j["buckets"][0]
     assert (b["tier"], b["by"], b["tokens"], b["burst"]) == \
         ("slow", "header:x-key", 0, 3)
+    # The store's figures come along (make bench reads write_txns).
+    st = j["store"]
+    assert st["map_bytes"] == 16 << 20, st
+    assert 0 < st["reserve_pages"] < st["headroom_pages"] < st["free_pages"]
+    assert st["write_txns"] > 0, st
     p = gwctl(g, "limits", "--reset", "ctl")
     assert p.returncode == 0, p.stderr
     assert "reset 1 bucket" in p.stdout, p.stdout

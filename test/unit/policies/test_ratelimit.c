@@ -510,6 +510,48 @@ test_ipv6_grouped_by_prefix(void **st)
 	route.rl_v6_prefix = 0;
 }
 
+/* A worker holding LEASE_CAP keys takes exactly one token for a new key
+ * and keeps nothing, so nothing is stranded and the table stays bounded. */
+static void
+test_full_lease_table_takes_one_token(void **st)
+{
+	static const uint8_t peer[4] = { 127, 0, 0, 12 };
+	const struct bucket_params slow = { 1, 3600, 1000 };
+	struct policy_ctx c;
+	struct bucket b;
+	void *state = NULL;
+	char key[RL_KEY_MAX], k[32];
+	size_t n, held;
+	int i, kl;
+
+	(void)st;
+	tiers[0].rate = 1;
+	tiers[0].per_s = 3600;
+	tiers[0].burst = 1000;
+	assert_int_equal(rl_init(&cfg, &route, &state), 1);
+	assert_non_null(leases());
+	for (i = 0; lease_count(rl.tab) < LEASE_CAP; i++) {
+		kl = snprintf(k, sizeof(k), "filler-%d", i);
+		assert_non_null(lease_put(rl.tab, k, (size_t)kl,
+		    lease_hash(rl.tab, k, (size_t)kl)));
+	}
+	held = lease_count(rl.tab);
+	ctx_init(&c, peer, 0, 9000);
+	assert_int_equal(rl_request(state, &c), POLICY_CONTINUE);
+	n = make_key(state, &c, key);
+	assert_int_equal(bucket_peek(store_proc(&cfg), key, n, &slow,
+	    store_now_ns(), &b), 1);
+	assert_int_equal(bucket_whole(&b), 999);
+	assert_int_equal(lease_count(rl.tab), held);
+	/* The fillers hold nothing: the next tick clears them. */
+	ratelimit_tick(9000 + LEASE_CHECK_MS);
+	assert_false(ratelimit_pending());
+	rl_free(state);
+	tiers[0].rate = 10;
+	tiers[0].per_s = 1;
+	tiers[0].burst = 3;
+}
+
 int
 main(void)
 {
@@ -521,6 +563,7 @@ main(void)
 		cmocka_unit_test(test_long_key_parts_bounded),
 		cmocka_unit_test(test_many_keys_no_write_per_request),
 		cmocka_unit_test(test_ipv6_grouped_by_prefix),
+		cmocka_unit_test(test_full_lease_table_takes_one_token),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);

@@ -282,21 +282,50 @@ data_size(const char *name)
 /* The map size is the store's, set at creation or grown on purpose by the
  * master; a process configured smaller (an old master after an upgrade to
  * a larger max_mb) opens it at its real size and never shrinks the file
- * under the others. */
+ * under the others; a process mapping the old size adopts the new one
+ * once the data outgrows it. (One handle per process at a time: LMDB's
+ * rule, so the old-size process is a child.) */
 static void
 test_map_size_fixed_at_create(void **st)
 {
-	char why[512], path[128];
+	const struct bucket_params p = { 1, 3600, 5 };
+	char why[512], path[128], c;
 	struct config cfg;
-	struct store *s, *big;
+	struct store *s;
 	MDB_envinfo info;
 	MDB_txn *txn;
+	int ready[2], go[2], status;
+	pid_t pid;
 
 	(void)st;
 	sub(path, sizeof(path), "state");
 	assert_int_equal(store_create(path, 8, 2, why, sizeof(why)), 0);
 	assert_int_equal(data_size("state"), 8 << 20);
-	assert_int_equal(store_open(path, 2, &big), 0);
+	assert_int_equal(pipe(ready), 0);
+	assert_int_equal(pipe(go), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		struct store *old;
+
+		close(ready[0]);
+		close(go[1]);
+		if (store_open(path, 2, &old) < 0 ||
+		    bucket_lease(old, "k", 1, &p, 1, 2, 1, NULL) != 2 ||
+		    write(ready[1], "r", 1) != 1 || read(go[0], &c, 1) != 1)
+			_exit(1);
+		/* The store grew to 12 MB and holds more than 8 MB now. */
+		if (bucket_lease(old, "k", 1, &p, 1, 1, 1, NULL) != 1 ||
+		    mdb_env_info(old->env, &info) != 0 ||
+		    info.me_mapsize != 12 << 20)
+			_exit(2);
+		store_close(old);
+		_exit(0);
+	}
+	close(ready[1]);
+	close(go[0]);
+	assert_int_equal(read(ready[0], &c, 1), 1);
+
 	/* Another opener (a worker, an old master): the store's size. */
 	assert_int_equal(store_open(path, 2, &s), 0);
 	assert_int_equal(mdb_env_info(s->env, &info), 0);
@@ -314,18 +343,39 @@ test_map_size_fixed_at_create(void **st)
 	assert_int_equal(store_master_init(&cfg), 0);
 	assert_int_equal(store_reader_check(), 0);
 	assert_int_equal(data_size("state"), 8 << 20);
-	/* ...a larger one grows it, and a process still mapping the old
-	 * size keeps working. */
+	/* ...a larger one grows it. */
 	cfg.server.state_max_mb = 12;
 	assert_int_equal(store_master_init(&cfg), 0);
 	assert_int_equal(data_size("state"), 12 << 20);
-	assert_int_equal(bucket_lease(big, "k", 1,
-	    &(struct bucket_params){ 1, 3600, 5 }, 1, 2, 1, NULL), 2);
-	store_close(big);
+	/* Fill it past 8 MB; the child, still at 8 MB, then writes. */
 	assert_int_equal(store_open(path, 2, &s), 0);
-	assert_int_equal(mdb_env_info(s->env, &info), 0);
-	assert_int_equal(info.me_mapsize, 12 << 20);
+	{
+		static char blob[4000];
+		MDB_val k, v;
+		char key[16];
+		int i;
+
+		assert_int_equal(store_write_begin(s, &txn), 0);
+		for (i = 0; i < 2300; i++) {
+			k.mv_size = (size_t)snprintf(key, sizeof(key), "b%d", i);
+			k.mv_data = key;
+			v.mv_size = sizeof(blob);
+			v.mv_data = blob;
+			assert_int_equal(mdb_put(txn, s->dbi[STORE_CACHE], &k,
+			    &v, 0), 0);
+		}
+		assert_int_equal(store_write_commit(txn), 0);
+		assert_int_equal(mdb_env_info(s->env, &info), 0);
+		assert_int_equal(info.me_mapsize, 12 << 20);
+		assert_true((info.me_last_pgno + 1) * s->psize > 8u << 20);
+	}
 	store_close(s);
+	assert_int_equal(write(go[1], "g", 1), 1);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+	close(ready[0]);
+	close(go[1]);
 	assert_int_equal(data_size("state"), 12 << 20);
 	/* After a handover the master never opens the store again. */
 	store_master_detach();
