@@ -174,6 +174,28 @@ test_msgpack_round_trip(void **st)
 	msgpack_pack_str_body(&pk, "x", 1);
 	assert_int_equal(bucket_decode(bad, sb.len, &c), 0);
 	assert_int_equal(bucket_whole(&c), 3);
+	/* Any integer width and an array16 header read the same; a
+	 * negative or non-integer field is refused. */
+	{
+		static const unsigned char wide[] = {
+			0xdc, 0x00, 0x06, 0xcf, 0, 0, 0, 0, 0, 0, 0, 1,
+			0xce, 0x00, 0x1e, 0x84, 0x80, 0xcd, 0x01, 0x00,
+			0xcc, 0x05, 0x01, 0x0a
+		};
+		unsigned char neg[sizeof(wide)];
+
+		assert_int_equal(bucket_decode(wide, sizeof(wide), &c), 0);
+		assert_int_equal(c.tokens, 2 * BUCKET_ONE);
+		assert_int_equal(c.last_ns, 256);
+		assert_int_equal(c.p.rate, 5);
+		assert_int_equal(c.p.per_s, 1);
+		assert_int_equal(c.p.burst, 10);
+		memcpy(neg, wide, sizeof(wide));
+		neg[sizeof(neg) - 1] = 0xff;	/* -1 */
+		assert_int_equal(bucket_decode(neg, sizeof(neg), &c), -1);
+		neg[sizeof(neg) - 1] = 0xc3;	/* true */
+		assert_int_equal(bucket_decode(neg, sizeof(neg), &c), -1);
+	}
 }
 
 /* ---- on a real store --------------------------------------------- */
