@@ -305,6 +305,9 @@ parse_tls(struct ld *ld, const config_setting_t *tg)
 		t->line = config_setting_source_line(e);
 		if (cfg_dup_str(ld, config_setting_name(e), &t->name) < 0)
 			return -1;
+		if (strlen(t->name) > CFG_NAME_MAX)
+			return cfg_bad(ld, e, "tier name '%.16s...' is longer "
+			    "than %d bytes", t->name, CFG_NAME_MAX);
 		snprintf(what, sizeof(what), "tls '%s'", t->name);
 		if (config_setting_type(e) != CONFIG_TYPE_GROUP)
 			return cfg_bad(ld, e, "%s must be a group { ... }", what);
@@ -698,6 +701,9 @@ parse_tiers(struct ld *ld, const config_setting_t *tg)
 		t->line = config_setting_source_line(e);
 		if (cfg_dup_str(ld, config_setting_name(e), &t->name) < 0)
 			return -1;
+		if (strlen(t->name) > CFG_NAME_MAX)
+			return cfg_bad(ld, e, "tier name '%.16s...' is longer "
+			    "than %d bytes", t->name, CFG_NAME_MAX);
 		snprintf(what, sizeof(what), "tier '%s'", t->name);
 		if (config_setting_type(e) != CONFIG_TYPE_GROUP)
 			return cfg_bad(ld, e, "%s must be a group { ... }", what);

@@ -146,6 +146,10 @@ struct cfg_auth {
 	char *tier_claim, *scopes_claim;
 };
 
+/* Names that become part of a rate-limit key (tier, route, rate_limit
+ * header) are at most this long; longer ones are refused at load. */
+#define CFG_NAME_MAX	64
+
 struct cfg_tier {
 	char *name;
 	uint64_t rate;
@@ -183,6 +187,8 @@ struct cfg_route {
 
 	enum rl_by rl_by;
 	char *rl_header;		/* for RL_HEADER */
+	unsigned rl_v6_prefix;		/* RL_IP: IPv6 clients grouped by this
+					 * prefix length (1-128; 0 = 64) */
 	int rl_tier;			/* index into tiers, -1 = consumer's */
 
 	char *rewrite_pattern;

@@ -23,7 +23,7 @@ static const char *const route_keys[] = {
 static const char *const match_keys[] = {
 	"path", "prefix", "regex", "methods", "host", NULL
 };
-static const char *const rl_keys[] = { "by", "tier", NULL };
+static const char *const rl_keys[] = { "by", "tier", "ipv6_prefix", NULL };
 static const char *const rewrite_keys[] = { "pattern", "to", NULL };
 static const char *const transform_keys[] = { "request", "response", NULL };
 static const char *const treq_keys[] = {
@@ -149,12 +149,24 @@ parse_rate_limit(struct ld *ld, const config_setting_t *rs,
 	else if (strcmp(v, "route") == 0)
 		r->rl_by = RL_ROUTE;
 	else if (strncmp(v, "header:", 7) == 0 && cfg_is_token(v + 7)) {
+		if (strlen(v + 7) > CFG_NAME_MAX)
+			return cfg_bad(ld, s, "%s: header name '%.16s...' is "
+			    "longer than %d bytes", sub, v + 7, CFG_NAME_MAX);
 		r->rl_by = RL_HEADER;
 		if (cfg_dup_str(ld, v + 7, &r->rl_header) < 0)
 			return -1;
 	} else
 		return cfg_bad(ld, s, "%s: by '%s' is not consumer, ip, route or "
 		    "header:NAME", sub, v);
+	/* by ip: an IPv6 client is its /64 unless told otherwise (one host
+	 * commonly holds a whole /64). */
+	s = cfg_member(g, "ipv6_prefix");
+	if (s != NULL && r->rl_by != RL_IP)
+		return cfg_bad(ld, s, "%s: ipv6_prefix applies only to by = "
+		    "\"ip\"", sub);
+	if (cfg_get_unsigned(ld, g, "ipv6_prefix", sub, 1, 128, 64,
+	    &r->rl_v6_prefix) < 0)
+		return -1;
 	if (cfg_get_cstr(ld, g, "tier", sub, &s, &v) < 0)
 		return -1;
 	if (v != NULL) {
@@ -377,6 +389,9 @@ parse_route(struct ld *ld, const config_setting_t *rs, struct cfg_route *r,
 	if (cfg_check_keys(ld, rs, route_keys, what) < 0 ||
 	    cfg_need_str(ld, rs, "name", what, &r->name) < 0)
 		return -1;
+	if (strlen(r->name) > CFG_NAME_MAX)
+		return cfg_bad(ld, cfg_member(rs, "name"), "route name "
+		    "'%.16s...' is longer than %d bytes", r->name, CFG_NAME_MAX);
 	for (i = 0; i < idx; i++)
 		if (strcmp(cfg->routes[i].name, r->name) == 0)
 			return cfg_bad(ld, cfg_member(rs, "name"), "route name '%s' "

@@ -944,6 +944,7 @@ upgrade_done(struct master *m, pid_t newpid)
 	/* The new master owns the control socket's file and the pid file
 	 * now; we only drain our workers. */
 	m->upgraded = true;
+	store_master_detach();	/* the new master may have grown the map */
 	control_detach(m->ctl);
 	master_stop(m, true);
 }

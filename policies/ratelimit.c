@@ -10,6 +10,7 @@
  * request is refused with 503: a limit never fails open.
  */
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -17,18 +18,17 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <openssl/sha.h>
+
 #include "../master/log.h"
 #include "../shm/bucket.h"
+#include "../shm/lease.h"
 #include "../shm/store.h"
 #include "policy.h"
 #include "ratelimit.h"
 
-#define LEASE_SLOTS	256	/* keys with a live lease, per process */
 #define LEASE_MAX	64	/* tokens per lease, at most */
-/* A lease not spent within this long goes back: leased tokens are spent
- * soon after they leave the shared bucket, or not at all. */
-#define LEASE_MS	200
-#define VALUE_MAX	200	/* longer key values are hashed */
+#define CTL_KEY_MAX	1024	/* gwctl limits KEY */
 
 struct rl_route {
 	const struct config *cfg;
@@ -37,51 +37,31 @@ struct rl_route {
 	enum rl_by by;
 	const char *route_name;
 	const char *header;		/* RL_HEADER: as configured */
-	char kind[96];			/* "ip", "route", "header:name" */
-	char policy[128];		/* the RateLimit-Policy value */
+	unsigned v6_prefix;		/* RL_IP: IPv6 clients by this prefix */
+	char kind[RL_KIND_MAX];		/* "ip", "route", "header:name" */
+	size_t kind_len;
+	char policy[RL_NAME_MAX + 64];	/* the RateLimit-Policy value */
 };
 
-/* A worker's lease on one shared bucket. */
-struct lease {
-	uint32_t tokens;		/* leased, not yet spent */
-	uint16_t klen;
-	uint64_t taken_ms;
-	uint64_t left;			/* shared tokens left when leased */
-	uint64_t full_ns;		/* shared bucket's time to full then */
-	struct bucket_params p;
-	char key[RL_KEY_MAX];
-};
-
-/* Per process, like the store handle: a lease outlives routes and
- * belongs to whichever process took it. */
+/* Per process, like the store handle: leases outlive routes and belong
+ * to whichever process took them (shm/lease.h). */
 static struct {
 	int pid;
-	struct lease *slot;
+	struct lease_table *tab;
 	uint64_t warned_ms;
 } rl;
 
-static uint64_t
-fnv(const void *p, size_t n)
-{
-	const unsigned char *s = p;
-	uint64_t h = 1469598103934665603ull;
-
-	while (n-- > 0)
-		h = (h ^ *s++) * 1099511628211ull;
-	return h;
-}
-
-static struct lease *
+static struct lease_table *
 leases(void)
 {
 	if (rl.pid != (int)getpid()) {
 		/* A parent's leases are the parent's to spend. */
-		rl.slot = NULL;
+		rl.tab = NULL;
 		rl.pid = (int)getpid();
 	}
-	if (rl.slot == NULL)
-		rl.slot = calloc(LEASE_SLOTS, sizeof(*rl.slot));
-	return rl.slot;
+	if (rl.tab == NULL)
+		rl.tab = lease_table_new();
+	return rl.tab;
 }
 
 static void
@@ -94,35 +74,65 @@ warn_store(const char *what, int rc, uint64_t now_ms)
 	    rc != 0 ? store_strerror(rc) : "store unavailable");
 }
 
-static void
-lease_giveback(struct store *st, struct lease *l, uint64_t now_ms)
+bool
+ratelimit_pending(void)
 {
+	return rl.tab != NULL && rl.pid == (int)getpid() &&
+	    lease_count(rl.tab) > 0;
+}
+
+void
+ratelimit_tick(uint64_t now_ms)
+{
+	struct store *st;
 	int rc;
 
-	if (l->tokens == 0)
+	if (!ratelimit_pending())
 		return;
-	rc = bucket_return(st, l->key, l->klen, &l->p, store_now_ns(),
-	    l->tokens);
+	st = store_proc(NULL);
+	if (st == NULL)
+		return;
+	rc = lease_tick(rl.tab, st, now_ms, NULL);
 	if (rc < 0)
-		warn_store("returning a lease", rc, now_ms);
-	l->tokens = 0;
+		warn_store("returning leases", rc, now_ms);
 }
 
 /* ---- keys -------------------------------------------------------- */
 
+/* The text of address A; an IPv6 address (not v4-mapped) is cut to its
+ * first PREFIX bits and written as a network, "2001:db8:1:2::/64", when
+ * PREFIX is under 128. */
 static void
-addr_text(int family, const uint8_t *a, char *out, size_t cap)
+addr_text(int family, const uint8_t *a, unsigned prefix, char *out,
+    size_t cap)
 {
 	static const uint8_t v4mapped[12] = {
 		0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff
 	};
+	uint8_t net[16];
+	size_t n, i;
 
 	if (family == AF_INET6 && memcmp(a, v4mapped, 12) == 0) {
 		family = AF_INET;
 		a += 12;
 	}
-	if (inet_ntop(family, a, out, (socklen_t)cap) == NULL)
+	if (family == AF_INET6 && prefix < 128) {
+		for (i = 0; i < 16; i++) {
+			unsigned bits = i * 8 >= prefix ? 0 :
+			    prefix - i * 8 >= 8 ? 8 : prefix - i * 8;
+
+			net[i] = (uint8_t)(a[i] & (0xff00 >> bits));
+		}
+		a = net;
+	}
+	if (inet_ntop(family, a, out, (socklen_t)cap) == NULL) {
 		snprintf(out, cap, "?");
+		return;
+	}
+	if (family == AF_INET6 && prefix < 128) {
+		n = strlen(out);
+		snprintf(out + n, cap - n, "/%u", prefix);
+	}
 }
 
 static bool
@@ -171,7 +181,8 @@ parse_hop(const char *s, size_t n, int *family, uint8_t *a)
  * leftmost. A malformed hop ends the walk at the last believed address.
  */
 static void
-client_ip(const struct xctx *ctx, char *out, size_t cap)
+client_ip(const struct xctx *ctx, unsigned v6_prefix, char *out,
+    size_t cap)
 {
 	const struct config *cfg = ctx->cfg;
 	int fam = ctx->peer_family, hf;
@@ -203,20 +214,46 @@ client_ip(const struct xctx *ctx, char *out, size_t cap)
 		}
 	}
 done:
-	addr_text(fam, cur, out, cap);
+	addr_text(fam, cur, v6_prefix, out, cap);
 }
 
-/* The bucket key of this request (see ratelimit.h); its length. */
+/* Append part S (LEN bytes) to KEY at *N, verbatim when it fits in MAX
+ * bytes, else as '~' and 32 hex digits of its SHA-256: a long client
+ * value costs a hash, never a copy past the buffer, and two long values
+ * still name two buckets. A value that itself starts with '~' is hashed
+ * too, so it cannot pose as the hash of another. */
+static void
+put_part(char *key, size_t *n, size_t max, const char *s, size_t len)
+{
+	static const char hex[] = "0123456789abcdef";
+	unsigned char md[SHA256_DIGEST_LENGTH];
+	size_t i;
+
+	if (len <= max && (len == 0 || s[0] != '~')) {
+		memcpy(key + *n, s, len);
+		*n += len;
+		return;
+	}
+	SHA256((const unsigned char *)s, len, md);
+	key[(*n)++] = '~';
+	for (i = 0; i < RL_HASHED_LEN / 2; i++) {
+		key[(*n)++] = hex[md[i] >> 4];
+		key[(*n)++] = hex[md[i] & 15];
+	}
+}
+
+/* The bucket key of this request (see ratelimit.h) in KEY, which holds
+ * RL_KEY_MAX bytes; its length. */
 static size_t
 make_key(const struct rl_route *rr, const struct xctx *ctx, char *key)
 {
-	char ip[INET6_ADDRSTRLEN + 1];
+	char ip[INET6_ADDRSTRLEN + 8];
 	const char *v = "";
-	size_t vlen = 0, n, i;
+	size_t vlen = 0, n = 0, i;
 
 	switch (rr->by) {
 	case RL_IP:
-		client_ip(ctx, ip, sizeof(ip));
+		client_ip(ctx, rr->v6_prefix, ip, sizeof(ip));
 		v = ip;
 		vlen = strlen(ip);
 		break;
@@ -238,15 +275,13 @@ make_key(const struct rl_route *rr, const struct xctx *ctx, char *key)
 	default:
 		break;
 	}
-	n = (size_t)snprintf(key, RL_KEY_MAX, "%s%c%s%c", rr->tier->name, 0,
-	    rr->kind, 0);
-	if (vlen > VALUE_MAX)
-		n += (size_t)snprintf(key + n, RL_KEY_MAX - n, "~%016llx",
-		    (unsigned long long)fnv(v, vlen));
-	else {
-		memcpy(key + n, v, vlen);
-		n += vlen;
-	}
+	put_part(key, &n, RL_NAME_MAX, rr->tier->name,
+	    strlen(rr->tier->name));
+	key[n++] = '\0';
+	memcpy(key + n, rr->kind, rr->kind_len);
+	n += rr->kind_len;
+	key[n++] = '\0';
+	put_part(key, &n, RL_VALUE_MAX, v, vlen);
 	return n;
 }
 
@@ -285,14 +320,28 @@ rl_init(const struct config *cfg, const struct cfg_route *r, void **state)
 	rr->by = r->rl_by;
 	rr->route_name = r->name;
 	rr->header = r->rl_header != NULL ? r->rl_header : "";
+	rr->v6_prefix = r->rl_v6_prefix >= 1 && r->rl_v6_prefix <= 128 ?
+	    r->rl_v6_prefix : 64;
 	if (r->rl_by == RL_HEADER) {
-		snprintf(rr->kind, sizeof(rr->kind), "header:%s", rr->header);
-		for (i = 7; rr->kind[i] != '\0'; i++)
-			if (rr->kind[i] >= 'A' && rr->kind[i] <= 'Z')
-				rr->kind[i] = (char)(rr->kind[i] - 'A' + 'a');
+		char name[RL_NAME_MAX];
+		size_t len = strlen(rr->header);
+
+		memcpy(rr->kind, "header:", 7);
+		rr->kind_len = 7;
+		/* The config caps the name; a longer one is hashed. */
+		if (len <= RL_NAME_MAX) {
+			for (i = 0; i < len; i++)
+				name[i] = (char)tolower(
+				    (unsigned char)rr->header[i]);
+			put_part(rr->kind, &rr->kind_len, RL_NAME_MAX, name,
+			    len);
+		} else {
+			put_part(rr->kind, &rr->kind_len, 0, rr->header, len);
+		}
 	} else {
-		snprintf(rr->kind, sizeof(rr->kind), "%s",
-		    r->rl_by == RL_IP ? "ip" : "route");
+		rr->kind_len = r->rl_by == RL_IP ? 2 : 5;
+		memcpy(rr->kind, r->rl_by == RL_IP ? "ip" : "route",
+		    rr->kind_len);
 	}
 	snprintf(rr->policy, sizeof(rr->policy), "\"%s\";q=%llu;w=%llu",
 	    rr->tier->name, (unsigned long long)rr->p.rate,
@@ -333,30 +382,50 @@ refuse(const struct rl_route *rr, struct xctx *ctx, int status,
 	    "rate_limit_unavailable");
 }
 
+/* The answer's RateLimit header from what this worker knows of the
+ * shared bucket: its tokens as last seen plus those held here (capped at
+ * the burst: held tokens the refill already made up for are no extra). */
+static void
+lease_headers(const struct rl_route *rr, struct xctx *ctx,
+    const struct lease *e)
+{
+	uint64_t left = e->left + e->tokens;
+
+	if (left > rr->p.burst)
+		left = rr->p.burst;
+	headers(rr, ctx, left, e->full_at_ms > ctx->now_ms ?
+	    secs_up((e->full_at_ms - ctx->now_ms) * 1000000ull) : 0);
+}
+
 static int
 rl_request(struct xctx *ctx, void *state, void *slot)
 {
 	struct rl_route *rr = state;
-	struct lease *tab, *l;
+	struct lease_table *tab;
+	struct lease *e, one;
 	struct bucket_view v;
 	struct store *st;
 	char key[RL_KEY_MAX];
+	uint64_t hash, max = LEASE_MAX;
 	size_t klen;
-	bool mine;
-	int n;
+	int n, rc;
 
 	(void)slot;
 	klen = make_key(rr, ctx, key);
 	tab = leases();
 	if (tab == NULL)
 		return refuse(rr, ctx, 503, 1);
-	l = &tab[fnv(key, klen) % LEASE_SLOTS];
-	mine = l->klen == klen && memcmp(l->key, key, klen) == 0 &&
-	    bucket_same_params(&l->p, &rr->p);
-	if (mine && l->tokens > 0 && ctx->now_ms - l->taken_ms <= LEASE_MS) {
+	hash = lease_hash(tab, key, klen);
+	e = lease_get(tab, key, klen, hash);
+	if (e != NULL && !bucket_same_params(&e->p, &rr->p)) {
+		lease_drop(tab, e);	/* another tier's: lost, safe */
+		e = NULL;
+	}
+	if (e != NULL && e->tokens > 0) {
 		/* The common case: no store access at all. */
-		l->tokens--;
-		headers(rr, ctx, l->left + l->tokens, secs_up(l->full_ns));
+		e->tokens--;
+		e->used_ms = ctx->now_ms;
+		lease_headers(rr, ctx, e);
 		return POLICY_CONTINUE;
 	}
 	st = store_proc(ctx->cfg);
@@ -364,9 +433,11 @@ rl_request(struct xctx *ctx, void *state, void *slot)
 		warn_store("opening the store", 0, ctx->now_ms);
 		return refuse(rr, ctx, 503, 1);
 	}
-	/* A stale lease, or another key's in this slot: give it back. */
-	lease_giveback(st, l, ctx->now_ms);
-	n = bucket_lease(st, key, klen, &rr->p, store_now_ns(), LEASE_MAX,
+	/* No room to hold a lease: take exactly the token this request
+	 * needs, which leaves nothing to give back. */
+	if (e == NULL && lease_count(tab) >= LEASE_CAP)
+		max = 1;
+	n = bucket_lease(st, key, klen, &rr->p, store_now_ns(), max,
 	    2 * (uint64_t)ctx->cfg->server.workers, &v);
 	if (n < 0) {
 		warn_store("leasing tokens", n, ctx->now_ms);
@@ -374,14 +445,22 @@ rl_request(struct xctx *ctx, void *state, void *slot)
 	}
 	if (n == 0)
 		return refuse(rr, ctx, 429, secs_up(v.wait_ns));
-	memcpy(l->key, key, klen);
-	l->klen = (uint16_t)klen;
-	l->p = rr->p;
-	l->tokens = (uint32_t)n - 1;
-	l->taken_ms = ctx->now_ms;
-	l->left = v.left;
-	l->full_ns = v.full_ns;
-	headers(rr, ctx, l->left + l->tokens, secs_up(l->full_ns));
+	if (e == NULL && n > 1)
+		e = lease_put(tab, key, klen, hash);
+	if (e == NULL) {
+		e = &one;
+		memset(e, 0, sizeof(*e));
+		if (n > 1 && (rc = bucket_return(st, key, klen, &rr->p,
+		    store_now_ns(), (uint64_t)n - 1)) < 0)
+			warn_store("returning a lease", rc, ctx->now_ms);
+		n = 1;
+	}
+	e->p = rr->p;
+	e->tokens = (uint32_t)n - 1;
+	e->used_ms = e->checked_ms = ctx->now_ms;
+	e->left = v.left;
+	e->full_at_ms = ctx->now_ms + v.full_ns / 1000000;
+	lease_headers(rr, ctx, e);
 	return POLICY_CONTINUE;
 }
 
@@ -389,20 +468,15 @@ static void
 rl_free(void *state)
 {
 	struct store *st;
-	size_t i;
 
 	free(state);
 	/* The worker is stopping or reloading: unspent leases go back. */
-	if (rl.slot == NULL || rl.pid != (int)getpid())
+	if (rl.tab == NULL || rl.pid != (int)getpid() ||
+	    lease_count(rl.tab) == 0)
 		return;
-	for (i = 0; i < LEASE_SLOTS; i++) {
-		if (rl.slot[i].tokens == 0)
-			continue;
-		st = store_proc(NULL);
-		if (st == NULL)
-			return;
-		lease_giveback(st, &rl.slot[i], 0);
-	}
+	st = store_proc(NULL);
+	if (st == NULL || lease_return_all(rl.tab, st) < 0)
+		warn_store("returning leases", 0, 0);
 }
 
 const struct policy policy_ratelimit = {
@@ -440,14 +514,31 @@ pack_bucket(msgpack_packer *pk, const struct found *f, uint64_t now_ns)
 	    (bucket_wait_ns(&b, b.p.burst) + 999999) / 1000000);
 }
 
-/* Buckets whose value part is KEY, in a read txn. Count, or negative. */
+/* How full the store is and how many write txns it has seen: for an
+ * operator watching the map fill, and for make bench (write txns per
+ * request). */
+static void
+pack_figures(msgpack_packer *pk, const struct store_figures *f)
+{
+	msg_pack_str(pk, "store");
+	msgpack_pack_map(pk, 6);
+	msg_pack_kv_uint(pk, "map_bytes", f->map_bytes);
+	msg_pack_kv_uint(pk, "page_bytes", f->page_size);
+	msg_pack_kv_uint(pk, "free_pages", f->free_pages);
+	msg_pack_kv_uint(pk, "reserve_pages", f->reserve_pages);
+	msg_pack_kv_uint(pk, "headroom_pages", f->headroom_pages);
+	msg_pack_kv_uint(pk, "write_txns", f->last_txnid);
+}
+
+/* Buckets whose value part is KEY (KLEN bytes), in a read txn. Count, or
+ * negative. */
 static int
-scan(struct store *st, const char *key, struct found *out, int max)
+scan(struct store *st, const char *key, size_t klen, struct found *out,
+    int max)
 {
 	MDB_cursor *cur;
 	MDB_txn *txn;
 	MDB_val k, v;
-	size_t klen = strlen(key);
 	int rc, n = 0;
 
 	if ((rc = store_read_begin(st, &txn)) < 0)
@@ -486,17 +577,22 @@ ratelimit_control(const struct config *cfg, const msgpack_object *req,
 	enum { MAXF = 64 };
 	struct found *f = NULL;
 	struct store *st = NULL;
-	char key[VALUE_MAX + 1], err[160] = "";
-	bool reset = false;
+	char key[CTL_KEY_MAX + 1], err[160] = "";
+	char val[RL_VALUE_MAX + RL_HASHED_LEN + 1];
+	size_t vlen = 0;
+	struct store_figures fig;
+	bool reset = false, fig_ok = false;
 	uint64_t now;
 	int n = 0, i, rc = 0, nreset = 0;
 
 	(void)cfg;
 	if (msg_get_str(req, "key", key, sizeof(key)) < 0) {
 		snprintf(err, sizeof(err), "limits needs a key (at most %d "
-		    "bytes)", VALUE_MAX);
+		    "bytes)", CTL_KEY_MAX);
 		goto reply;
 	}
+	/* Stored as a request's value would be: long ones hashed. */
+	put_part(val, &vlen, RL_VALUE_MAX, key, strlen(key));
 	if (msg_get(req, "reset") != NULL &&
 	    msg_get_bool(req, "reset", &reset) < 0) {
 		snprintf(err, sizeof(err), "'reset' must be a boolean");
@@ -510,12 +606,13 @@ ratelimit_control(const struct config *cfg, const msgpack_object *req,
 		    store_strerror(rc));
 		goto reply;
 	}
-	n = scan(st, key, f, MAXF);
+	n = scan(st, val, vlen, f, MAXF);
 	if (n < 0) {
 		snprintf(err, sizeof(err), "shared store: %s",
 		    store_strerror(n));
 		goto reply;
 	}
+	fig_ok = store_figures(st, &fig) == 0;
 	for (i = 0; reset && i < n; i++) {
 		rc = bucket_reset(st, f[i].key, f[i].klen);
 		if (rc < 0) {
@@ -533,7 +630,7 @@ reply:
 		msg_pack_kv_bool(&o->pk, "ok", false);
 		msg_pack_kv_str(&o->pk, "error", err);
 	} else {
-		if (msg_out_init(o, 4) < 0)
+		if (msg_out_init(o, fig_ok ? 5 : 4) < 0)
 			goto oom;
 		msg_pack_kv_bool(&o->pk, "ok", true);
 		msg_pack_kv_str(&o->pk, "key", key);
@@ -542,6 +639,8 @@ reply:
 		msgpack_pack_array(&o->pk, (size_t)n);
 		for (i = 0; i < n; i++)
 			pack_bucket(&o->pk, &f[i], now);
+		if (fig_ok)
+			pack_figures(&o->pk, &fig);
 	}
 	store_close(st);
 	free(f);

@@ -5,8 +5,9 @@
 #include "bucket.h"
 
 #define NS_PER_S	1000000000ull
-#define SWEEP_MAX	4096	/* deletions per sweep */
-#define SWEEP_BATCH	256	/* per write txn: keeps it short */
+#define SWEEP_SCAN	BUCKET_SWEEP_SCAN
+#define SWEEP_CHUNK	BUCKET_SWEEP_CHUNK
+#define SWEEP_TXN	BUCKET_SWEEP_TXN
 
 typedef unsigned __int128 u128;
 
@@ -116,6 +117,12 @@ bucket_same_params(const struct bucket_params *a,
 }
 
 int
+bucket_full(const struct bucket *b)
+{
+	return b->tokens >= cap_of(&b->p);
+}
+
+int
 bucket_encode(const struct bucket *b, void *buf, size_t cap)
 {
 	struct store_buf sb = { buf, 0, cap, 0 };
@@ -132,39 +139,74 @@ bucket_encode(const struct bucket *b, void *buf, size_t cap)
 	return sb.overflow ? -1 : (int)sb.len;
 }
 
+/* One msgpack unsigned integer at *P (before END): positive fixint or
+ * uint 8/16/32/64, big-endian. 0, or -1 for anything else. */
+static int
+get_uint(const unsigned char **p, const unsigned char *end, uint64_t *v)
+{
+	const unsigned char *q = *p;
+	size_t n, i;
+
+	if (q >= end)
+		return -1;
+	if (*q <= 0x7f) {
+		*v = *q;
+		*p = q + 1;
+		return 0;
+	}
+	switch (*q) {
+	case 0xcc: n = 1; break;
+	case 0xcd: n = 2; break;
+	case 0xce: n = 4; break;
+	case 0xcf: n = 8; break;
+	default: return -1;
+	}
+	if ((size_t)(end - q - 1) < n)
+		return -1;
+	*v = 0;
+	for (i = 1; i <= n; i++)
+		*v = *v << 8 | q[i];
+	*p = q + 1 + n;
+	return 0;
+}
+
+/* Read on every lease and every check of one, so a direct reader of the
+ * six leading integers rather than msgpack-c's general unpacker (which
+ * allocates a zone per call); the layout is the one bucket_encode
+ * writes, and a later format may append fields after these six. */
 int
 bucket_decode(const void *buf, size_t len, struct bucket *b)
 {
-	msgpack_unpacked up;
-	const msgpack_object *a;
+	const unsigned char *p = buf, *end = p + len;
 	uint64_t v[6];
-	int i, rc = -1;
+	size_t n;
+	int i;
 
-	msgpack_unpacked_init(&up);
-	if (msgpack_unpack_next(&up, buf, len, NULL) !=
-	    MSGPACK_UNPACK_SUCCESS)
-		goto done;
-	/* A later format may append fields; it keeps these six first. */
-	if (up.data.type != MSGPACK_OBJECT_ARRAY || up.data.via.array.size < 6)
-		goto done;
-	a = up.data.via.array.ptr;
-	for (i = 0; i < 6; i++) {
-		if (a[i].type != MSGPACK_OBJECT_POSITIVE_INTEGER)
-			goto done;
-		v[i] = a[i].via.u64;
+	if (len < 1)
+		return -1;
+	if (*p >= 0x90 && *p <= 0x9f) {
+		n = *p & 0x0f;
+		p++;
+	} else if (*p == 0xdc && len >= 3) {
+		n = (size_t)p[1] << 8 | p[2];
+		p += 3;
+	} else {
+		return -1;
 	}
+	if (n < 6)
+		return -1;
+	for (i = 0; i < 6; i++)
+		if (get_uint(&p, end, &v[i]) < 0)
+			return -1;
 	if (v[0] != BUCKET_FORMAT || v[3] == 0 || v[4] == 0 || v[5] == 0 ||
 	    v[5] > UINT64_MAX / BUCKET_ONE || v[1] > v[5] * BUCKET_ONE)
-		goto done;
+		return -1;
 	b->tokens = v[1];
 	b->last_ns = v[2];
 	b->p.rate = v[3];
 	b->p.per_s = v[4];
 	b->p.burst = v[5];
-	rc = 0;
-done:
-	msgpack_unpacked_destroy(&up);
-	return rc;
+	return 0;
 }
 
 /* The bucket under KEY in TXN, refilled to now. 1 stored, 0 absent or
@@ -251,12 +293,12 @@ bucket_lease(struct store *s, const void *key, size_t klen,
 	rc = load(txn, s->dbi[STORE_BUCKETS], key, klen, p, now_ns, &b);
 	if (rc < 0)
 		goto fail;
-	/* A new bucket in a nearly full map: refuse (the caller never
-	 * fails open) and keep the room for updates and the sweep. */
-	if (rc == 0 && store_nearly_full(s, txn)) {
-		rc = MDB_MAP_FULL;
+	/* No room: refuse (the caller never fails open). A new bucket
+	 * needs more room than an update, and the last pages are the
+	 * sweep's. */
+	if ((rc = store_room(s, txn, rc == 0 ? STORE_NEW : STORE_UPDATE)) !=
+	    0)
 		goto fail;
-	}
 	want = bucket_whole(&b) / (share ? share : 1);
 	if (want < 1)
 		want = 1;
@@ -292,8 +334,9 @@ bucket_return(struct store *s, const void *key, size_t klen,
 	if ((rc = store_write_begin(s, &txn)) < 0)
 		return rc;
 	rc = load(txn, s->dbi[STORE_BUCKETS], key, klen, p, now_ns, &b);
-	/* Absent or reset: it is full already, and giving is capped. */
-	if (rc <= 0)
+	/* Absent or reset: it is full already, and giving is capped. A
+	 * map without room loses the tokens: safe, never an admit. */
+	if (rc <= 0 || (rc = store_room(s, txn, STORE_UPDATE)) != 0)
 		goto fail;
 	bucket_give(&b, n);
 	if ((rc = save(txn, s->dbi[STORE_BUCKETS], key, klen, &b)) < 0)
@@ -302,6 +345,51 @@ bucket_return(struct store *s, const void *key, size_t klen,
 fail:
 	store_write_abort(txn);
 	return rc;
+}
+
+int
+bucket_return_many(struct store *s, const struct bucket_giveback *g,
+    size_t n, uint64_t now_ns)
+{
+	MDB_dbi dbi = s->dbi[STORE_BUCKETS];
+	struct bucket b;
+	MDB_txn *txn;
+	size_t i;
+	int rc, written = 0;
+
+	if (n == 0)
+		return 0;
+	if ((rc = store_write_begin(s, &txn)) < 0)
+		return rc;
+	if ((rc = store_room(s, txn, STORE_UPDATE)) != 0)
+		goto fail;
+	for (i = 0; i < n; i++) {
+		rc = load(txn, dbi, g[i].key, g[i].klen, &g[i].p, now_ns, &b);
+		if (rc < 0)
+			goto fail;
+		if (rc == 0 || bucket_full(&b) || g[i].n == 0)
+			continue;
+		bucket_give(&b, g[i].n);
+		if ((rc = save(txn, dbi, g[i].key, g[i].klen, &b)) < 0)
+			goto fail;
+		written++;
+	}
+	if (written == 0) {
+		store_write_abort(txn);
+		return 0;
+	}
+	rc = store_write_commit(txn);
+	return rc < 0 ? rc : written;
+fail:
+	store_write_abort(txn);
+	return rc;
+}
+
+int
+bucket_get(struct store *s, MDB_txn *txn, const void *key, size_t klen,
+    const struct bucket_params *p, uint64_t now_ns, struct bucket *b)
+{
+	return load(txn, s->dbi[STORE_BUCKETS], key, klen, p, now_ns, b);
 }
 
 int
@@ -326,64 +414,151 @@ bucket_reset(struct store *s, const void *key, size_t klen)
 	return rc < 0 ? rc : 1;
 }
 
-/* One sweep transaction: at most SWEEP_BATCH deletions, so that it
- * stays short and fits in the map's headroom. Deleted count or negative;
- * *more is set when it stopped early. */
+static uint64_t
+elapsed(uint64_t since)
+{
+	return store_now_ns() - since;
+}
+
+/* Delete the N buckets named in KEYS (NUL-separated, LENS bytes each) if
+ * they are still full: another process may have leased from one since
+ * the scan saw it. One short write txn. Deleted count, or negative. */
 static int
-sweep_batch(struct store *s, uint64_t now_ns, int *more)
+sweep_delete(struct store *s, uint64_t now_ns, const char *keys,
+    const uint16_t *lens, int n, struct bucket_sweep *sw)
+{
+	MDB_dbi dbi = s->dbi[STORE_BUCKETS];
+	MDB_txn *txn;
+	MDB_val k, v;
+	struct bucket b;
+	uint64_t t0, t1, t;
+	int i, rc, del = 0;
+
+	t0 = store_now_ns();
+	if ((rc = store_write_begin(s, &txn)) < 0)
+		return rc;
+	t1 = store_now_ns();
+	if (t1 - t0 > sw->max_wait_ns)
+		sw->max_wait_ns = t1 - t0;
+	for (i = 0; i < n; keys += lens[i], i++) {
+		k.mv_size = lens[i];
+		k.mv_data = (void *)keys;
+		rc = mdb_get(txn, dbi, &k, &v);
+		if (rc == MDB_NOTFOUND)
+			continue;
+		if (rc != 0)
+			goto fail;
+		if (bucket_decode(v.mv_data, v.mv_size, &b) < 0)
+			continue;
+		bucket_refill(&b, now_ns);
+		if (b.tokens != cap_of(&b.p))
+			continue;
+		if ((rc = mdb_del(txn, dbi, &k, NULL)) != 0)
+			goto fail;
+		del++;
+	}
+	if (del == 0) {
+		store_write_abort(txn);
+		rc = 0;
+	} else {
+		rc = store_write_commit(txn);
+	}
+	t = elapsed(t1);
+	if (t > sw->max_hold_ns)
+		sw->max_hold_ns = t;
+	sw->txns++;
+	return rc < 0 ? rc : del;
+fail:
+	store_write_abort(txn);
+	return rc > 0 ? -rc : rc;
+}
+
+/* Scan up to SWEEP_CHUNK buckets after sw->key in a read txn, collecting
+ * the full ones (at most SWEEP_TXN) into KEYS / LENS; sw->key moves to
+ * the last bucket scanned, or sw->at_end is set. Count collected, or
+ * negative. */
+static int
+sweep_scan(struct store *s, uint64_t now_ns, struct bucket_sweep *sw,
+    char *keys, uint16_t *lens, int *scanned)
 {
 	MDB_cursor *cur = NULL;
 	MDB_txn *txn;
 	MDB_val k, v;
 	struct bucket b;
-	int rc, n = 0;
+	size_t used = 0;
+	int rc, n = 0, seen = 0;
 
-	*more = 0;
-	if ((rc = store_write_begin(s, &txn)) < 0)
+	*scanned = 0;
+	if ((rc = store_read_begin(s, &txn)) < 0)
 		return rc;
 	if ((rc = mdb_cursor_open(txn, s->dbi[STORE_BUCKETS], &cur)) != 0)
-		goto fail;
-	rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
-	while (rc == 0) {
-		if (bucket_decode(v.mv_data, v.mv_size, &b) == 0) {
-			bucket_refill(&b, now_ns);
-			if (b.tokens == cap_of(&b.p)) {
-				if ((rc = mdb_cursor_del(cur, 0)) != 0)
-					goto fail;
-				if (++n == SWEEP_BATCH) {
-					*more = 1;
-					break;
-				}
-			}
+		goto done;
+	if (sw->klen == 0) {
+		rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+	} else {
+		k.mv_size = sw->klen;
+		k.mv_data = sw->key;
+		rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+		/* Resume after the last key scanned, not on it. */
+		if (rc == 0 && k.mv_size == sw->klen &&
+		    memcmp(k.mv_data, sw->key, sw->klen) == 0)
+			rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+	}
+	for (; rc == 0 && seen < SWEEP_CHUNK && n < SWEEP_TXN;
+	    rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+		seen++;
+		if (k.mv_size <= sizeof(sw->key)) {
+			memcpy(sw->key, k.mv_data, k.mv_size);
+			sw->klen = k.mv_size;
 		}
-		rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+		if (bucket_decode(v.mv_data, v.mv_size, &b) < 0 ||
+		    k.mv_size > sizeof(sw->key))
+			continue;
+		bucket_refill(&b, now_ns);
+		if (b.tokens != cap_of(&b.p))
+			continue;
+		memcpy(keys + used, k.mv_data, k.mv_size);
+		lens[n++] = (uint16_t)k.mv_size;
+		used += k.mv_size;
 	}
-	if (rc != 0 && rc != MDB_NOTFOUND)
-		goto fail;
-	mdb_cursor_close(cur);
-	if (n == 0) {
-		store_write_abort(txn);
-		return 0;
+	if (rc == MDB_NOTFOUND) {
+		sw->at_end = 1;
+		rc = 0;
 	}
-	rc = store_write_commit(txn);
-	return rc < 0 ? rc : n;
-fail:
+done:
 	if (cur != NULL)
 		mdb_cursor_close(cur);
-	store_write_abort(txn);
-	return rc > 0 ? -rc : rc;
+	store_read_end(s);
+	*scanned = seen;
+	if (rc != 0)
+		return rc > 0 ? -rc : rc;
+	return n;
 }
 
 int
-bucket_sweep(struct store *s, uint64_t now_ns)
+bucket_sweep(struct store *s, uint64_t now_ns, struct bucket_sweep *sw)
 {
-	int i, n, more = 1, total = 0;
+	char keys[SWEEP_TXN * BUCKET_KEY_MAX];
+	uint16_t lens[SWEEP_TXN];
+	int n, scanned, total = 0;
 
-	for (i = 0; more && i < SWEEP_MAX / SWEEP_BATCH; i++) {
-		n = sweep_batch(s, now_ns, &more);
+	sw->scanned = sw->deleted = sw->txns = 0;
+	sw->at_end = 0;
+	while (sw->scanned < SWEEP_SCAN && !sw->at_end) {
+		n = sweep_scan(s, now_ns, sw, keys, lens, &scanned);
 		if (n < 0)
 			return total > 0 ? total : n;
-		total += n;
+		sw->scanned += (unsigned)scanned;
+		if (n > 0) {
+			n = sweep_delete(s, now_ns, keys, lens, n, sw);
+			if (n < 0)
+				return total > 0 ? total : n;
+			total += n;
+		}
 	}
+	sw->deleted = (unsigned)total;
+	/* The next call starts the next pass from the first bucket. */
+	if (sw->at_end)
+		sw->klen = 0;
 	return total;
 }

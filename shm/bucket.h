@@ -71,6 +71,8 @@ uint64_t bucket_wait_ns(const struct bucket *b, uint64_t n);
 void bucket_view_of(const struct bucket *b, struct bucket_view *v);
 int bucket_same_params(const struct bucket_params *a,
     const struct bucket_params *b);
+/* bucket_full: whether it holds its whole burst. */
+int bucket_full(const struct bucket *b);
 
 /* bucket_encode: bytes written to buf, or -1 if cap is too small.
  * bucket_decode: 0, or -1 for a value that is not format 1 or is
@@ -93,6 +95,23 @@ int bucket_lease(struct store *s, const void *key, size_t klen,
 /* bucket_return: give N unspent leased tokens back. 0 or negative. */
 int bucket_return(struct store *s, const void *key, size_t klen,
     const struct bucket_params *p, uint64_t now_ns, uint64_t n);
+/* bucket_return_many: give back N leases in one write txn; a bucket
+ * absent or already full is left alone (giving is capped at the burst),
+ * and a map without room for the updates loses the tokens (safe). Number
+ * of buckets written, or negative. */
+struct bucket_giveback {
+	const void *key;
+	size_t klen;
+	struct bucket_params p;
+	uint64_t n;
+};
+int bucket_return_many(struct store *s, const struct bucket_giveback *g,
+    size_t n, uint64_t now_ns);
+/* bucket_get: the bucket under KEY in TXN, a txn the caller has open,
+ * refilled to now: 1 stored, 0 absent or unusable (b is then a full
+ * bucket with params P, or zeroed if P is NULL), negative on error. */
+int bucket_get(struct store *s, MDB_txn *txn, const void *key, size_t klen,
+    const struct bucket_params *p, uint64_t now_ns, struct bucket *b);
 /* bucket_peek: the shared bucket as of now, from a read txn. 1 when it
  * is stored, 0 when absent (b is then a full bucket with params P, or
  * zeroed if P is NULL), negative on error. */
@@ -101,8 +120,32 @@ int bucket_peek(struct store *s, const void *key, size_t klen,
 /* bucket_reset: delete the bucket (absent = full). 1 deleted, 0 absent,
  * negative on error. */
 int bucket_reset(struct store *s, const void *key, size_t klen);
-/* bucket_sweep: delete buckets that have refilled by now (at most a few
- * thousand per call). Number deleted, or negative. */
-int bucket_sweep(struct store *s, uint64_t now_ns);
+/*
+ * bucket_sweep: delete buckets that have refilled by now (absent = full,
+ * so nothing changes for a client), resuming after the bucket where the
+ * previous call with the same SW stopped. It scans in read txns and
+ * deletes in short write txns (each bucket checked again under the
+ * lock), so no writer waits behind a scan; a call scans a bounded number
+ * of buckets, and reaching the last one ends the call and makes the next
+ * one start a new pass. Number deleted, or negative on a store error.
+ * SW starts zeroed; the caller keeps it across calls.
+ */
+#define BUCKET_KEY_MAX	512	/* LMDB's longest key is 511 bytes */
+/* A call scans at most BUCKET_SWEEP_SCAN buckets, BUCKET_SWEEP_CHUNK per
+ * read txn, and deletes at most BUCKET_SWEEP_TXN per write txn. */
+#define BUCKET_SWEEP_SCAN	16384
+#define BUCKET_SWEEP_CHUNK	1024
+#define BUCKET_SWEEP_TXN	64
+struct bucket_sweep {
+	char key[BUCKET_KEY_MAX];	/* the last bucket scanned */
+	size_t klen;			/* 0: start from the first */
+	/* Figures of the last call: */
+	unsigned scanned, deleted, txns;
+	int at_end;			/* it reached the last bucket */
+	/* Since SW was zeroed: */
+	uint64_t max_hold_ns;		/* longest write txn (lock held) */
+	uint64_t max_wait_ns;		/* longest wait for the lock */
+};
+int bucket_sweep(struct store *s, uint64_t now_ns, struct bucket_sweep *sw);
 
 #endif

@@ -31,9 +31,10 @@ static const char *const db_names[STORE__NDB] = {
 /* The master's view: what store_master_init checked. */
 static struct {
 	char path[PATH_MAX];
-	unsigned max_mb, nworkers;
+	unsigned nworkers;
 	int ready;
 	uint64_t last_tick_ms;
+	struct bucket_sweep sweep;	/* resumes across ticks */
 } master;
 
 /* This process's handle (store_proc). */
@@ -150,9 +151,13 @@ done:
 }
 
 /* Open the environment at PATH; CREATE: make the named databases and
- * write the schema key, else require them. */
+ * write the schema key, else require them. MAPSIZE 0 takes the size the
+ * store records (set when it was created or grown): with MDB_WRITEMAP,
+ * LMDB resizes data.mdb to the opener's map size, so an opener with its
+ * own, smaller idea would shrink the file under processes that map it
+ * whole (SIGBUS for them). */
 static int
-env_open(const char *path, unsigned max_mb, unsigned nworkers, int create,
+env_open(const char *path, size_t mapsize, unsigned nworkers, int create,
     struct store **out, char *why, size_t whylen)
 {
 	struct store *s;
@@ -170,7 +175,8 @@ env_open(const char *path, unsigned max_mb, unsigned nworkers, int create,
 	s->pid = (int)getpid();
 	if ((rc = mdb_env_create(&s->env)) != 0 ||
 	    (rc = mdb_env_set_maxreaders(s->env, readers(nworkers))) != 0 ||
-	    (rc = mdb_env_set_mapsize(s->env, (size_t)max_mb << 20)) != 0 ||
+	    (mapsize != 0 &&
+	    (rc = mdb_env_set_mapsize(s->env, mapsize)) != 0) ||
 	    (rc = mdb_env_set_maxdbs(s->env, STORE__NDB + 2)) != 0) {
 		snprintf(why, whylen, "lmdb setup: %s", mdb_strerror(rc));
 		goto fail;
@@ -226,6 +232,16 @@ env_open(const char *path, unsigned max_mb, unsigned nworkers, int create,
 			goto fail;
 		}
 	}
+	{
+		MDB_stat st;
+
+		if ((rc = mdb_env_stat(s->env, &st)) != 0) {
+			snprintf(why, whylen, "%s: stat: %s", path,
+			    mdb_strerror(rc));
+			goto fail;
+		}
+		s->psize = st.ms_psize;
+	}
 	/* Commit even a read txn: that keeps the dbi handles open. */
 	rc = mdb_txn_commit(txn);
 	txn = NULL;
@@ -245,13 +261,12 @@ fail:
 }
 
 int
-store_open(const char *path, unsigned max_mb, unsigned nworkers,
-    struct store **out)
+store_open(const char *path, unsigned nworkers, struct store **out)
 {
 	char why[512];
 	int rc;
 
-	rc = env_open(path, max_mb, nworkers, 0, out, why, sizeof(why));
+	rc = env_open(path, 0, nworkers, 0, out, why, sizeof(why));
 	if (rc < 0)
 		log_error("shared store: %s", why);
 	return rc;
@@ -280,8 +295,7 @@ file_in(const char *dir, const char *name, char *out, size_t cap)
 }
 
 int
-store_check(const char *path, unsigned max_mb, unsigned nworkers,
-    char *why, size_t whylen)
+store_check(const char *path, unsigned nworkers, char *why, size_t whylen)
 {
 	struct store *s;
 	struct stat st;
@@ -295,7 +309,7 @@ store_check(const char *path, unsigned max_mb, unsigned nworkers,
 		snprintf(why, whylen, "%s is missing", data);
 		return -1;
 	}
-	if (env_open(path, max_mb, nworkers, 0, &s, why, whylen) < 0)
+	if (env_open(path, 0, nworkers, 0, &s, why, whylen) < 0)
 		return -1;
 	store_close(s);
 	return 0;
@@ -327,7 +341,8 @@ store_create(const char *path, unsigned max_mb, unsigned nworkers,
 			    strerror(errno));
 			return rc;
 		}
-	rc = env_open(path, max_mb, nworkers, 1, &s, why, whylen);
+	rc = env_open(path, (size_t)max_mb << 20, nworkers, 1, &s, why,
+	    whylen);
 	if (rc < 0)
 		return rc;
 	/* Reserve the whole map now: a sparse map on a full tmpfs faults
@@ -351,6 +366,62 @@ store_recreate(const char *path, unsigned max_mb, unsigned nworkers,
 	return store_create(path, max_mb, nworkers, why, whylen);
 }
 
+/* The store S at PATH as the master finds it: grown to WANT_MB when that
+ * is larger than its size (recorded by a commit, so every later opener
+ * maps the new size), never shrunk, and reserved on tmpfs. Its size in
+ * MB, or negative (logged). */
+static int
+master_size(struct store *s, const char *path, unsigned want_mb)
+{
+	size_t want = (size_t)want_mb << 20, cur;
+	MDB_envinfo info;
+	MDB_txn *txn;
+	MDB_dbi main;
+	MDB_val k, v;
+	mdb_filehandle_t fd;
+	char sv[16];
+	int rc;
+
+	if ((rc = mdb_env_info(s->env, &info)) != 0)
+		goto fail;
+	cur = info.me_mapsize;
+	if (want > cur) {
+		if ((rc = mdb_env_set_mapsize(s->env, want)) != 0 ||
+		    (rc = mdb_txn_begin(s->env, NULL, 0, &txn)) != 0)
+			goto fail;
+		k.mv_data = (void *)STORE_SCHEMA_KEY;
+		k.mv_size = strlen(STORE_SCHEMA_KEY);
+		v.mv_data = sv;
+		v.mv_size = (size_t)schema_encode(sv, sizeof(sv));
+		if ((rc = mdb_dbi_open(txn, NULL, 0, &main)) != 0 ||
+		    (rc = mdb_put(txn, main, &k, &v, 0)) != 0) {
+			mdb_txn_abort(txn);
+			goto fail;
+		}
+		if ((rc = mdb_txn_commit(txn)) != 0)
+			goto fail;
+		log_info("shared store %s: map grown from %zu to %u MB", path,
+		    cur >> 20, want_mb);
+		cur = want;
+	} else if (want < cur) {
+		log_info("shared store %s: keeping its %zu MB map (max_mb is "
+		    "%u; a store is never shrunk in place: remove it to start "
+		    "smaller)", path, cur >> 20, want_mb);
+	}
+	if ((rc = mdb_env_get_fd(s->env, &fd)) == 0)
+		rc = posix_fallocate(fd, 0, (off_t)cur);
+	if (rc != 0) {
+		log_error("shared store: cannot reserve %zu MB for %s: %s",
+		    cur >> 20, path, strerror(rc));
+		return neg(rc);
+	}
+	return (int)(cur >> 20);
+fail:
+	log_error("shared store %s: sizing the map: %s", path,
+	    mdb_strerror(rc));
+	return neg(rc);
+}
+
 int
 store_master_init(const struct config *cfg)
 {
@@ -359,7 +430,6 @@ store_master_init(const struct config *cfg)
 	unsigned nw = cfg->server.workers;
 	struct store *s;
 	char why[512], why2[512];
-	mdb_filehandle_t fd;
 	int rc;
 
 	if (snprintf(master.path, sizeof(master.path), "%s", path) >=
@@ -367,10 +437,9 @@ store_master_init(const struct config *cfg)
 		log_error("shared store: path too long: %s", path);
 		return -1;
 	}
-	master.max_mb = mb;
 	master.nworkers = nw;
 	master.ready = 0;
-	if (store_check(path, mb, nw, why, sizeof(why)) < 0) {
+	if (store_check(path, nw, why, sizeof(why)) < 0) {
 		if (file_in(path, "data.mdb", why2, sizeof(why2)) == 0 &&
 		    access(why2, F_OK) < 0) {
 			log_info("shared store %s: creating it", path);
@@ -385,24 +454,30 @@ store_master_init(const struct config *cfg)
 		}
 	} else {
 		/* An existing store: keep its state (buckets stay limited
-		 * across restarts), but make sure the map is reserved for
-		 * the size configured now. */
-		if (env_open(path, mb, nw, 0, &s, why, sizeof(why)) < 0) {
+		 * across restarts and upgrades) and its size, unless the
+		 * configuration asks for more. */
+		if (env_open(path, 0, nw, 0, &s, why, sizeof(why)) < 0) {
 			log_error("shared store: %s", why);
 			return -1;
 		}
-		if ((rc = mdb_env_get_fd(s->env, &fd)) == 0)
-			rc = posix_fallocate(fd, 0, (off_t)mb << 20);
+		rc = master_size(s, path, mb);
 		store_close(s);
-		if (rc != 0) {
-			log_error("shared store: cannot reserve %u MB for %s: "
-			    "%s", mb, path, strerror(rc));
+		if (rc < 0)
 			return -1;
-		}
+		mb = (unsigned)rc;
 	}
 	master.ready = 1;
 	log_info("shared store %s ready (%u MB)", path, mb);
 	return 0;
+}
+
+void
+store_master_detach(void)
+{
+	if (master.ready)
+		log_info("shared store: handed over; this master no longer "
+		    "opens it");
+	master.ready = 0;
 }
 
 int
@@ -414,8 +489,8 @@ store_master_open(struct store **out)
 	*out = NULL;
 	if (!master.ready)
 		return -ENOENT;
-	rc = env_open(master.path, master.max_mb, master.nworkers, 0, out,
-	    why, sizeof(why));
+	rc = env_open(master.path, 0, master.nworkers, 0, out, why,
+	    sizeof(why));
 	if (rc < 0)
 		log_error("shared store: %s", why);
 	return rc;
@@ -454,7 +529,7 @@ store_tick(uint64_t now_ms)
 	if (dead > 0)
 		log_info("shared store: cleared %d stale reader slot%s", dead,
 		    dead == 1 ? "" : "s");
-	n = bucket_sweep(s, store_now_ns());
+	n = bucket_sweep(s, store_now_ns(), &master.sweep);
 	if (n > 0)
 		log_debug("shared store: %d refilled bucket%s dropped", n,
 		    n == 1 ? "" : "s");
@@ -479,8 +554,8 @@ store_proc(const struct config *cfg)
 	now = store_now_ns() / 1000000;
 	if (proc.retry_ms != 0 && now < proc.retry_ms)
 		return NULL;
-	if (store_open(cfg->server.state_path, cfg->server.state_max_mb,
-	    cfg->server.workers, &proc.s) < 0) {
+	if (store_open(cfg->server.state_path, cfg->server.workers,
+	    &proc.s) < 0) {
 		proc.s = NULL;
 		proc.retry_ms = now + 1000;
 		return NULL;
@@ -488,49 +563,111 @@ store_proc(const struct config *cfg)
 	return proc.s;
 }
 
-int
-store_nearly_full(struct store *s, MDB_txn *txn)
+/* Pages on the freelist as of the latest commit: a read txn of its own
+ * (LMDB does not let a write txn open a cursor on the freelist, dbi 0;
+ * with MDB_NOTLS a read txn may run beside this process's write txn).
+ * Each record lists page numbers led by their count, as mdb_stat -f
+ * reads them. Some may still be pinned by a reader of an older
+ * snapshot; the reserve absorbs that. */
+static uint64_t
+freelist_pages(struct store *s)
 {
-	MDB_envinfo info;
-	MDB_stat st;
 	MDB_cursor *cur;
+	MDB_txn *txn;
 	MDB_val k, v;
-	uint64_t now = store_now_ns(), used, freep = 0, total;
+	uint64_t n = 0;
 
-	if (s->full_ns != 0 && now - s->full_ns < 1000000000ull)
-		return s->nearly_full;
-	s->full_ns = now;
-	if (mdb_env_info(s->env, &info) != 0 || mdb_env_stat(s->env, &st) != 0)
-		return s->nearly_full;
-	total = info.me_mapsize / st.ms_psize;
-	used = info.me_last_pgno + 1;
-	if (used * 100 < total * (100 - STORE_HEADROOM_PCT)) {
-		s->nearly_full = 0;
+	if (store_read_begin(s, &txn) < 0)
 		return 0;
-	}
-	/* Past the high-water mark: count the pages LMDB can reuse. The
-	 * freelist (dbi 0) holds page-number lists led by their length,
-	 * as mdb_stat -f reads it. */
 	if (mdb_cursor_open(txn, 0, &cur) == 0) {
 		while (mdb_cursor_get(cur, &k, &v, MDB_NEXT) == 0)
 			if (v.mv_size >= sizeof(size_t))
-				freep += *(const size_t *)v.mv_data;
+				n += *(const size_t *)v.mv_data;
 		mdb_cursor_close(cur);
 	}
-	used = used > freep ? used - freep : 0;
-	s->nearly_full = used * 100 >= total * (100 - STORE_HEADROOM_PCT);
-	return s->nearly_full;
+	store_read_end(s);
+	return n;
+}
+
+static void
+limits_of(uint64_t pages, uint64_t *reserve, uint64_t *headroom)
+{
+	uint64_t r = pages * STORE_RESERVE_PCT / 100;
+	uint64_t h = pages * STORE_HEADROOM_PCT / 100;
+
+	if (r < STORE_RESERVE_MIN)
+		r = STORE_RESERVE_MIN;
+	if (h < r + STORE_RESERVE_MIN)
+		h = r + STORE_RESERVE_MIN;
+	*reserve = r;
+	*headroom = h;
+}
+
+int
+store_room(struct store *s, MDB_txn *txn, enum store_use use)
+{
+	MDB_envinfo info;
+	uint64_t pages, tail, reserve, headroom, need;
+
+	(void)txn;
+	if (mdb_env_info(s->env, &info) != 0)
+		return MDB_MAP_FULL;
+	pages = info.me_mapsize / s->psize;
+	tail = pages > info.me_last_pgno + 1 ? pages - info.me_last_pgno - 1 :
+	    0;
+	limits_of(pages, &reserve, &headroom);
+	need = use == STORE_NEW ? headroom : reserve;
+	/* The common case: the map has never been filled that far. */
+	if (tail > need)
+		return 0;
+	return tail + freelist_pages(s) > need ? 0 : MDB_MAP_FULL;
+}
+
+int
+store_figures(struct store *s, struct store_figures *f)
+{
+	MDB_envinfo info;
+	int rc;
+
+	if ((rc = mdb_env_info(s->env, &info)) != 0)
+		return neg(rc);
+	f->map_bytes = info.me_mapsize;
+	f->page_size = s->psize;
+	f->pages = info.me_mapsize / s->psize;
+	f->free_pages = (f->pages > info.me_last_pgno + 1 ?
+	    f->pages - info.me_last_pgno - 1 : 0) + freelist_pages(s);
+	limits_of(f->pages, &f->reserve_pages, &f->headroom_pages);
+	f->last_txnid = info.me_last_txnid;
+	return 0;
+}
+
+/* Another process grew the map past ours (the master after an upgrade
+ * to a larger max_mb): take the recorded size. No txn of this process is
+ * active here. Whether to try again. */
+static int
+adopt_size(struct store *s, int rc)
+{
+	if (rc != MDB_MAP_RESIZED)
+		return 0;
+	if (s->rtxn != NULL) {
+		mdb_txn_abort(s->rtxn);
+		s->rtxn = NULL;
+	}
+	return mdb_env_set_mapsize(s->env, 0) == 0;
 }
 
 int
 store_read_begin(struct store *s, MDB_txn **txn)
 {
-	int rc;
+	int rc, again = 1;
 
+retry:
 	if (s->rtxn == NULL)
 		rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &s->rtxn);
 	else
 		rc = mdb_txn_renew(s->rtxn);
+	if (rc != 0 && again-- > 0 && adopt_size(s, rc))
+		goto retry;
 	if (rc != 0) {
 		if (s->rtxn != NULL) {
 			mdb_txn_abort(s->rtxn);
@@ -552,7 +689,12 @@ store_read_end(struct store *s)
 int
 store_write_begin(struct store *s, MDB_txn **txn)
 {
-	return neg(mdb_txn_begin(s->env, NULL, 0, txn));
+	int rc;
+
+	rc = mdb_txn_begin(s->env, NULL, 0, txn);
+	if (rc != 0 && adopt_size(s, rc))
+		rc = mdb_txn_begin(s->env, NULL, 0, txn);
+	return neg(rc);
 }
 
 int

@@ -43,20 +43,22 @@ struct store {
 	MDB_dbi dbi[STORE__NDB];
 	MDB_txn *rtxn;		/* this process's read txn, reset between uses */
 	int pid;		/* the process that opened env */
-	uint64_t full_ns;	/* when nearly_full was last computed */
-	int nearly_full;
+	size_t psize;		/* page size */
 };
 
 /* store_open: open the existing store at PATH in this process (workers,
- * after fork). NWORKERS sizes the reader table. 0 or negative. */
-int store_open(const char *path, unsigned max_mb, unsigned nworkers,
-    struct store **out);
+ * after fork), at the map size the store records: that size is set when
+ * the store is created and only ever grown, by the master
+ * (store_master_init), never shrunk by an opener. A process whose map
+ * another one grew adopts the new size on its next transaction. NWORKERS
+ * sizes the reader table. 0 or negative. */
+int store_open(const char *path, unsigned nworkers, struct store **out);
 void store_close(struct store *s);
 
 /* store_check: whether PATH holds a store this build can use; on failure
  * -1 with the reason in why. Leaves nothing open. */
-int store_check(const char *path, unsigned max_mb, unsigned nworkers,
-    char *why, size_t whylen);
+int store_check(const char *path, unsigned nworkers, char *why,
+    size_t whylen);
 /* store_create: a fresh store at PATH (its directory is made; old files
  * removed), the map reserved with posix_fallocate, every named database
  * and the schema key written. 0 or negative with the reason in why. */
@@ -67,10 +69,15 @@ int store_recreate(const char *path, unsigned max_mb, unsigned nworkers,
     const char *reason, char *why, size_t whylen);
 
 /* Master side. store_master_init: check the store of CFG, recreating it
- * when needed (logged); call before forking workers. 0 or -1 (logged).
- * The master holds no handle across fork: its operations below open the
- * store, work and close it again. */
+ * when needed (logged), and grow its map to max_mb when that is larger
+ * (a smaller max_mb keeps the store's size: logged); call before forking
+ * workers. 0 or -1 (logged). The master holds no handle across fork: its
+ * operations below open the store, work and close it again. */
 int store_master_init(const struct config *cfg);
+/* store_master_detach: this master handed the node to a new one (binary
+ * upgrade): it never opens the store again (store_reader_check,
+ * store_tick and store_master_open then do nothing / fail). */
+void store_master_detach(void);
 /* store_reader_check: clear reader slots of dead processes. Number
  * cleared, or negative. Call when a worker dies. */
 int store_reader_check(void);
@@ -104,13 +111,41 @@ struct store_buf {
 };
 int store_buf_write(void *data, const char *buf, size_t len);
 
-/* store_nearly_full: whether less than STORE_HEADROOM_PCT of the map is
- * free (free pages counted from LMDB's freelist, at most once a second;
- * TXN is a txn the caller has open). New entries should then be refused
- * so that updates and deletions, which need fresh pages too, still fit:
- * in a completely full map not even a deletion can commit. */
+/*
+ * Room in the map. LMDB needs free pages for every write, deletions
+ * included (copy-on-write), and a map with none left cannot even delete
+ * to make room. So the last STORE_RESERVE_PCT of the map (at least
+ * STORE_RESERVE_MIN pages) is kept for deletions (the sweep, gwctl
+ * --reset), updates of existing entries may use the pages above it, and
+ * new entries only what is above STORE_HEADROOM_PCT.
+ *
+ * store_room: whether a write of kind USE fits, from fresh figures: the
+ * pages past the last one used plus the freelist, counted now in a read
+ * txn of the latest state. Call it inside the write txn TXN before
+ * writing: the writer lock keeps the figures exact until the commit.
+ * 0, or MDB_MAP_FULL. Deletions need no call.
+ */
 #define STORE_HEADROOM_PCT	10
-int store_nearly_full(struct store *s, MDB_txn *txn);
+#define STORE_RESERVE_PCT	5
+#define STORE_RESERVE_MIN	32
+enum store_use {
+	STORE_NEW,		/* a new entry */
+	STORE_UPDATE,		/* an existing entry, rewritten */
+};
+int store_room(struct store *s, MDB_txn *txn, enum store_use use);
+
+/* store_figures: the map as of the latest commit, for gwctl. 0 or
+ * negative. */
+struct store_figures {
+	uint64_t map_bytes;
+	uint64_t page_size;
+	uint64_t pages;			/* in the map */
+	uint64_t free_pages;		/* never used + on the freelist */
+	uint64_t reserve_pages;		/* kept for deletions */
+	uint64_t headroom_pages;	/* new entries need more than this */
+	uint64_t last_txnid;		/* write transactions committed */
+};
+int store_figures(struct store *s, struct store_figures *f);
 
 const char *store_strerror(int rc);
 /* store_now_ns: CLOCK_MONOTONIC in ns, the one clock of every process. */

@@ -4,7 +4,7 @@
 # every proxy alike; ratios are taken inside each round, then the median.
 #
 #   WORKERS=2 ROUNDS=5 DURATION=5 WRK_THREADS=1 CONNS=64
-#   SCENARIOS="small big close c256 ratelimit accesslog"
+#   SCENARIOS="small big close c256 ratelimit ratelimit10k accesslog"
 #
 # Output: a table per scenario on stdout, also in build/bench/results.txt and
 # build/bench/results.json. BENCH_KEEP=1 keeps the temp dir (configs, logs).
@@ -17,7 +17,7 @@ ROUNDS=${ROUNDS:-5}
 DURATION=${DURATION:-5}
 WRK_THREADS=${WRK_THREADS:-1}
 CONNS=${CONNS:-64}
-SCENARIOS=${SCENARIOS:-"small big close c256 ratelimit accesslog"}
+SCENARIOS=${SCENARIOS:-"small big close c256 ratelimit ratelimit10k accesslog"}
 OUT=build/bench
 
 # ---- fronts: name -> kind (nginx | haproxy | portico) and config function ----
@@ -165,17 +165,25 @@ EOF
 # run_one SCENARIO FRONT ROUND: one wrk run; CPU is utime+stime of the
 # front's processes (master + workers, all threads) across the run.
 run_one() {
-	local sc=$1 f=$2 round=$3 pid=${FRONT_PID[$2]} out t0 t1 parsed
+	local sc=$1 f=$2 round=$3 pid=${FRONT_PID[$2]} out t0 t1 parsed w0 w1 writes
 	out=$BENCH_TMP/wrk-$sc-$f-$round.txt
 	if ! kill -0 "$pid" 2>/dev/null; then
 		bench_log "bench: $f (pid $pid) has died; skipping its runs"
 		return 1
 	fi
+	w0=""
+	[ "${FRONT_KIND[$f]}" = portico ] && w0=$(bench_store_writes "$BENCH_TMP/$f")
 	t0=$(bench_cpu_ticks "$pid")
 	timeout $((DURATION + 30)) "$WRK" -t"$WRK_THREADS" -c"${SC_CONNS[$sc]}" -d"${DURATION}s" \
 		--latency "${SC_WRK[@]}" "http://127.0.0.1:${FRONT_PORT[$f]}${SC_PATH[$sc]}" >"$out" 2>&1
 	t1=$(bench_cpu_ticks "$pid")
 	[ "$round" = warm ] && return 0
+	# store write transactions committed during the run (portico only)
+	writes=null
+	if [ -n "$w0" ]; then
+		w1=$(bench_store_writes "$BENCH_TMP/$f")
+		[ -n "$w1" ] && writes=$((w1 - w0))
+	fi
 	parsed=$("$PY" tools/bench/benchlib.py wrk "$out")
 	set -- $parsed
 	if [ "${4:-0}" = 0 ]; then
@@ -183,8 +191,8 @@ run_one() {
 		head -n 5 "$out" | sed 's/^/    /' >&2
 		return 1
 	fi
-	printf '{"scenario":"%s","desc":"%s","proxy":"%s","round":%d,"rps":%s,"p50_us":%s,"p99_us":%s,"requests":%s,"errors":%s,"non2xx":%s,"cpu_ticks":%d,"hz":%d}\n' \
-		"$sc" "${SC_DESC[$sc]}" "$f" "$round" "$1" "$2" "$3" "$4" "$5" "$6" $((t1 - t0)) "$HZ" \
+	printf '{"scenario":"%s","desc":"%s","proxy":"%s","round":%d,"rps":%s,"p50_us":%s,"p99_us":%s,"requests":%s,"errors":%s,"non2xx":%s,"cpu_ticks":%d,"hz":%d,"store_writes":%s}\n' \
+		"$sc" "${SC_DESC[$sc]}" "$f" "$round" "$1" "$2" "$3" "$4" "$5" "$6" $((t1 - t0)) "$HZ" "$writes" \
 		| sed 's/:nan/:NaN/g' >>"$RAW"
 	printf '  %-8s round %d  %-14s %9.0f req/s  errors %d\n' "$sc" "$round" "$f" "$1" $(($5 + $6)) >&2
 }

@@ -330,6 +330,7 @@ struct worker {
 	struct loop_fd sig;
 	struct accesslog *alog;		/* NULL = access log off */
 	struct loop_timer alog_timer;
+	struct loop_timer rl_timer;	/* rate-limit leases go back */
 	uint64_t trace_state;		/* xorshift state for trace ids */
 	struct http1_header *hdrs;	/* parse scratch, max_headers long */
 	size_t trace_hdr_len;

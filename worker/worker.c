@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "../master/log.h"
+#include "../policies/ratelimit.h"
 #include "conn.h"
 #include "pool.h"
 #include "upstream.h"
@@ -157,12 +158,22 @@ flush_alog(struct loop *l, struct loop_timer *t)
 }
 
 static void
+ratelimit_timer(struct loop *l, struct loop_timer *t)
+{
+	(void)t;
+	ratelimit_tick(l->now_ms);
+}
+
+static void
 before_sleep(struct loop *l, void *arg)
 {
 	struct worker *w = arg;
 
 	conn_run_queued(w);
 	pool_reap(w);
+	/* Leased rate-limit tokens not used go back on this timer. */
+	if (ratelimit_pending() && !loop_timer_armed(&w->rl_timer))
+		loop_timer_set(l, &w->rl_timer, RATELIMIT_TICK_MS);
 	/* Lines wait at most ACCESSLOG_FLUSH_MS: one write per batch, not
 	 * one per loop turn. */
 	if (accesslog_pending(w->alog) && !loop_timer_armed(&w->alog_timer))
@@ -256,6 +267,7 @@ worker_open(struct worker *w, const struct worker_args *a)
 		w->alog = accesslog_open(cfg, &err);
 		w->alog_timer.cb = flush_alog;
 		w->alog_timer.data = w;
+		w->rl_timer.cb = ratelimit_timer;
 		if (w->alog == NULL && err != 0)
 			log_error("access log %s: %s", cfg->server.access_log,
 			    strerror(err));

@@ -176,6 +176,11 @@ def test_gwctl_limits_and_reset(gw):
     b = j["buckets"][0]
     assert (b["tier"], b["by"], b["tokens"], b["burst"]) == \
         ("slow", "header:x-key", 0, 3)
+    # The store's figures come along (make bench reads write_txns).
+    st = j["store"]
+    assert st["map_bytes"] == 16 << 20, st
+    assert 0 < st["reserve_pages"] < st["headroom_pages"] < st["free_pages"]
+    assert st["write_txns"] > 0, st
     p = gwctl(g, "limits", "--reset", "ctl")
     assert p.returncode == 0, p.stderr
     assert "reset 1 bucket" in p.stdout, p.stdout
@@ -281,3 +286,66 @@ def test_limit_survives_reload_and_upgrade(gateway, demo, tmp):
         assert status() == 200
     finally:
         stop_pid(new_pid)
+
+
+def limits_json(g, key):
+    p = gwctl(g, "--json", "limits", key)
+    assert p.returncode == 0, p.stderr
+    return json.loads(p.stdout)
+
+
+def test_idle_lease_returns_on_timer(gw):
+    """Tokens a worker leased and did not use go back to the shared bucket
+    within 200 ms, with no further request: gwctl limits shows them back
+    and another worker's RateLimit: r= counts them."""
+    g = gw(workers=2)
+    burst = TIERS["lease"]["burst"]
+    key = [("X-Key", "idle")]
+    with Client(g.port) as c:
+        r = c.request("GET", "/leased", headers=key)
+        assert forwarded(r), r
+    # One worker leased a share (1/(2 x 2) of 200 = 50) and spent one.
+    b = limits_json(g, "idle")["buckets"][0]
+    assert b["tokens"] <= burst - 2, b
+    time.sleep(0.5)
+    b = limits_json(g, "idle")["buckets"][0]
+    assert b["tokens"] == burst - 1, b
+    # Whichever worker answers now counts them in RateLimit: r= (it
+    # leases a quarter of 199 and reports what it left plus what it holds).
+    with Client(g.port) as c:
+        r = c.request("GET", "/leased", headers=key)
+        assert forwarded(r), r
+        rl = dict(p.split("=", 1) for p in
+                  r.header("RateLimit").split(";")[1:])
+        assert int(rl["r"]) == burst - 2, r.header("RateLimit")
+
+
+def test_ipv6_clients_grouped_by_64(gateway, demo):
+    """by = "ip": IPv6 clients (here forwarded by a trusted proxy on
+    loopback) share one bucket per /64 by default; ipv6_prefix changes it."""
+    users = demo("users")
+    r64 = limited("v6", "/users", "ip", "slow")
+    r128 = limited("v6full", "/orders", "ip", "slow")
+    r128["rate_limit"]["ipv6_prefix"] = 128
+    g = gateway({"users": {"instances": [users.addr]}},
+                [r64, r128, route("open", "users", prefix="/")], workers=2,
+                server={"trusted_proxies": ["127.0.0.0/8"]},
+                extra={"tiers": TIERS})
+
+    def get(path, client):
+        return http(g.port, "GET", path,
+                    headers=[("X-Forwarded-For", client)]).status
+
+    for host in ("2001:db8:1:2::1", "2001:db8:1:2::2",
+                 "2001:db8:1:2:ffff::3"):
+        assert get("/users/1", host) == 200
+    # A fourth host in the same /64: its budget is spent.
+    assert get("/users/1", "2001:db8:1:2:aaaa::4") == 429
+    # Another /64 has its own.
+    assert get("/users/1", "2001:db8:1:3::1") == 200
+    p = gwctl(g, "limits", "2001:db8:1:2::/64")
+    assert p.returncode == 0 and "slow" in p.stdout, p
+    # With ipv6_prefix = 128 every address is its own client.
+    for host in ("2001:db8:1:2::1", "2001:db8:1:2::2",
+                 "2001:db8:1:2:ffff::3", "2001:db8:1:2:aaaa::4"):
+        assert get("/orders/1", host) in (200, 404)

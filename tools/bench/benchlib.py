@@ -128,6 +128,13 @@ def cmd_report(raw, txt, js, pairs, ref):
                 p, row["rps"], fmt_lat(row["p50_us"]), fmt_lat(row["p99_us"]),
                 row["cpu_us_per_req"], fmt_ratio(row["rps_ratio_" + ref]),
                 fmt_ratio(row["cpu_ratio_" + ref]), row["errors"]))
+        # store write transactions per request, where a portico reported them
+        for p in proxies:
+            wr = [r["store_writes"] / r["requests"] for r in sr
+                  if r["proxy"] == p and r.get("store_writes") is not None and r["requests"]]
+            if wr:
+                scres["proxies"][p]["store_writes_per_req"] = med(wr)
+                lines.append("%-20s store write txns/request %.4f" % (p, med(wr)))
         for pair in pairs:
             a, b = pair.split("/", 1)
             if a in proxies and b in proxies:

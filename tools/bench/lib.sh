@@ -8,6 +8,7 @@ NGINX=${NGINX:-/usr/sbin/nginx}
 HAPROXY=${HAPROXY:-/usr/sbin/haproxy}
 WRK=${WRK:-wrk}
 PORTICO=${PORTICO:-$BENCH_ROOT/build/portico}
+GWCTL=${GWCTL:-$(dirname "$PORTICO")/gwctl}
 BENCH_PIDS=()
 BENCH_TMP=""
 BENCH_STATE=""
@@ -285,6 +286,18 @@ start_portico() {	# DIR
 	(cd "$1" && exec "$PORTICO" -c "$1/portico.conf" -p "$1") >>"$1/stdout.log" 2>&1 &
 	STARTED_PID=$!
 	bench_track "$STARTED_PID"
+}
+
+# bench_store_writes DIR: write transactions the store of the portico in
+# DIR has committed so far (gwctl limits reports them), or "" if unknown.
+bench_store_writes() {
+	[ -x "$GWCTL" ] || return 0
+	"$GWCTL" -s "$1/portico.sock" --json limits - 2>/dev/null |
+		"$PY" -c 'import json, sys
+try:
+    print(json.load(sys.stdin)["store"]["write_txns"])
+except Exception:
+    pass' 2>/dev/null
 }
 
 # bench_children PID: pids whose parent is PID (a master's workers).

@@ -110,7 +110,7 @@ test_client_ip(void **st)
 	/* No trusted proxies: the peer, whatever the header says. */
 	set_hdr(0, "X-Forwarded-For", "1.2.3.4");
 	ctx_init(&c, peer_proxy, 1, 0);
-	client_ip(&c, ip, sizeof(ip));
+	client_ip(&c, 128, ip, sizeof(ip));
 	assert_string_equal(ip, "10.0.0.1");
 
 	cfg.server.trusted = trusted_nets;
@@ -118,33 +118,33 @@ test_client_ip(void **st)
 	/* Behind a trusted proxy: first untrusted hop from the right. */
 	set_hdr(0, "x-forwarded-for", "9.9.9.9, 1.2.3.4, 10.0.0.2");
 	ctx_init(&c, peer_proxy, 1, 0);
-	client_ip(&c, ip, sizeof(ip));
+	client_ip(&c, 128, ip, sizeof(ip));
 	assert_string_equal(ip, "1.2.3.4");
 	/* Several header lines read as one list, in order. */
 	set_hdr(0, "X-Forwarded-For", "5.5.5.5");
 	set_hdr(1, "X-Forwarded-For", "10.1.1.1");
 	ctx_init(&c, peer_proxy, 2, 0);
-	client_ip(&c, ip, sizeof(ip));
+	client_ip(&c, 128, ip, sizeof(ip));
 	assert_string_equal(ip, "5.5.5.5");
 	/* Every hop trusted: the leftmost. */
 	set_hdr(0, "X-Forwarded-For", "10.9.9.9,10.1.1.1");
 	ctx_init(&c, peer_proxy, 1, 0);
-	client_ip(&c, ip, sizeof(ip));
+	client_ip(&c, 128, ip, sizeof(ip));
 	assert_string_equal(ip, "10.9.9.9");
 	/* Junk stops the walk at the last believed address. */
 	set_hdr(0, "X-Forwarded-For", "1.2.3.4, bogus, 10.0.0.3");
 	ctx_init(&c, peer_proxy, 1, 0);
-	client_ip(&c, ip, sizeof(ip));
+	client_ip(&c, 128, ip, sizeof(ip));
 	assert_string_equal(ip, "10.0.0.3");
 	/* IPv6 hops. */
 	set_hdr(0, "X-Forwarded-For", "[2001:db8::1]");
 	ctx_init(&c, peer_proxy, 1, 0);
-	client_ip(&c, ip, sizeof(ip));
+	client_ip(&c, 128, ip, sizeof(ip));
 	assert_string_equal(ip, "2001:db8::1");
 	/* An untrusted peer's header is ignored. */
 	set_hdr(0, "X-Forwarded-For", "1.2.3.4");
 	ctx_init(&c, peer_out, 1, 0);
-	client_ip(&c, ip, sizeof(ip));
+	client_ip(&c, 128, ip, sizeof(ip));
 	assert_string_equal(ip, "192.0.2.7");
 	cfg.server.trusted = NULL;
 	cfg.server.ntrusted = 0;
@@ -244,43 +244,311 @@ test_limit_and_headers(void **st)
 	route.rl_header = NULL;
 }
 
-/* A lease not spent in time goes back to the shared bucket. */
+static uint64_t
+write_txns(void)
+{
+	MDB_envinfo info;
+
+	assert_int_equal(mdb_env_info(store_proc(&cfg)->env, &info), 0);
+	return info.me_last_txnid;
+}
+
+/* A lease not spent goes back to the shared bucket on the worker's
+ * timer (ratelimit_tick), with no request needed; one whose bucket has
+ * refilled without it is kept while in use, then dropped with no write;
+ * freeing the policy (worker exit) gives back what is held. */
 static void
 test_lease_returned(void **st)
 {
 	static const uint8_t peer[4] = { 127, 0, 0, 10 };
-	const struct bucket_params big = { 1000, 1, 1000 };
+	const struct bucket_params slow = { 1, 3600, 1000 };
 	struct xctx c;
 	struct bucket b;
 	void *state = NULL;
 	char key[RL_KEY_MAX];
+	uint64_t t0, w;
 	size_t n;
 
 	(void)st;
-	tiers[0].rate = tiers[0].burst = 1000;
+	tiers[0].rate = 1;
+	tiers[0].per_s = 3600;
+	tiers[0].burst = 1000;
 	assert_int_equal(rl_init(&cfg, &route, &state), 1);
-	ctx_init(&c, peer, 0, 5000);
+	t0 = 5000;
+	ctx_init(&c, peer, 0, t0);
 	assert_int_equal(rl_request(&c, state, NULL), POLICY_CONTINUE);
 	n = make_key(state, &c, key);
 	/* One worker: a lease of 1000 / 2 = 500, capped at LEASE_MAX. */
-	assert_int_equal(bucket_peek(store_proc(&cfg), key, n, &big,
+	assert_int_equal(bucket_peek(store_proc(&cfg), key, n, &slow,
 	    store_now_ns(), &b), 1);
 	assert_int_equal(bucket_whole(&b), 1000 - LEASE_MAX);
 	/* Spent locally: no store change. */
-	ctx_init(&c, peer, 0, 5000 + LEASE_MS);
+	ctx_init(&c, peer, 0, t0 + 100);
 	assert_int_equal(rl_request(&c, state, NULL), POLICY_CONTINUE);
-	/* Stale: the rest goes back before a new lease is taken. */
-	ctx_init(&c, peer, 0, 5001 + LEASE_MS);
-	assert_int_equal(rl_request(&c, state, NULL), POLICY_CONTINUE);
-	assert_int_equal(bucket_peek(store_proc(&cfg), key, n, &big,
+	assert_non_null(strstr(extra, ";r=998;"));
+	/* Not yet due. */
+	ratelimit_tick(t0 + LEASE_CHECK_MS - 1);
+	assert_int_equal(bucket_peek(store_proc(&cfg), key, n, &slow,
 	    store_now_ns(), &b), 1);
-	assert_int_equal(bucket_whole(&b), 1000 - LEASE_MAX - 2);
-	/* Freeing the policy (worker exit) returns the lease. */
+	assert_int_equal(bucket_whole(&b), 1000 - LEASE_MAX);
+	assert_true(ratelimit_pending());
+	/* Due: the bucket lacks them, so the rest goes back. */
+	ratelimit_tick(t0 + LEASE_CHECK_MS);
+	assert_int_equal(bucket_peek(store_proc(&cfg), key, n, &slow,
+	    store_now_ns(), &b), 1);
+	assert_int_equal(bucket_whole(&b), 1000 - 2);
+	assert_false(ratelimit_pending());
 	rl_free(state);
-	assert_int_equal(bucket_peek(store_proc(&cfg), key, n, &big,
+
+	/* A tier the refill keeps full: the lease is kept while in use,
+	 * then dropped, and neither costs a write. */
+	tiers[0].rate = 1000000000;
+	tiers[0].per_s = 1;
+	tiers[0].burst = 1000000000;
+	assert_int_equal(rl_init(&cfg, &route, &state), 1);
+	ctx_init(&c, peer, 0, t0);
+	assert_int_equal(rl_request(&c, state, NULL), POLICY_CONTINUE);
+	w = write_txns();
+	ratelimit_tick(t0 + LEASE_CHECK_MS);
+	assert_true(ratelimit_pending());
+	ctx_init(&c, peer, 0, t0 + LEASE_CHECK_MS + 10);
+	assert_int_equal(rl_request(&c, state, NULL), POLICY_CONTINUE);
+	ratelimit_tick(t0 + 2 * LEASE_CHECK_MS + 10);
+	assert_true(ratelimit_pending());
+	ratelimit_tick(t0 + LEASE_CHECK_MS + 10 + LEASE_KEEP_MS);
+	assert_false(ratelimit_pending());
+	assert_int_equal(write_txns(), w);
+	rl_free(state);
+
+	/* Freeing the policy (worker exit) returns what is held. */
+	tiers[0].rate = 1;
+	tiers[0].per_s = 3600;
+	tiers[0].burst = 1000;
+	assert_int_equal(rl_init(&cfg, &route, &state), 1);
+	ctx_init(&c, peer, 0, t0);
+	assert_int_equal(rl_request(&c, state, NULL), POLICY_CONTINUE);
+	assert_int_equal(bucket_peek(store_proc(&cfg), key, n, &slow,
 	    store_now_ns(), &b), 1);
-	assert_true(bucket_whole(&b) >= 997);
+	/* (The other tier's bucket counted as full for this one.) */
+	assert_int_equal(bucket_whole(&b), 1000 - LEASE_MAX);
+	rl_free(state);
+	assert_false(ratelimit_pending());
+	assert_int_equal(bucket_peek(store_proc(&cfg), key, n, &slow,
+	    store_now_ns(), &b), 1);
+	assert_int_equal(bucket_whole(&b), 1000 - 1);
 	tiers[0].rate = 10;
+	tiers[0].per_s = 1;
+	tiers[0].burst = 3;
+}
+
+/* Long names and a long client value never overflow the key: every part
+ * is bounded and a value too long to keep is hashed, so two long values
+ * still get two buckets. (Names are also capped at config load.) */
+static void
+test_long_key_parts_bounded(void **st)
+{
+	static const uint8_t peer[4] = { 127, 0, 0, 1 };
+	static char tier_name[301], hdr_name[301], route_name[301];
+	static char v1[201], v2[201];
+	struct cfg_tier saved = tiers[1];
+	struct xctx c;
+	void *state = NULL;
+	char key[RL_KEY_MAX + 64], k1[RL_KEY_MAX + 64];
+	size_t n, n1;
+
+	(void)st;
+	memset(tier_name, 't', 300);
+	memset(hdr_name, 'H', 300);
+	memset(route_name, 'r', 300);
+	memset(v1, 'v', 200);
+	memcpy(v2, v1, 200);
+	v2[199] = 'w';
+	tiers[1].name = tier_name;
+	route.rl_by = RL_HEADER;
+	route.rl_header = hdr_name;
+	route.rl_tier = 1;
+	assert_int_equal(rl_init(&cfg, &route, &state), 1);
+	set_hdr(0, hdr_name, v1);
+	ctx_init(&c, peer, 1, 0);
+	n1 = make_key(state, &c, k1);
+	assert_true(n1 <= RL_KEY_MAX);
+	set_hdr(0, hdr_name, v2);
+	ctx_init(&c, peer, 1, 0);
+	n = make_key(state, &c, key);
+	assert_true(n <= RL_KEY_MAX);
+	assert_false(n == n1 && memcmp(key, k1, n) == 0);
+	/* The policy answers such a request, with its headers bounded. */
+	ctx_init(&c, peer, 1, 1000);
+	assert_int_equal(rl_request(&c, state, NULL), POLICY_CONTINUE);
+	rl_free(state);
+
+	route.rl_by = RL_ROUTE;
+	route.name = route_name;
+	assert_int_equal(rl_init(&cfg, &route, &state), 1);
+	ctx_init(&c, peer, 0, 0);
+	n = make_key(state, &c, key);
+	assert_true(n <= RL_KEY_MAX);
+	rl_free(state);
+
+	route.name = "r1";
+	route.rl_by = RL_IP;
+	route.rl_header = NULL;
+	route.rl_tier = -1;
+	tiers[1] = saved;
+}
+
+/* Many clients: 10,000 keys cycling through one worker, on a tier far
+ * above the load. Each key costs one lease the first time; going round
+ * again is spent from the leases the worker holds, with no store write. */
+static void
+test_many_keys_no_write_per_request(void **st)
+{
+	enum { KEYS = 10000 };
+	static const uint8_t peer[4] = { 127, 0, 0, 11 };
+	struct cfg_tier saved = tiers[0];
+	struct xctx c;
+	void *state = NULL;
+	char v[32];
+	uint64_t w0, w1, w2;
+	int i;
+
+	(void)st;
+	tiers[0].rate = 1000000000;
+	tiers[0].burst = 1000000000;
+	route.rl_by = RL_HEADER;
+	route.rl_header = "X-Api-Key";
+	assert_int_equal(rl_init(&cfg, &route, &state), 1);
+	w0 = write_txns();
+	for (i = 0; i < KEYS; i++) {
+		snprintf(v, sizeof(v), "key-%d", i);
+		set_hdr(0, "X-Api-Key", v);
+		ctx_init(&c, peer, 1, 20000);
+		assert_int_equal(rl_request(&c, state, NULL), POLICY_CONTINUE);
+	}
+	w1 = write_txns();
+	assert_true(w1 - w0 <= KEYS);
+	for (i = 0; i < KEYS; i++) {
+		snprintf(v, sizeof(v), "key-%d", i);
+		set_hdr(0, "X-Api-Key", v);
+		ctx_init(&c, peer, 1, 20100);
+		assert_int_equal(rl_request(&c, state, NULL), POLICY_CONTINUE);
+	}
+	w2 = write_txns();
+	print_message("10,000 keys: %llu write txns the first time round, "
+	    "%llu the second\n", (unsigned long long)(w1 - w0),
+	    (unsigned long long)(w2 - w1));
+	assert_true(w2 - w1 <= KEYS / 100);
+	rl_free(state);
+	route.rl_by = RL_IP;
+	route.rl_header = NULL;
+	tiers[0] = saved;
+}
+
+/* by = "ip": an IPv6 client is its /64 (configurable), since one host
+ * commonly holds a whole /64; IPv4 and v4-mapped clients are their
+ * address. */
+static void
+test_ipv6_grouped_by_prefix(void **st)
+{
+	struct xctx c;
+	void *state = NULL;
+	char key[RL_KEY_MAX], k2[RL_KEY_MAX];
+	uint8_t a[16], b[16], other[16], mapped[16];
+	size_t n, n2;
+
+	(void)st;
+	assert_int_equal(inet_pton(AF_INET6, "2001:db8:1:2::aaaa", a), 1);
+	assert_int_equal(inet_pton(AF_INET6, "2001:db8:1:2:ffff:1:2:3", b), 1);
+	assert_int_equal(inet_pton(AF_INET6, "2001:db8:1:3::1", other), 1);
+	assert_int_equal(inet_pton(AF_INET6, "::ffff:192.0.2.9", mapped), 1);
+	route.rl_by = RL_IP;
+	assert_int_equal(rl_init(&cfg, &route, &state), 1);
+	ctx_init(&c, a, 0, 0);
+	c.peer_family = AF_INET6;
+	n = make_key(state, &c, key);
+	assert_string_equal(key_value(key, n), "2001:db8:1:2::/64");
+	c.peer_addr = b;
+	n2 = make_key(state, &c, k2);
+	assert_int_equal(n, n2);
+	assert_memory_equal(key, k2, n);
+	c.peer_addr = other;
+	n = make_key(state, &c, key);
+	assert_string_equal(key_value(key, n), "2001:db8:1:3::/64");
+	c.peer_addr = mapped;
+	n = make_key(state, &c, key);
+	assert_string_equal(key_value(key, n), "192.0.2.9");
+	/* Behind a trusted proxy, the forwarded IPv6 client likewise. */
+	cfg.server.trusted = trusted_nets;
+	cfg.server.ntrusted = 1;
+	{
+		static const uint8_t proxy[4] = { 10, 0, 0, 1 };
+
+		set_hdr(0, "X-Forwarded-For", "2001:db8:9:9:1::7");
+		ctx_init(&c, proxy, 1, 0);
+		n = make_key(state, &c, key);
+		assert_string_equal(key_value(key, n), "2001:db8:9:9::/64");
+	}
+	cfg.server.trusted = NULL;
+	cfg.server.ntrusted = 0;
+	rl_free(state);
+
+	/* Another prefix; 128 keys each address on its own. */
+	route.rl_v6_prefix = 48;
+	assert_int_equal(rl_init(&cfg, &route, &state), 1);
+	ctx_init(&c, other, 0, 0);
+	c.peer_family = AF_INET6;
+	n = make_key(state, &c, key);
+	assert_string_equal(key_value(key, n), "2001:db8:1::/48");
+	rl_free(state);
+	route.rl_v6_prefix = 128;
+	assert_int_equal(rl_init(&cfg, &route, &state), 1);
+	ctx_init(&c, a, 0, 0);
+	c.peer_family = AF_INET6;
+	n = make_key(state, &c, key);
+	assert_string_equal(key_value(key, n), "2001:db8:1:2::aaaa");
+	rl_free(state);
+	route.rl_v6_prefix = 0;
+}
+
+/* A worker holding LEASE_CAP keys takes exactly one token for a new key
+ * and keeps nothing, so nothing is stranded and the table stays bounded. */
+static void
+test_full_lease_table_takes_one_token(void **st)
+{
+	static const uint8_t peer[4] = { 127, 0, 0, 12 };
+	const struct bucket_params slow = { 1, 3600, 1000 };
+	struct xctx c;
+	struct bucket b;
+	void *state = NULL;
+	char key[RL_KEY_MAX], k[32];
+	size_t n, held;
+	int i, kl;
+
+	(void)st;
+	tiers[0].rate = 1;
+	tiers[0].per_s = 3600;
+	tiers[0].burst = 1000;
+	assert_int_equal(rl_init(&cfg, &route, &state), 1);
+	assert_non_null(leases());
+	for (i = 0; lease_count(rl.tab) < LEASE_CAP; i++) {
+		kl = snprintf(k, sizeof(k), "filler-%d", i);
+		assert_non_null(lease_put(rl.tab, k, (size_t)kl,
+		    lease_hash(rl.tab, k, (size_t)kl)));
+	}
+	held = lease_count(rl.tab);
+	ctx_init(&c, peer, 0, 9000);
+	assert_int_equal(rl_request(&c, state, NULL), POLICY_CONTINUE);
+	n = make_key(state, &c, key);
+	assert_int_equal(bucket_peek(store_proc(&cfg), key, n, &slow,
+	    store_now_ns(), &b), 1);
+	assert_int_equal(bucket_whole(&b), 999);
+	assert_int_equal(lease_count(rl.tab), held);
+	/* The fillers hold nothing: the next tick clears them. */
+	ratelimit_tick(9000 + LEASE_CHECK_MS);
+	assert_false(ratelimit_pending());
+	rl_free(state);
+	tiers[0].rate = 10;
+	tiers[0].per_s = 1;
 	tiers[0].burst = 3;
 }
 
@@ -292,6 +560,10 @@ main(void)
 		cmocka_unit_test(test_keys),
 		cmocka_unit_test(test_limit_and_headers),
 		cmocka_unit_test(test_lease_returned),
+		cmocka_unit_test(test_long_key_parts_bounded),
+		cmocka_unit_test(test_many_keys_no_write_per_request),
+		cmocka_unit_test(test_ipv6_grouped_by_prefix),
+		cmocka_unit_test(test_full_lease_table_takes_one_token),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);

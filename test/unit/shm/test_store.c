@@ -55,17 +55,17 @@ test_create_check(void **st)
 
 	(void)st;
 	sub(path, sizeof(path), "state");
-	assert_int_equal(store_check(path, 4, 2, why, sizeof(why)), -1);
+	assert_int_equal(store_check(path, 2, why, sizeof(why)), -1);
 	assert_non_null(strstr(why, "missing"));
 	assert_int_equal(store_create(path, 4, 2, why, sizeof(why)), 0);
-	assert_int_equal(store_check(path, 4, 2, why, sizeof(why)), 0);
+	assert_int_equal(store_check(path, 2, why, sizeof(why)), 0);
 	/* The map is reserved up front, not sparse. */
 	sub(path, sizeof(path), "state/data.mdb");
 	assert_int_equal(stat(path, &sb), 0);
 	assert_true((uint64_t)sb.st_blocks * 512 >= 4ull << 20);
 
 	sub(path, sizeof(path), "state");
-	assert_int_equal(store_open(path, 4, 2, &s), 0);
+	assert_int_equal(store_open(path, 2, &s), 0);
 	/* The schema key: msgpack [format 1, schema]. */
 	assert_int_equal(store_read_begin(s, &txn), 0);
 	k.mv_data = (void *)STORE_SCHEMA_KEY;
@@ -100,7 +100,7 @@ test_schema_mismatch_recreated(void **st)
 	(void)st;
 	sub(path, sizeof(path), "state");
 	assert_int_equal(store_create(path, 4, 2, why, sizeof(why)), 0);
-	assert_int_equal(store_open(path, 4, 2, &s), 0);
+	assert_int_equal(store_open(path, 2, &s), 0);
 	assert_int_equal(bucket_lease(s, "k", 1,
 	    &(struct bucket_params){ 1, 1, 5 }, 1, 5, 1, NULL), 5);
 	/* Another binary's schema. */
@@ -114,14 +114,14 @@ test_schema_mismatch_recreated(void **st)
 	assert_int_equal(store_write_commit(txn), 0);
 	store_close(s);
 
-	assert_int_equal(store_check(path, 4, 2, why, sizeof(why)), -1);
+	assert_int_equal(store_check(path, 2, why, sizeof(why)), -1);
 	assert_non_null(strstr(why, "schema 99"));
-	assert_true(store_open(path, 4, 2, &s) < 0);
+	assert_true(store_open(path, 2, &s) < 0);
 	assert_int_equal(store_recreate(path, 4, 2, why, why2, sizeof(why2)),
 	    0);
-	assert_int_equal(store_check(path, 4, 2, why, sizeof(why)), 0);
+	assert_int_equal(store_check(path, 2, why, sizeof(why)), 0);
 	/* Fresh: the old bucket is gone. */
-	assert_int_equal(store_open(path, 4, 2, &s), 0);
+	assert_int_equal(store_open(path, 2, &s), 0);
 	{
 		struct bucket b;
 
@@ -157,12 +157,12 @@ test_garbage_recreated_by_master(void **st)
 	assert_int_equal(store_master_open(&s), 0);
 	store_close(s);
 	/* An existing good store is kept as it is. */
-	assert_int_equal(store_open(path, 4, 2, &s), 0);
+	assert_int_equal(store_open(path, 2, &s), 0);
 	assert_int_equal(bucket_lease(s, "k", 1,
 	    &(struct bucket_params){ 1, 3600, 5 }, 1, 2, 1, NULL), 2);
 	store_close(s);
 	assert_int_equal(store_master_init(&cfg), 0);
-	assert_int_equal(store_open(path, 4, 2, &s), 0);
+	assert_int_equal(store_open(path, 2, &s), 0);
 	{
 		struct bucket b;
 
@@ -247,7 +247,7 @@ test_full_map_never_fails_open(void **st)
 	(void)st;
 	sub(path, sizeof(path), "full");
 	assert_int_equal(store_create(path, 1, 2, why, sizeof(why)), 0);
-	assert_int_equal(store_open(path, 1, 2, &s), 0);
+	assert_int_equal(store_open(path, 2, &s), 0);
 	/* the first bucket, spent down to nothing */
 	assert_true(bucket_lease(s, "first", 5, &p, now, 5, 1, NULL) > 0);
 	for (i = 0; i < 200000 && refused == 0; i++) {
@@ -258,8 +258,6 @@ test_full_map_never_fails_open(void **st)
 			refused = 1;
 		else
 			assert_int_equal(rc, 1);
-		if ((i & 1023) == 0)	/* nearly_full is sampled each second */
-			s->full_ns = 0;
 	}
 	assert_true(refused);
 	assert_true(rc < 0);		/* an error, not an admit */
@@ -267,6 +265,179 @@ test_full_map_never_fails_open(void **st)
 	assert_int_equal(bucket_lease(s, "first", 5, &p, now, 5, 1, NULL), 0);
 	/* and a reset of it still commits */
 	assert_true(bucket_reset(s, "first", 5) >= 0);
+	store_close(s);
+}
+
+static off_t
+data_size(const char *name)
+{
+	char path[160];
+	struct stat sb;
+
+	snprintf(path, sizeof(path), "%s/%s/data.mdb", dir, name);
+	assert_int_equal(stat(path, &sb), 0);
+	return sb.st_size;
+}
+
+/* The map size is the store's, set at creation or grown on purpose by the
+ * master; a process configured smaller (an old master after an upgrade to
+ * a larger max_mb) opens it at its real size and never shrinks the file
+ * under the others; a process mapping the old size adopts the new one
+ * once the data outgrows it. (One handle per process at a time: LMDB's
+ * rule, so the old-size process is a child.) */
+static void
+test_map_size_fixed_at_create(void **st)
+{
+	const struct bucket_params p = { 1, 3600, 5 };
+	char why[512], path[128], c;
+	struct config cfg;
+	struct store *s;
+	MDB_envinfo info;
+	MDB_txn *txn;
+	int ready[2], go[2], status;
+	pid_t pid;
+
+	(void)st;
+	sub(path, sizeof(path), "state");
+	assert_int_equal(store_create(path, 8, 2, why, sizeof(why)), 0);
+	assert_int_equal(data_size("state"), 8 << 20);
+	assert_int_equal(pipe(ready), 0);
+	assert_int_equal(pipe(go), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		struct store *old;
+
+		close(ready[0]);
+		close(go[1]);
+		if (store_open(path, 2, &old) < 0 ||
+		    bucket_lease(old, "k", 1, &p, 1, 2, 1, NULL) != 2 ||
+		    write(ready[1], "r", 1) != 1 || read(go[0], &c, 1) != 1)
+			_exit(1);
+		/* The store grew to 12 MB and holds more than 8 MB now. */
+		if (bucket_lease(old, "k", 1, &p, 1, 1, 1, NULL) != 1 ||
+		    mdb_env_info(old->env, &info) != 0 ||
+		    info.me_mapsize != 12 << 20)
+			_exit(2);
+		store_close(old);
+		_exit(0);
+	}
+	close(ready[1]);
+	close(go[0]);
+	assert_int_equal(read(ready[0], &c, 1), 1);
+
+	/* Another opener (a worker, an old master): the store's size. */
+	assert_int_equal(store_open(path, 2, &s), 0);
+	assert_int_equal(mdb_env_info(s->env, &info), 0);
+	assert_int_equal(info.me_mapsize, 8 << 20);
+	assert_int_equal(store_write_begin(s, &txn), 0);
+	assert_int_equal(store_write_commit(txn), 0);
+	store_close(s);
+	assert_int_equal(data_size("state"), 8 << 20);
+
+	/* The master: a smaller max_mb keeps the store's size... */
+	memset(&cfg, 0, sizeof(cfg));
+	cfg.server.state_path = path;
+	cfg.server.state_max_mb = 4;
+	cfg.server.workers = 2;
+	assert_int_equal(store_master_init(&cfg), 0);
+	assert_int_equal(store_reader_check(), 0);
+	assert_int_equal(data_size("state"), 8 << 20);
+	/* ...a larger one grows it. */
+	cfg.server.state_max_mb = 12;
+	assert_int_equal(store_master_init(&cfg), 0);
+	assert_int_equal(data_size("state"), 12 << 20);
+	/* Fill it past 8 MB; the child, still at 8 MB, then writes. */
+	assert_int_equal(store_open(path, 2, &s), 0);
+	{
+		static char blob[4000];
+		MDB_val k, v;
+		char key[16];
+		int i;
+
+		assert_int_equal(store_write_begin(s, &txn), 0);
+		for (i = 0; i < 2300; i++) {
+			k.mv_size = (size_t)snprintf(key, sizeof(key), "b%d", i);
+			k.mv_data = key;
+			v.mv_size = sizeof(blob);
+			v.mv_data = blob;
+			assert_int_equal(mdb_put(txn, s->dbi[STORE_CACHE], &k,
+			    &v, 0), 0);
+		}
+		assert_int_equal(store_write_commit(txn), 0);
+		assert_int_equal(mdb_env_info(s->env, &info), 0);
+		assert_int_equal(info.me_mapsize, 12 << 20);
+		assert_true((info.me_last_pgno + 1) * s->psize > 8u << 20);
+	}
+	store_close(s);
+	assert_int_equal(write(go[1], "g", 1), 1);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+	close(ready[0]);
+	close(go[1]);
+	assert_int_equal(data_size("state"), 12 << 20);
+	/* After a handover the master never opens the store again. */
+	store_master_detach();
+	assert_true(store_reader_check() < 0);
+	assert_true(store_master_open(&s) < 0);
+	assert_null(s);
+}
+
+/* A map filled by a flood of new keys recovers: the flood is stopped
+ * before the last pages (decided from fresh figures, not a cached
+ * answer), the sweep can still delete (the reserve is kept for
+ * deletions), and once it has, new keys are admitted again. */
+static void
+test_full_map_recovers_after_sweep(void **st)
+{
+	const struct bucket_params p = { .rate = 1000, .per_s = 1,
+	    .burst = 1 };
+	char why[512], path[128], key[64];
+	struct store *s;
+	int i, n, rc = 0, swept = 0, total = 0;
+	uint64_t now = store_now_ns();
+
+	(void)st;
+	sub(path, sizeof(path), "full");
+	assert_int_equal(store_create(path, 1, 2, why, sizeof(why)), 0);
+	assert_int_equal(store_open(path, 2, &s), 0);
+	for (i = 0; i < 200000; i++) {
+		n = snprintf(key, sizeof(key), "anonymous-ip-10.%d.%d.%d",
+		    i >> 16, (i >> 8) & 255, i & 255);
+		rc = bucket_lease(s, key, (size_t)n, &p, now, 1, 1, NULL);
+		if (rc < 0)
+			break;
+		assert_int_equal(rc, 1);
+	}
+	assert_int_equal(rc, MDB_MAP_FULL);
+	assert_true(i > 1000);
+	/* Still refused a moment later. */
+	assert_int_equal(bucket_lease(s, "late", 4, &p, now, 1, 1, NULL),
+	    MDB_MAP_FULL);
+	/* A second on, every bucket has refilled: the sweep deletes them
+	 * all, in as many calls as it takes, without an error. */
+	now += 1000000000ull;
+	{
+		struct bucket_sweep sw;
+
+		memset(&sw, 0, sizeof(sw));
+		for (i = 0; i < 1000; i++) {
+			swept = bucket_sweep(s, now, &sw);
+			assert_true(swept >= 0);
+			total += swept;
+			if (swept == 0 && sw.at_end)
+				break;
+		}
+	}
+	assert_int_equal(swept, 0);
+	assert_true(total > 1000);
+	/* And new keys are admitted again. */
+	for (i = 0; i < 100; i++) {
+		n = snprintf(key, sizeof(key), "after-%d", i);
+		assert_int_equal(bucket_lease(s, key, (size_t)n, &p, now, 1, 1,
+		    NULL), 1);
+	}
 	store_close(s);
 }
 
@@ -284,6 +455,10 @@ main(void)
 		    setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reader_check, setup,
 		    teardown),
+		cmocka_unit_test_setup_teardown(test_map_size_fixed_at_create,
+		    setup, teardown),
+		cmocka_unit_test_setup_teardown(test_full_map_recovers_after_sweep,
+		    setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
