@@ -21,7 +21,7 @@ LIB_OBJ := $(LIB_SRC:%.c=$(B)/obj/%.o)
 UNIT_SRC := $(wildcard test/unit/*/test_*.c)
 UNIT_BIN := $(UNIT_SRC:test/unit/%.c=$(B)/test/unit/%)
 
-.PHONY: all deps run test unit integration bench bench-instr check-asan fuzz clean keys
+.PHONY: all deps run test unit integration bench bench-instr bench-syscalls check-asan fuzz clean keys
 all: $(B)/portico $(B)/gwctl $(B)/demo
 
 $(B)/obj/%.o: %.c
@@ -85,6 +85,9 @@ bench: deps all
 
 bench-instr: deps all
 	@bash tools/bench-instr.sh
+
+bench-syscalls: deps all
+	@bash tools/bench-syscalls.sh
 
 clean:
 	rm -rf build build-asan

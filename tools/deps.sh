@@ -2,7 +2,8 @@
 # Install whichever build, test and benchmark packages are missing (Debian 12).
 set -eu
 pkgs="build-essential pkg-config libssl-dev libconfig-dev libmsgpack-dev liblmdb-dev
-      libpcre2-dev libcmocka-dev python3 python3-pytest curl wrk nginx haproxy openssl"
+      libpcre2-dev libcmocka-dev python3 python3-pytest curl wrk nginx haproxy openssl
+      strace valgrind"
 missing=""
 for p in $pkgs; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
