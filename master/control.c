@@ -884,36 +884,18 @@ done:
 	return rc;
 }
 
-/*
- * reopen: the master's error log, then every worker's error and access
- * logs (they reopen on SIGUSR1), after a rotation.
- */
+/* reopen: the master's error log, then every worker's error and access
+ * logs, after a rotation (what SIGUSR1 does too). */
 static int
 reply_reopen(struct control *c, struct msg_out *o)
 {
 	struct master *m = c->m;
-	unsigned i, n = 0;
-	int err = 0;
+	unsigned n;
 
-	if (log_reopen() < 0)
-		err = errno;
-	else
-		log_info("error log reopened (gwctl reopen)");
-	/* Every generation: the serving one, one still draining (it
-	 * writes its last lines) and one a reload is starting. */
-	for (i = 0; i < m->nslots; i++)
-		if (m->slots[i].pid > 0 && kill(m->slots[i].pid, SIGUSR1) == 0)
-			n++;
-	for (i = 0; m->old != NULL && i < m->nold; i++)
-		if (m->old[i].pid > 0 && kill(m->old[i].pid, SIGUSR1) == 0)
-			n++;
-	for (i = 0; m->next != NULL && i < m->nnext; i++)
-		if (m->next[i].pid > 0 && kill(m->next[i].pid, SIGUSR1) == 0)
-			n++;
-	if (err != 0)
+	if (master_reopen(m, "gwctl reopen", &n) < 0)
 		return reply_error(o, "reopening the error log %s: %s "
 		    "(%u workers signalled)", m->cfg->server.error_log,
-		    strerror(err), n);
+		    strerror(errno), n);
 	if (msg_out_init(o, 3) < 0)
 		return -1;
 	msg_pack_kv_bool(&o->pk, "ok", true);

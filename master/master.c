@@ -599,14 +599,16 @@ all_ready(struct master *m, struct master_slot *s, unsigned n)
 	return true;
 }
 
-static void
+/* Returns how many processes were signalled. */
+static unsigned
 signal_slots(struct master_slot *s, unsigned n, int sig)
 {
-	unsigned i;
+	unsigned i, done = 0;
 
-	for (i = 0; i < n; i++)
-		if (s[i].pid > 0)
-			kill(s[i].pid, sig);
+	for (i = 0; s != NULL && i < n; i++)
+		if (s[i].pid > 0 && kill(s[i].pid, sig) == 0)
+			done++;
+	return done;
 }
 
 static void
@@ -1259,6 +1261,32 @@ master_stop(struct master *m, bool graceful)
 	}
 }
 
+int
+master_reopen(struct master *m, const char *why, unsigned *signalled)
+{
+	unsigned n = 0;
+	int rc, err = 0;
+
+	rc = log_reopen();
+	if (rc < 0)
+		err = errno;
+	/* Every generation: the serving one, one still draining (it writes
+	 * its last lines) and one a reload is starting. They reopen both
+	 * their logs on SIGUSR1. */
+	n += signal_slots(m->slots, m->nslots, SIGUSR1);
+	n += signal_slots(m->old, m->nold, SIGUSR1);
+	n += signal_slots(m->next, m->nnext, SIGUSR1);
+	*signalled = n;
+	if (rc < 0)
+		log_error("reopening the error log %s (%s): %s; %u workers "
+		    "signalled", m->cfg->server.error_log, why, strerror(err),
+		    n);
+	else
+		log_info("logs reopened (%s); %u workers signalled", why, n);
+	errno = err;
+	return rc;
+}
+
 static void
 signal_event(struct master_ev *ev, uint32_t events)
 {
@@ -1266,6 +1294,7 @@ signal_event(struct master_ev *ev, uint32_t events)
 	    offsetof(struct master, sig));
 	struct signalfd_siginfo si;
 	char err[1024];
+	unsigned n_sig;
 	ssize_t n;
 	int i;
 
@@ -1300,11 +1329,9 @@ signal_event(struct master_ev *ev, uint32_t events)
 				log_error("SIGUSR2: %s", err);
 			break;
 		case SIGUSR1:
-			if (log_reopen() < 0)
-				log_error("reopening the error log: %s",
-				    strerror(errno));
-			else
-				log_info("error log reopened");
+			/* logrotate's signal: the workers' logs too, as
+			 * `gwctl reopen` does. */
+			master_reopen(m, "SIGUSR1", &n_sig);
 			break;
 		default:
 			break;

@@ -133,6 +133,13 @@ int master_reload(struct master *m, char *err, size_t errlen);
 int master_upgrade(struct master *m, const char *binary, char *err,
     size_t errlen);
 
+/* master_reopen: reopen the error log and tell every worker (of every
+ * generation) to reopen its error and access logs; WHY names the request
+ * in the log line. *signalled = workers told. Returns 0, or -1 with errno
+ * set when the master's own error log could not be reopened (the workers
+ * are signalled either way). */
+int master_reopen(struct master *m, const char *why, unsigned *signalled);
+
 /* master_now_ms: CLOCK_MONOTONIC in milliseconds. */
 uint64_t master_now_ms(void);
 

@@ -249,7 +249,7 @@ def test_reopen(gw):
     while time.monotonic() < deadline and not os.path.exists(log):
         time.sleep(0.05)
     with open(log) as f:
-        assert "error log reopened" in f.read()
+        assert "logs reopened (gwctl reopen)" in f.read()
     assert gw.alive()
     assert http(gw.port, path="/x", host="a.example").status == 200
 
