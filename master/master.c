@@ -778,8 +778,13 @@ master_reload(struct master *m, char *err, size_t errlen)
 		return -1;
 	}
 	if (m->op != MASTER_OP_NONE) {
-		snprintf(err, errlen, "a%s is already in progress",
-		    m->op == MASTER_OP_RELOAD ? " reload" : "n upgrade");
+		if (m->op == MASTER_OP_RELOAD)
+			snprintf(err, errlen, "a reload is already in progress "
+			    "(generation %u starting); nothing was done: run "
+			    "the reload again once it ends", m->generation + 1);
+		else
+			snprintf(err, errlen, "an upgrade is in progress; "
+			    "nothing was done: reload once it ends");
 		return -1;
 	}
 	notify_reloading();
@@ -831,6 +836,20 @@ refuse:
 	return -1;
 }
 
+/* A SIGHUP came while an operation ran, which has ended: reload now. */
+static void
+run_pending(struct master *m)
+{
+	char err[1024];
+
+	if (!m->reload_pending || m->op != MASTER_OP_NONE)
+		return;
+	m->reload_pending = false;
+	log_info("reload: the SIGHUP received during the last operation");
+	if (master_reload(m, err, sizeof(err)) < 0)
+		log_warn("SIGHUP: %s", err);
+}
+
 /* The next generation is ready, or failed: switch, or keep the old. */
 static void
 reload_finish(struct master *m, bool ok, const char *why)
@@ -866,17 +885,18 @@ reload_finish(struct master *m, bool ok, const char *why)
 	if (!ok) {
 		reply_simple(m, false, text);
 		status_notify(m, "reload failed");
-		return;
+	} else {
+		memset(&o, 0, sizeof(o));
+		if (msg_out_init(&o, 4) == 0) {
+			msg_pack_kv_bool(&o.pk, "ok", true);
+			msg_pack_kv_uint(&o.pk, "generation", m->generation);
+			msg_pack_kv_uint(&o.pk, "workers", m->nslots);
+			msg_pack_kv_uint(&o.pk, "draining", draining);
+			control_complete(m->ctl, &o);
+		}
+		status_notify(m, "reloaded");
 	}
-	memset(&o, 0, sizeof(o));
-	if (msg_out_init(&o, 4) == 0) {
-		msg_pack_kv_bool(&o.pk, "ok", true);
-		msg_pack_kv_uint(&o.pk, "generation", m->generation);
-		msg_pack_kv_uint(&o.pk, "workers", m->nslots);
-		msg_pack_kv_uint(&o.pk, "draining", draining);
-		control_complete(m->ctl, &o);
-	}
-	status_notify(m, "reloaded");
+	run_pending(m);
 }
 
 /* ---- binary upgrade, old master's side ---- */
@@ -923,6 +943,7 @@ upgrade_fail(struct master *m, const char *step, const char *fmt, ...)
 		control_complete(m->ctl, &o);
 	}
 	status_notify(m, "upgrade failed");
+	run_pending(m);
 }
 
 static void
@@ -942,6 +963,15 @@ upgrade_done(struct master *m, pid_t newpid)
 		msg_pack_kv_int(&o.pk, "new_pid", newpid);
 		msg_pack_kv_str(&o.pk, "binary", m->upg_bin);
 		control_complete(m->ctl, &o);
+	}
+	/* A SIGHUP that came during the upgrade is the new master's to
+	 * run now: it serves, and it may have read the file before an
+	 * edit. */
+	if (m->reload_pending) {
+		m->reload_pending = false;
+		log_info("upgrade: passing the SIGHUP received meanwhile to "
+		    "the new master");
+		kill(newpid, SIGHUP);
 	}
 	/* The new master owns the control socket's file and the pid file
 	 * now; we only drain our workers. */
@@ -1227,6 +1257,7 @@ master_stop(struct master *m, bool graceful)
 	if (m->state == MASTER_STOPPING ||
 	    (graceful && m->state == MASTER_DRAINING))
 		return;
+	m->reload_pending = false;	/* nothing reloads once we stop */
 	if (m->op == MASTER_OP_RELOAD)
 		reload_finish(m, false, "the master is stopping");
 	else if (m->op != MASTER_OP_NONE)
@@ -1319,6 +1350,18 @@ signal_event(struct master_ev *ev, uint32_t events)
 			master_stop(m, true);
 			break;
 		case SIGHUP:
+			if (m->op != MASTER_OP_NONE && m->state ==
+			    MASTER_RUNNING && !m->upgraded) {
+				/* The file may have changed since the running
+				 * operation read it: one more reload, later. */
+				log_info("SIGHUP received during a%s: "
+				    "reloading after the %s in progress",
+				    m->op == MASTER_OP_RELOAD ? " reload" :
+				    "n upgrade", m->op == MASTER_OP_RELOAD ?
+				    "reload" : "upgrade");
+				m->reload_pending = true;
+				break;
+			}
 			log_info("SIGHUP received: reloading");
 			if (master_reload(m, err, sizeof(err)) < 0)
 				log_warn("SIGHUP: %s", err);

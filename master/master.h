@@ -98,6 +98,8 @@ struct master {
 	bool upgraded;			/* handed over to a new binary: drain,
 					 * exit, touch nothing shared */
 	enum master_op op;
+	bool reload_pending;		/* a SIGHUP came during an operation:
+					 * reload when it ends */
 	uint64_t op_deadline;		/* monotonic ms */
 	struct config *next_cfg;	/* reload: the next generation's */
 	struct master_slot *next;
