@@ -22,7 +22,11 @@
 #include "../worker/upstream.h"		/* gwctl explain: the pick */
 
 #define MAX_CONNS	32		/* gwctl is one operator, not a crowd */
-#define IDLE_MS		30000		/* a silent connection is dropped */
+/* A connection silent this long (nothing read, nothing sent, no reply
+ * pending from a reload) is closed: gwctl sends its request at once, so
+ * only an idle or stuck client waits that long, and it must not hold a
+ * slot that the operator's next gwctl needs. */
+#define IDLE_MS		1000
 #define READ_BUDGET	(256 * 1024)	/* bytes per wake-up, for fairness */
 #define IN_START	4096
 
@@ -49,6 +53,8 @@ struct control {
 	unsigned nconns;
 	struct cconn *dead;		/* closed; freed by control_tick */
 	struct cconn *waiter;		/* whose reload/upgrade is running */
+	bool accepting;			/* the listening socket is in epoll */
+	struct log_limit full_log;	/* "too many connections" */
 };
 
 static void conn_close(struct cconn *cc, const char *why);
@@ -1204,6 +1210,26 @@ conn_close(struct cconn *cc, const char *why)
 	c->dead = cc;
 }
 
+/* Full: close the longest-silent connection that waits for nothing, so
+ * a new gwctl always gets a slot. 0, or -1 when every one is busy. */
+static int
+evict(struct control *c)
+{
+	struct cconn *cc, *victim = NULL;
+
+	for (cc = c->conns; cc != NULL; cc = cc->next)
+		if (!cc->waiting && (victim == NULL ||
+		    cc->last_ms < victim->last_ms))
+			victim = cc;
+	if (victim == NULL)
+		return -1;
+	log_limited(&c->full_log, master_now_ms(), LOG_WARN, "control: too "
+	    "many connections (%d): closing the longest silent one",
+	    MAX_CONNS);
+	conn_close(victim, "evicted for a new connection");
+	return 0;
+}
+
 static void
 accept_event(struct master_ev *ev, uint32_t events)
 {
@@ -1223,9 +1249,9 @@ accept_event(struct master_ev *ev, uint32_t events)
 				    strerror(errno));
 			return;
 		}
-		if (c->nconns >= MAX_CONNS) {
-			log_warn("control: more than %d connections, "
-			    "refusing one", MAX_CONNS);
+		if (c->nconns >= MAX_CONNS && evict(c) < 0) {
+			log_warn("control: too many connections (%d), all "
+			    "busy: refusing one", MAX_CONNS);
 			close(fd);
 			continue;
 		}
@@ -1341,6 +1367,7 @@ control_open(struct master *m, const char *path, char *err, size_t errlen)
 	}
 	c->ev.fd = fd;
 	c->ev.fn = accept_event;
+	c->full_log.interval_ms = LOG_LIMIT_MS;
 	e.events = EPOLLIN;
 	e.data.ptr = &c->ev;
 	if (epoll_ctl(m->epfd, EPOLL_CTL_ADD, fd, &e) < 0) {
@@ -1348,6 +1375,7 @@ control_open(struct master *m, const char *path, char *err, size_t errlen)
 		unlink(path);
 		goto fail;
 	}
+	c->accepting = true;
 	return c;
 fail:
 	if (fd >= 0)
@@ -1365,14 +1393,29 @@ control_tick(struct control *c, uint64_t now_ms)
 
 	for (cc = c->conns; cc != NULL; cc = next) {
 		next = cc->next;
-		if (now_ms - cc->last_ms > IDLE_MS)
-			conn_close(cc, "idle");
+		if (!cc->waiting && now_ms - cc->last_ms >= IDLE_MS)
+			conn_close(cc, "silent for a second");
 	}
+	log_limit_tick(&c->full_log, now_ms);
 	while (c->dead != NULL) {
 		cc = c->dead;
 		c->dead = cc->next;
 		free(cc);
 	}
+}
+
+uint64_t
+control_deadline(const struct control *c)
+{
+	const struct cconn *cc;
+	uint64_t t = 0;
+
+	if (c == NULL)
+		return 0;
+	for (cc = c->conns; cc != NULL; cc = cc->next)
+		if (!cc->waiting && (t == 0 || cc->last_ms + IDLE_MS < t))
+			t = cc->last_ms + IDLE_MS;
+	return t;
 }
 
 void
@@ -1410,7 +1453,6 @@ struct control *
 control_adopt(struct master *m, int fd, const char *path, char *err,
     size_t errlen)
 {
-	struct epoll_event e;
 	struct control *c;
 
 	c = calloc(1, sizeof(*c));
@@ -1422,16 +1464,24 @@ control_adopt(struct master *m, int fd, const char *path, char *err,
 	c->m = m;
 	c->ev.fd = fd;
 	c->ev.fn = accept_event;
+	c->full_log.interval_ms = LOG_LIMIT_MS;
 	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
-	e.events = EPOLLIN;
-	e.data.ptr = &c->ev;
-	if (epoll_ctl(m->epfd, EPOLL_CTL_ADD, fd, &e) < 0) {
-		snprintf(err, errlen, "epoll_ctl: %s", strerror(errno));
-		free(c->path);
-		free(c);
-		return NULL;
-	}
+	/* Not accepting yet: the old master still answers (see
+	 * control_start). */
 	return c;
+}
+
+int
+control_start(struct control *c)
+{
+	struct epoll_event e = { .events = EPOLLIN, .data.ptr = &c->ev };
+
+	if (c == NULL || c->ev.fd < 0 || c->accepting)
+		return 0;
+	if (epoll_ctl(c->m->epfd, EPOLL_CTL_ADD, c->ev.fd, &e) < 0)
+		return -1;
+	c->accepting = true;
+	return 0;
 }
 
 int
@@ -1445,7 +1495,9 @@ control_detach(struct control *c)
 {
 	if (c == NULL || c->ev.fd < 0)
 		return;
-	epoll_ctl(c->m->epfd, EPOLL_CTL_DEL, c->ev.fd, NULL);
+	if (c->accepting)
+		epoll_ctl(c->m->epfd, EPOLL_CTL_DEL, c->ev.fd, NULL);
+	c->accepting = false;
 	close(c->ev.fd);
 	c->ev.fd = -1;	/* control_close then leaves the file alone */
 }

@@ -37,6 +37,8 @@
 #define TICK_MS			1000
 #define POLL_MS			20	/* readiness polling during a reload */
 #define DRAIN_GRACE_MS		2000	/* after drain_timeout_ms: SIGKILL */
+#define HANDOVER_MS		5000	/* upgrade: the old master's gwctl
+					 * handover, at most */
 
 uint64_t
 master_now_ms(void)
@@ -523,6 +525,8 @@ become_worker(struct master *m, struct master_slot *s,
 		close(m->upg.fd);
 	if (m->handoff_fd >= 0)
 		close(m->handoff_fd);
+	if (m->hand.fd >= 0)
+		close(m->hand.fd);
 	control_close_fds(m->ctl);
 	/* Die with the master, and do not outlive a master that died
 	 * between fork and prctl. */
@@ -953,6 +957,10 @@ upgrade_done(struct master *m, pid_t newpid)
 
 	log_info("upgrade: new master %d (%s) is ready; draining and "
 	    "exiting", (int)newpid, m->upg_bin);
+	/* Stop accepting gwctl first: closing the handoff socket tells the
+	 * new master to start, and only one master answers at a time.
+	 * Connections already open are still answered. */
+	control_detach(m->ctl);
 	upg_close(m);
 	m->upg_pid = 0;
 	m->op = MASTER_OP_NONE;
@@ -976,7 +984,6 @@ upgrade_done(struct master *m, pid_t newpid)
 	/* The new master owns the control socket's file and the pid file
 	 * now; we only drain our workers. */
 	m->upgraded = true;
-	control_detach(m->ctl);
 	master_stop(m, true);
 }
 
@@ -1158,9 +1165,50 @@ upgrade_reaped(struct master *m, int status)
 
 /* ---- the new master's side ---- */
 
+/* The old master has stopped accepting on the control socket (or is
+ * gone, or took too long): answer gwctl from now on. */
+static void
+handover_done(struct master *m)
+{
+	if (m->hand.fd >= 0) {
+		epoll_ctl(m->epfd, EPOLL_CTL_DEL, m->hand.fd, NULL);
+		close(m->hand.fd);
+		m->hand.fd = -1;
+	}
+	if (control_start(m->ctl) < 0)
+		log_error("upgrade: cannot accept on the control socket: %s",
+		    strerror(errno));
+	else
+		log_info("upgrade: answering gwctl");
+}
+
+static void
+hand_event(struct master_ev *ev, uint32_t events)
+{
+	struct master *m = (struct master *)((char *)ev -
+	    offsetof(struct master, hand));
+	char buf[256];
+	ssize_t n;
+	int i;
+
+	(void)events;
+	/* Nothing more is expected but its close; bounded drain. */
+	for (i = 0; i < 16; i++) {
+		n = recv(ev->fd, buf, sizeof(buf), MSG_DONTWAIT);
+		if (n > 0)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EINTR))
+			return;
+		break;
+	}
+	handover_done(m);
+}
+
 static void
 started(struct master *m)
 {
+	struct epoll_event e;
+
 	m->started = true;
 	if (m->handoff_fd < 0) {
 		log_info("all %u workers ready", m->nslots);
@@ -1169,11 +1217,24 @@ started(struct master *m)
 	}
 	/* Pid file first, so it names us before the old master exits. */
 	write_pidfile(m);
-	if (upgrade_send(m->handoff_fd, "ready", NULL, (long)m->pid, -1) < 0)
+	if (upgrade_send(m->handoff_fd, "ready", NULL, (long)m->pid, -1) < 0) {
 		log_error("upgrade: cannot report ready to the old master: "
 		    "%s", strerror(errno));
-	close(m->handoff_fd);
-	m->handoff_fd = -1;
+		close(m->handoff_fd);
+		m->handoff_fd = -1;
+		handover_done(m);
+	} else {
+		/* gwctl stays with the old master until it has stopped
+		 * accepting: it closes the handoff socket after that. */
+		m->hand.fd = m->handoff_fd;
+		m->hand.fn = hand_event;
+		m->handoff_fd = -1;
+		m->hand_deadline = master_now_ms() + HANDOVER_MS;
+		e.events = EPOLLIN;
+		e.data.ptr = &m->hand;
+		if (epoll_ctl(m->epfd, EPOLL_CTL_ADD, m->hand.fd, &e) < 0)
+			handover_done(m);
+	}
 	log_info("upgrade: all %u workers ready; the old master drains",
 	    m->nslots);
 	notify_send("MAINPID=%d\nREADY=1\nSTATUS=serving (upgraded); "
@@ -1425,7 +1486,7 @@ all_exited(const struct master *m)
 static int
 next_timeout(const struct master *m, uint64_t now)
 {
-	uint64_t t = now + TICK_MS;
+	uint64_t t = now + TICK_MS, c;
 	unsigned i;
 
 	if (m->state != MASTER_RUNNING && m->deadline_ms < t)
@@ -1440,6 +1501,11 @@ next_timeout(const struct master *m, uint64_t now)
 	for (i = 0; i < m->nold; i++)
 		if (m->old[i].kill_at < t)
 			t = m->old[i].kill_at;
+	if (m->hand.fd >= 0 && m->hand_deadline < t)
+		t = m->hand_deadline;
+	c = control_deadline(m->ctl);
+	if (c != 0 && c < t)
+		t = c;
 	return t > now ? (int)(t - now) : 0;
 }
 
@@ -1461,6 +1527,11 @@ operations(struct master *m, uint64_t now)
 	if (!m->started && m->state == MASTER_RUNNING &&
 	    all_ready(m, m->slots, m->nslots))
 		started(m);
+	if (m->hand.fd >= 0 && now >= m->hand_deadline) {
+		log_warn("upgrade: the old master still holds the control "
+		    "socket after %d ms; answering gwctl anyway", HANDOVER_MS);
+		handover_done(m);
+	}
 	switch (m->op) {
 	case MASTER_OP_RELOAD:
 		if (m->op_err[0] != '\0')
@@ -1598,6 +1669,7 @@ master_run(struct config *cfg)
 	m->epfd = -1;
 	m->sig.fd = -1;
 	m->upg.fd = -1;
+	m->hand.fd = -1;
 	m->nslots = cfg->server.workers;
 	m->handoff_fd = upgrade_inherited();
 	find_exe(m);
@@ -1692,6 +1764,8 @@ done:
 	}
 	if (m->handoff_fd >= 0)
 		close(m->handoff_fd);
+	if (m->hand.fd >= 0)
+		close(m->hand.fd);
 	upgrade_set_free(&set);
 	if (rc != 0 && m->state == MASTER_RUNNING)
 		signal_all(m, SIGKILL);

@@ -112,6 +112,10 @@ struct master {
 	char upg_out[512];
 	size_t upg_outlen;
 	int handoff_fd;			/* new master: to the old one */
+	struct master_ev hand;		/* new master, ready: the handoff
+					 * socket, until the old master has
+					 * stopped answering gwctl */
+	uint64_t hand_deadline;		/* monotonic ms: answer gwctl anyway */
 };
 
 /* master_run: start everything from a loaded config (taken over: freed
