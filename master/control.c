@@ -17,6 +17,8 @@
 #include "log.h"
 #include "master.h"
 #include "msg.h"
+#include "reload.h"
+#include "upgrade.h"
 #include "../policies/ratelimit.h"	/* ratelimit: gwctl limits */
 #include "../worker/route.h"		/* gwctl explain */
 #include "../worker/upstream.h"		/* gwctl explain: the pick */
@@ -236,7 +238,7 @@ reply_reload(struct control *c, struct msg_out *o)
 {
 	char err[1024];
 
-	if (master_reload(c->m, err, sizeof(err)) == 0)
+	if (reload_begin(c->m, err, sizeof(err)) == 0)
 		return 1;
 	if (msg_out_init(o, 2) < 0)
 		return -1;
@@ -257,7 +259,7 @@ reply_upgrade(struct control *c, const msgpack_object *req,
 	if (b != NULL && b->type != MSGPACK_OBJECT_NIL &&
 	    msg_get_str(req, "binary", bin, sizeof(bin)) < 0)
 		return reply_error(o, "'binary' must be a path string");
-	if (master_upgrade(c->m, bin[0] != '\0' ? bin : NULL, err,
+	if (upgrade_begin(c->m, bin[0] != '\0' ? bin : NULL, err,
 	    sizeof(err)) == 0)
 		return 1;
 	if (msg_out_init(o, 3) < 0)
