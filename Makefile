@@ -21,7 +21,8 @@ LIB_OBJ := $(LIB_SRC:%.c=$(B)/obj/%.o)
 UNIT_SRC := $(wildcard test/unit/*/test_*.c)
 UNIT_BIN := $(UNIT_SRC:test/unit/%.c=$(B)/test/unit/%)
 
-.PHONY: all deps run test unit integration bench bench-instr bench-syscalls check-asan fuzz clean keys
+.PHONY: all deps run test unit integration bench bench-instr bench-syscalls check-asan fuzz \
+	clean keys check-layers
 all: $(B)/portico $(B)/gwctl $(B)/demo
 
 $(B)/obj/%.o: %.c
@@ -59,6 +60,12 @@ run: deps
 
 unit: $(UNIT_BIN)
 	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done
+	@echo "== test/tools"
+	@/usr/bin/python3 -m pytest -q -p no:cacheprovider test/tools
+
+# The #include lines against the layers (README.md, "Design").
+check-layers:
+	@/usr/bin/python3 tools/check-layers.py
 
 integration: all
 	@bash etc/gen-keys.sh

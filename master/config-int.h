@@ -17,7 +17,8 @@
 
 #include "config.h"
 
-/* Load context: where errors go and the file text (see literal_ok). */
+/* Load context: where errors go and the file text (see
+ * cfg_check_literals). */
 struct ld {
 	struct config *cfg;
 	const char *file;		/* as given on the command line */
@@ -37,6 +38,7 @@ const char *cfg_incdir_of(const struct ld *ld, const char *file);
 int cfg_bad(struct ld *ld, const config_setting_t *s, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 int cfg_oom(struct ld *ld);
+int cfg_check_literals(struct ld *ld, const config_setting_t *root);
 int cfg_dup_str(struct ld *ld, const char *s, char **out);
 int cfg_check_keys(struct ld *ld, const config_setting_t *g,
     const char *const *keys, const char *what);

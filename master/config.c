@@ -837,7 +837,8 @@ validate(struct ld *ld, config_t *lc)
 		return -1;
 	}
 	root = config_root_setting(lc);
-	if (cfg_check_keys(ld, root, top_keys, NULL) < 0)
+	if (cfg_check_literals(ld, root) < 0 ||
+	    cfg_check_keys(ld, root, top_keys, NULL) < 0)
 		return -1;
 
 	s = cfg_member(root, "version");

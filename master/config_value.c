@@ -365,70 +365,227 @@ cfg_lookup_from(const config_setting_t *root, const char *path)
 }
 
 /*
- * literal_ok: libconfig 1.5 silently wraps a decimal literal that does not
- * fit in 32 bits (4294967297 reads as 1). Re-read the literal from the file
- * text and say whether it is the value libconfig produced. Where the
- * literal cannot be found (an @include'd file, odd layout) trust libconfig.
+ * Integer literals libconfig would misread. libconfig 1.5 keeps a literal
+ * without an L suffix in 32 bits and silently wraps a larger one
+ * (4294967297 reads as 1, 0xFFFFFFFF as -1), so the value it hands us
+ * cannot be told from a small one. Values and line numbers come from
+ * libconfig; this pass only refuses, by position in each file libconfig
+ * read, the literals it would have wrapped. It tokenises the way
+ * libconfig's scanner does (comments, strings, names, numbers), so a
+ * number inside a string, a comment or a name is never taken for one.
  */
-static bool
-literal_ok(struct ld *ld, const config_setting_t *s, long long v)
+
+/* Lines advanced over [p, end). */
+static unsigned
+count_lines(const char *p, const char *end)
 {
-	const char *name = config_setting_name(s), *p, *end, *q;
-	unsigned line = config_setting_source_line(s), l = 1;
-	size_t nlen;
-	unsigned long long u;
-	bool neg = false;
-	char *e;
+	unsigned n = 0;
 
-	if (ld->text == NULL || name == NULL ||
-	    config_setting_type(s) != CONFIG_TYPE_INT ||
-	    config_setting_source_file(s) == NULL ||
-	    strcmp(config_setting_source_file(s), ld->file) != 0)
-		return true;
-	p = ld->text;
-	end = ld->text + ld->textlen;
-	while (p < end && l < line) {
-		q = memchr(p, '\n', end - p);
-		if (q == NULL)
-			return true;
-		p = q + 1;
-		l++;
+	for (; p < end; p++)
+		n += *p == '\n';
+	return n;
+}
+
+static bool
+name_char(char c)
+{
+	return isalnum((unsigned char)c) || c == '-' || c == '_' || c == '*';
+}
+
+/* Magnitude of digits [p, end) in BASE, saturating at UINT64_MAX. */
+static uint64_t
+magnitude(const char *p, const char *end, unsigned base)
+{
+	uint64_t v = 0;
+	unsigned d;
+
+	for (; p < end; p++) {
+		d = isdigit((unsigned char)*p) ? (unsigned)(*p - '0') :
+		    (unsigned)(tolower((unsigned char)*p) - 'a' + 10);
+		if (v > (UINT64_MAX - d) / base)
+			return UINT64_MAX;
+		v = v * base + d;
 	}
-	q = memchr(p, '\n', end - p);
-	if (q != NULL)
-		end = q;
-	nlen = strlen(name);
-	for (; p + nlen <= end; p++) {
-		const char *r = p + nlen;
+	return v;
+}
 
-		if (memcmp(p, name, nlen) != 0)
-			continue;
-		if (p > ld->text && (isalnum((unsigned char)p[-1]) ||
-		    p[-1] == '_' || p[-1] == '-' || p[-1] == '*'))
-			continue;
-		while (r < end && (*r == ' ' || *r == '\t'))
-			r++;
-		if (r >= end || (*r != '=' && *r != ':'))
-			continue;
-		r++;
-		while (r < end && (*r == ' ' || *r == '\t'))
-			r++;
-		if (r < end && (*r == '-' || *r == '+')) {
-			neg = *r == '-';
-			r++;
+/*
+ * One numeric token at *pp (a sign, a digit or a dot): 0 and *pp past it,
+ * or -1 with the error written when it is an integer libconfig would
+ * wrap.
+ */
+static int
+check_number(struct ld *ld, const char *file, unsigned line, const char **pp,
+    const char *end)
+{
+	const char *p = *pp, *tok = p, *digits;
+	bool neg = false, hex = false, real = false, wide = false;
+	uint64_t v, max;
+	char lit[48];
+	int len;
+
+	if (*p == '-' || *p == '+')
+		neg = *p++ == '-';
+	if (p + 2 < end && p[0] == '0' && (p[1] == 'x' || p[1] == 'X') &&
+	    isxdigit((unsigned char)p[2])) {
+		hex = true;
+		p += 2;
+		digits = p;
+		while (p < end && isxdigit((unsigned char)*p))
+			p++;
+	} else {
+		digits = p;
+		while (p < end && isdigit((unsigned char)*p))
+			p++;
+	}
+	v = magnitude(digits, p, hex ? 16 : 10);
+	if (!hex && p < end && *p == '.') {
+		real = true;
+		for (p++; p < end && isdigit((unsigned char)*p); p++)
+			;
+	}
+	if (!hex && p + 1 < end && (*p == 'e' || *p == 'E') &&
+	    (isdigit((unsigned char)p[1]) || ((p[1] == '-' || p[1] == '+') &&
+	    p + 2 < end && isdigit((unsigned char)p[2])))) {
+		real = true;
+		for (p += 2; p < end && isdigit((unsigned char)*p); p++)
+			;
+	}
+	if (!real && p < end && *p == 'L') {
+		wide = true;
+		p += p + 1 < end && p[1] == 'L' ? 2 : 1;
+	}
+	*pp = p > tok ? p : tok + 1;
+	if (real || p == digits)
+		return 0;
+	if (wide)
+		max = neg ? (uint64_t)INT64_MAX + 1 : (uint64_t)INT64_MAX;
+	else
+		max = neg ? (uint64_t)INT32_MAX + 1 : (uint64_t)INT32_MAX;
+	if (v <= max)
+		return 0;
+	len = (int)(p - tok) < (int)sizeof(lit) - 4 ? (int)(p - tok) :
+	    (int)sizeof(lit) - 4;
+	snprintf(lit, sizeof(lit), "%.*s%s", len, tok,
+	    len < (int)(p - tok) ? "..." : "");
+	if (wide)
+		snprintf(ld->err, ld->errlen, "%s%s:%u: integer %s does not fit "
+		    "in 64 bits", cfg_incdir_of(ld, file), file, line, lit);
+	else
+		snprintf(ld->err, ld->errlen, "%s%s:%u: integer %s does not fit "
+		    "in 32 bits; write %sL for a 64-bit value",
+		    cfg_incdir_of(ld, file), file, line, lit, lit);
+	return -1;
+}
+
+/* check_text: every integer literal of one file's TEXT. */
+static int
+check_text(struct ld *ld, const char *file, const char *text, size_t len)
+{
+	const char *p = text, *end = text + len, *q;
+	unsigned line = 1;
+
+	while (p < end) {
+		if (*p == '\n') {
+			line++;
+			p++;
+		} else if (*p == '#' || (*p == '/' && p + 1 < end &&
+		    p[1] == '/')) {
+			q = memchr(p, '\n', (size_t)(end - p));
+			p = q != NULL ? q : end;
+		} else if (*p == '/' && p + 1 < end && p[1] == '*') {
+			q = memmem(p + 2, (size_t)(end - p - 2), "*/", 2);
+			q = q != NULL ? q + 2 : end;
+			line += count_lines(p, q);
+			p = q;
+		} else if (*p == '"') {
+			for (q = p + 1; q < end && *q != '"'; q++)
+				if (*q == '\\' && q + 1 < end)
+					q++;
+			q = q < end ? q + 1 : end;
+			line += count_lines(p, q);
+			p = q;
+		} else if (isalpha((unsigned char)*p) || *p == '*') {
+			while (p < end && name_char(*p))
+				p++;
+		} else if (isdigit((unsigned char)*p) || ((*p == '-' ||
+		    *p == '+' || *p == '.') && p + 1 < end &&
+		    (isdigit((unsigned char)p[1]) || p[1] == '.'))) {
+			if (check_number(ld, file, line, &p, end) < 0)
+				return -1;
+		} else {
+			p++;
 		}
-		errno = 0;
-		u = strtoull(r, &e, 0);
-		if (e == r)
-			return true;
-		if (errno == ERANGE)
-			return false;
-		if (neg)
-			return u <= (unsigned long long)LLONG_MAX + 1 &&
-			    (long long)(0 - u) == v;
-		return v >= 0 && u == (unsigned long long)v;
 	}
-	return true;
+	return 0;
+}
+
+#define MAX_FILES 64
+
+/* The distinct files the settings under S came from. */
+static void
+collect_files(const config_setting_t *s, const char **files, size_t *n)
+{
+	const char *f = config_setting_source_file(s);
+	size_t i;
+	int k, len;
+
+	if (f != NULL) {
+		for (i = 0; i < *n && strcmp(files[i], f) != 0; i++)
+			;
+		if (i == *n && *n < MAX_FILES)
+			files[(*n)++] = f;
+	}
+	if (!config_setting_is_aggregate(s))
+		return;
+	len = config_setting_length(s);
+	for (k = 0; k < len; k++)
+		collect_files(config_setting_get_elem(s, k), files, n);
+}
+
+/* cfg_check_literals: refuse an integer literal libconfig would wrap, in
+ * the main file (ld->text) and every file it @included. */
+int
+cfg_check_literals(struct ld *ld, const config_setting_t *root)
+{
+	const char *files[MAX_FILES];
+	char path[PATH_MAX], *text = NULL, *p;
+	char buf[8192];
+	size_t n = 0, i, len, got;
+	FILE *f;
+	int rc = 0;
+
+	if (ld->text != NULL &&
+	    check_text(ld, ld->file, ld->text, ld->textlen) < 0)
+		return -1;
+	collect_files(root, files, &n);
+	for (i = 0; i < n && rc == 0; i++) {
+		if (strcmp(files[i], ld->file) == 0)
+			continue;
+		snprintf(path, sizeof(path), "%s%s", cfg_incdir_of(ld,
+		    files[i]), files[i]);
+		/* libconfig has just read it; if it is gone now, the
+		 * values are what libconfig read and stand. */
+		if ((f = fopen(path, "rb")) == NULL)
+			continue;
+		len = 0;
+		while ((got = fread(buf, 1, sizeof(buf), f)) > 0) {
+			p = realloc(text, len + got);
+			if (p == NULL) {
+				rc = cfg_oom(ld);
+				break;
+			}
+			text = p;
+			memcpy(text + len, buf, got);
+			len += got;
+		}
+		fclose(f);
+		if (rc == 0 && check_text(ld, files[i], text, len) < 0)
+			rc = -1;
+		free(text);
+		text = NULL;
+	}
+	return rc;
 }
 
 /* cfg_get_uint: integer NAME of G in [min, max], DEF when absent. */
@@ -447,10 +604,6 @@ cfg_get_uint(struct ld *ld, const config_setting_t *g, const char *name,
 	    config_setting_type(s) != CONFIG_TYPE_INT64)
 		return cfg_bad(ld, s, "'%s' in %s must be an integer", name, what);
 	v = config_setting_get_int64(s);
-	if (!literal_ok(ld, s, v))
-		return cfg_bad(ld, s, "'%s' in %s is out of range (%llu..%llu)",
-		    name, what, (unsigned long long)min,
-		    (unsigned long long)max);
 	if (v < 0)
 		return cfg_bad(ld, s, "'%s' in %s must not be negative", name,
 		    what);

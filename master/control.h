@@ -21,10 +21,15 @@ struct control;
  * err. */
 struct control *control_open(struct master *m, const char *path, char *err,
     size_t errlen);
-/* control_adopt: serve an already listening socket bound at PATH (a
- * binary upgrade hands it over): nothing is unlinked or bound. */
+/* control_adopt: take an already listening socket bound at PATH (a
+ * binary upgrade hands it over): nothing is unlinked or bound, and
+ * nothing is accepted until control_start, so that only one master
+ * answers at a time. */
 struct control *control_adopt(struct master *m, int fd, const char *path,
     char *err, size_t errlen);
+/* control_start: begin accepting on an adopted socket (the old master has
+ * stopped). 0, or -1 with errno set. */
+int control_start(struct control *c);
 /* control_listen_fd: the listening socket, to hand to a new binary. */
 int control_listen_fd(const struct control *c);
 /* control_detach: stop accepting and close our copy of the listening
@@ -36,9 +41,12 @@ void control_detach(struct control *c);
  * freed when nobody waits). */
 struct msg_out;
 void control_complete(struct control *c, struct msg_out *o);
-/* control_tick: close connections idle too long; call about once a
- * second. */
+/* control_tick: close connections silent too long (about a second); call
+ * every loop turn, and wake up by control_deadline. */
 void control_tick(struct control *c, uint64_t now_ms);
+/* control_deadline: when control_tick next has a connection to close
+ * (monotonic ms), or 0 for none. */
+uint64_t control_deadline(const struct control *c);
 /* control_close_fds: in a freshly forked worker, close every descriptor
  * the server holds (memory is left to the process's exit). */
 void control_close_fds(struct control *c);

@@ -56,27 +56,22 @@ log_set_level(enum log_level level)
 	log_min = level;
 }
 
-void
-log_msg(enum log_level level, const char *fmt, ...)
+/* One line: the prefix, TEXT, then SUFFIX (may be ""). */
+static void
+write_line(enum log_level level, const char *text, const char *suffix)
 {
 	char line[2048];
 	struct timespec ts;
 	struct tm tm;
-	va_list ap;
 	int n, m;
-	int saved = errno;
 
-	if (level < log_min)
-		return;
 	clock_gettime(CLOCK_REALTIME, &ts);
 	gmtime_r(&ts.tv_sec, &tm);
 	n = snprintf(line, sizeof(line), "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ "
 	    "[%s] %d: ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
 	    tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000,
 	    level_names[level], (int)getpid());
-	va_start(ap, fmt);
-	m = vsnprintf(line + n, sizeof(line) - n - 1, fmt, ap);
-	va_end(ap);
+	m = snprintf(line + n, sizeof(line) - n - 1, "%s%s", text, suffix);
 	if (m < 0)
 		m = 0;
 	n += m;
@@ -87,5 +82,80 @@ log_msg(enum log_level level, const char *fmt, ...)
 	if (write(log_fd, line, n) < 0) {
 		/* nowhere left to report it */
 	}
+}
+
+void
+log_msg(enum log_level level, const char *fmt, ...)
+{
+	char text[2048];
+	va_list ap;
+	int saved = errno;
+
+	if (level < log_min)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(text, sizeof(text), fmt, ap);
+	va_end(ap);
+	write_line(level, text, "");
+	errno = saved;
+}
+
+/* Write the held line with its count, if any is held. */
+static void
+limit_write(struct log_limit *l)
+{
+	char suffix[48] = "";
+
+	if (l->held == 0)
+		return;
+	if (l->held > 1)
+		snprintf(suffix, sizeof(suffix), " (repeated %u times)",
+		    l->held);
+	write_line(l->level, l->text, suffix);
+	l->held = 0;
+}
+
+void
+log_limited(struct log_limit *l, uint64_t now_ms, enum log_level level,
+    const char *fmt, ...)
+{
+	va_list ap;
+	int saved = errno;
+
+	if (level < log_min)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(l->text, sizeof(l->text), fmt, ap);
+	va_end(ap);
+	l->level = level;
+	l->held++;
+	/* Within the interval: held, and counted in the next line. */
+	if (now_ms >= l->next_ms) {
+		limit_write(l);
+		l->next_ms = now_ms + (l->interval_ms != 0 ? l->interval_ms :
+		    LOG_LIMIT_MS);
+	}
+	errno = saved;
+}
+
+void
+log_limit_tick(struct log_limit *l, uint64_t now_ms)
+{
+	int saved = errno;
+
+	if (l->held == 0 || now_ms < l->next_ms)
+		return;
+	limit_write(l);
+	l->next_ms = now_ms + (l->interval_ms != 0 ? l->interval_ms :
+	    LOG_LIMIT_MS);
+	errno = saved;
+}
+
+void
+log_limit_flush(struct log_limit *l)
+{
+	int saved = errno;
+
+	limit_write(l);
 	errno = saved;
 }

@@ -6,6 +6,12 @@
  * instead of being refused), and stops them on SIGTERM (fast) or SIGQUIT
  * (graceful). Its loop is signalfd + epoll; it never handles client
  * traffic.
+ *
+ * This header holds the master's state, shared by the files that run it:
+ * master.c (start, the loop, signals, stop), listeners.c (the listening
+ * sockets), supervise.c (fork, respawn, reap), reload.c (generations),
+ * upgrade_op.c (the binary upgrade) and control*.c (gwctl). Nothing
+ * outside master/ includes it.
  */
 #ifndef PORTICO_MASTER_H
 #define PORTICO_MASTER_H
@@ -98,6 +104,8 @@ struct master {
 	bool upgraded;			/* handed over to a new binary: drain,
 					 * exit, touch nothing shared */
 	enum master_op op;
+	bool reload_pending;		/* a SIGHUP came during an operation:
+					 * reload when it ends */
 	uint64_t op_deadline;		/* monotonic ms */
 	struct config *next_cfg;	/* reload: the next generation's */
 	struct master_slot *next;
@@ -110,6 +118,10 @@ struct master {
 	char upg_out[512];
 	size_t upg_outlen;
 	int handoff_fd;			/* new master: to the old one */
+	struct master_ev hand;		/* new master, ready: the handoff
+					 * socket, until the old master has
+					 * stopped answering gwctl */
+	uint64_t hand_deadline;		/* monotonic ms: answer gwctl anyway */
 };
 
 /* master_run: start everything from a loaded config (taken over: freed
@@ -121,17 +133,20 @@ int master_run(struct config *cfg);
  * stop; a fast stop overrides a graceful one in progress. */
 void master_stop(struct master *m, bool graceful);
 
-/* master_reload: begin a reload from the same file and prefix. Returns 0
- * when the next generation is starting (the result goes to
- * control_complete), or -1 with "FILE:LINE: reason" or another reason in
- * err when nothing changed. */
-int master_reload(struct master *m, char *err, size_t errlen);
+/* master_reopen: reopen the error log and tell every worker (of every
+ * generation) to reopen its error and access logs; WHY names the request
+ * in the log line. *signalled = workers told. Returns 0, or -1 with errno
+ * set when the master's own error log could not be reopened (the workers
+ * are signalled either way). */
+int master_reopen(struct master *m, const char *why, unsigned *signalled);
 
-/* master_upgrade: begin a binary upgrade to BINARY (NULL: the binary we
- * were started from). 0 = started (result to control_complete), or -1
- * with the reason in err. */
-int master_upgrade(struct master *m, const char *binary, char *err,
-    size_t errlen);
+/* master_notify: tell systemd (sd_notify) that we serve, with WHAT and
+ * the generation in its status line. */
+void master_notify(struct master *m, const char *what);
+
+/* master_pidfile_write: write our pid to server.pid_file, if set. 0, or
+ * -1 (said on stderr and in the log). */
+int master_pidfile_write(struct master *m);
 
 /* master_now_ms: CLOCK_MONOTONIC in milliseconds. */
 uint64_t master_now_ms(void);

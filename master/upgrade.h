@@ -9,11 +9,18 @@
  *   {"kind": "end", "count": N}
  * The new master adopts them instead of binding, starts its workers and
  * answers {"kind": "ready", "pid": P} (or {"kind": "error", "error": T}).
+ *
+ * upgrade.c speaks that protocol; upgrade_op.c runs the upgrade as one of
+ * the master's operations (m->op): in the old master, `NEWBIN -t`, then
+ * the handoff, then drain and exit, or fail at a named step and keep
+ * serving; in the new master, report ready, then answer gwctl once the
+ * old master has stopped.
  */
 #ifndef PORTICO_UPGRADE_H
 #define PORTICO_UPGRADE_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 #define UPGRADE_ENV		"PORTICO_UPGRADE_FD"
@@ -65,5 +72,36 @@ int upgrade_inherited(void);
 int upgrade_receive(int fd, struct upgrade_set *set, char *err,
     size_t errlen);
 void upgrade_set_free(struct upgrade_set *set);
+
+/* ---- upgrade_op.c: the upgrade as the master runs it ---- */
+
+struct master;
+
+/* upgrade_begin: begin a binary upgrade to BINARY (NULL: the binary we
+ * were started from). 0 = started (the result goes to control_complete),
+ * or -1 with the reason in err. */
+int upgrade_begin(struct master *m, const char *binary, char *err,
+    size_t errlen);
+/* upgrade_fail: end the upgrade in progress at STEP ("check", "start",
+ * "handoff", "ready"): stop the new binary, keep serving, answer the
+ * waiting gwctl with the reason, then run a pending reload. */
+void upgrade_fail(struct master *m, const char *step, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* upgrade_reaped: the upgrade's child (the check or the new master) has
+ * exited with STATUS. */
+void upgrade_reaped(struct master *m, int status);
+/* upgrade_tick: once per loop turn during an upgrade: fail it when its
+ * step is late. */
+void upgrade_tick(struct master *m, uint64_t now);
+/* upgrade_close: stop watching the check's output or the handoff socket,
+ * and close it. */
+void upgrade_close(struct master *m);
+/* upgrade_ready: in the new master, once every worker is ready: write the
+ * pid file, report ready to the old master, and answer gwctl once it has
+ * stopped (it closes the handoff socket) or after 5 s. */
+void upgrade_ready(struct master *m);
+/* upgrade_handover_tick: answer gwctl anyway when the old master is late
+ * giving the control socket up. */
+void upgrade_handover_tick(struct master *m, uint64_t now);
 
 #endif

@@ -19,6 +19,7 @@
 #include <sys/uio.h>
 
 #include "../master/config.h"
+#include "../master/log.h"
 #include "../policies/accesslog.h"
 #include "../policies/arena.h"
 #include "../policies/policy.h"
@@ -327,6 +328,7 @@ struct worker {
 	uint64_t drain_deadline;
 	struct loop_timer drain_timer;
 	struct loop_timer accept_timer;	/* accepts paused (EMFILE) until */
+	struct log_limit accept_log;	/* its error, once per interval */
 	struct loop_fd sig;
 	struct accesslog *alog;		/* NULL = access log off */
 	struct loop_timer alog_timer;

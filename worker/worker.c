@@ -42,8 +42,11 @@ accept_pause(struct worker *w, int err)
 
 	if (loop_timer_armed(&w->accept_timer))
 		return;
-	log_error("accept: %s; pausing accepts for %d ms (%u connections "
-	    "open)", strerror(err), ACCEPT_PAUSE_MS, w->nconns);
+	/* Retried every ACCEPT_PAUSE_MS while the limit lasts: logged once
+	 * per interval with a count, not ten lines a second. */
+	log_limited(&w->accept_log, w->loop.now_ms, LOG_ERROR, "accept: %s; "
+	    "pausing accepts for %d ms (%u connections open)", strerror(err),
+	    ACCEPT_PAUSE_MS, w->nconns);
 	for (i = 0; i < w->nls; i++)
 		loop_del(&w->loop, &w->ls[i].lfd);
 	w->accept_timer.cb = accept_resume;
@@ -72,6 +75,9 @@ on_accept(struct loop *l, struct loop_fd *f, uint32_t ev)
 				accept_pause(w, errno);
 			return;
 		}
+		/* Descriptors again: the count of a flood that ended. */
+		if (w->accept_log.held != 0)
+			log_limit_flush(&w->accept_log);
 		conn_accept(w, fd, (struct sockaddr *)&ss);
 	}
 }

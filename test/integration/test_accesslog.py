@@ -4,11 +4,13 @@ within the flush interval."""
 
 import json
 import os
+import signal
 import socket
 import struct
+import subprocess
 import time
 
-from conftest import http, route, service
+from conftest import GWCTL, http, route, service
 from origin import HANG, ok_handler
 
 
@@ -75,3 +77,53 @@ def test_combined_and_client_gone(gateway, origin, tmp):
     assert "k=v" not in lines[0]
     assert len(lines) == 2, lines
     assert '"GET /slow HTTP/1.1" 499 ' in lines[1]
+
+
+def wait_log(g, text, count=1, timeout=5.0):
+    """Wait until the error log holds TEXT at least COUNT times."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if g.error_log().count(text) >= count:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def worker_requests(g):
+    """{worker pid: requests served} from gwctl stats."""
+    r = subprocess.run([GWCTL, "-s", os.path.join(g.tmp, "portico.sock"),
+                        "--json", "stats"], capture_output=True, text=True,
+                       timeout=10)
+    assert r.returncode == 0, r.stderr
+    return {w["pid"]: w["requests"] for w in json.loads(r.stdout)["workers"]}
+
+
+def test_sigusr1_reopens_every_workers_access_log(gateway, origin, tmp):
+    """logrotate renames the file and sends SIGUSR1 to the master: every
+    worker must write new lines to a new file at the original path."""
+    o = origin()
+    log = os.path.join(tmp, "access.log")
+    g = gateway({"up": service(o.addr, retries=0)},
+                [route("api", "up", prefix="/")], workers=2,
+                server={"access_log": {"path": log, "format": "json"}})
+    for i in range(8):
+        assert http(g.port, path="/before/%d" % i).status == 200
+    assert len(read_lines(log, 8)) == 8
+    before = worker_requests(g)
+    os.rename(log, log + ".1")
+    g.signal(signal.SIGUSR1)
+    # The master says so once it has signalled its workers.
+    assert wait_log(g, "2 workers signalled"), g.error_log()
+    for i in range(24):
+        assert http(g.port, path="/after/%d" % i).status == 200
+    lines = read_lines(log, 24)
+    assert len(lines) == 24, lines
+    assert all("/after/" in l for l in lines), lines
+    # Both workers served some of them (the kernel spreads connections).
+    after = worker_requests(g)
+    assert len(after) == 2 and all(after[p] > before.get(p, 0)
+                                   for p in after), (before, after)
+    with open(log + ".1") as f:
+        old = [l for l in f.read().splitlines() if l]
+    assert len(old) == 8 and all("/before/" in l for l in old), old
+    assert g.alive()

@@ -5,14 +5,17 @@ refusing garbage without disturbing the master."""
 
 import json
 import os
+import shutil
 import socket
 import struct
 import subprocess
+import threading
 import time
 
 import pytest
 
-from conftest import GWCTL, http, need_binary, route, service
+from conftest import GWCTL, PORTICO, http, need_binary, pid_alive, route, \
+    service, stop_pid
 
 TIERS = {"anonymous": {"rate": 100, "per_s": 1, "burst": 100}}
 
@@ -249,7 +252,7 @@ def test_reopen(gw):
     while time.monotonic() < deadline and not os.path.exists(log):
         time.sleep(0.05)
     with open(log) as f:
-        assert "error log reopened" in f.read()
+        assert "logs reopened (gwctl reopen)" in f.read()
     assert gw.alive()
     assert http(gw.port, path="/x", host="a.example").status == 200
 
@@ -345,3 +348,148 @@ def test_stop_now_json(gw):
     gw.proc.wait(timeout=10)
     assert gw.proc.returncode == 0
     fails(gwctl(gw, "stats"), "is portico running?")
+
+
+# ------------------------------------------------- control socket limits
+
+def _frame(obj_bytes):
+    return struct.pack(">I", len(obj_bytes)) + obj_bytes
+
+
+STATUS_REQ = _frame(b"\x81\xa3cmd\xa6status")
+
+
+def _recv_frame(s):
+    """One reply frame, or None if the connection closed first."""
+    buf = b""
+    while len(buf) < 4 or len(buf) < 4 + struct.unpack(">I", buf[:4])[0]:
+        d = s.recv(65536)
+        if not d:
+            return None
+        buf += d
+    return buf[4:4 + struct.unpack(">I", buf[:4])[0]]
+
+
+def _msgpack_int_after(body, key):
+    """The integer value following the first KEY string in a reply."""
+    k = bytes([0xa0 | len(key)]) + key.encode()
+    i = body.index(k) + len(k)
+    t = body[i]
+    if t < 0x80:
+        return t
+    size = {0xcc: 1, 0xcd: 2, 0xce: 4, 0xcf: 8,
+            0xd0: 1, 0xd1: 2, 0xd2: 4, 0xd3: 8}[t]
+    return int.from_bytes(body[i + 1:i + 1 + size], "big",
+                          signed=t >= 0xd0)
+
+
+def _status_pid(path, timeout=10.0):
+    """Ask for status on a fresh connection: the answering master's pid,
+    or an error string."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(timeout)
+    try:
+        s.connect(path)
+        s.sendall(STATUS_REQ)
+        body = _recv_frame(s)
+    except OSError as e:
+        return "error: %r" % e
+    finally:
+        s.close()
+    if body is None:
+        return "error: closed without a reply"
+    if b"\xa2ok\xc3" not in body:
+        return "error: %r" % body[:200]
+    return _msgpack_int_after(body, "pid")
+
+
+def test_idle_control_connections_do_not_lock_gwctl_out(gw):
+    """More silent connections than the master serves at once: gwctl still
+    gets an answer at once, and the silent ones are closed in about a
+    second (a partial message counts as silence too)."""
+    path = os.path.join(gw.tmp, "portico.sock")
+    held = []
+    try:
+        for _ in range(40):
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.connect(path)
+            held.append(s)
+        held[-1].sendall(struct.pack(">I", 100) + b"\x81")
+        t0 = time.monotonic()
+        r = gwctl(gw, "--json", "status", timeout=20)
+        assert r.returncode == 0, r.stderr
+        assert json.loads(r.stdout)["pid"] == gw.pid
+        # The master closes every silent connection on its own; bounded
+        # wait per socket, all within a few seconds in total.
+        for s in held:
+            s.settimeout(max(0.1, t0 + 10 - time.monotonic()))
+            try:
+                assert s.recv(4096) == b""
+            except ConnectionResetError:
+                pass
+        # A client that keeps talking is not cut off.
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(10)
+        s.connect(path)
+        for _ in range(4):
+            s.sendall(STATUS_REQ)
+            assert _msgpack_int_after(_recv_frame(s), "pid") == gw.pid
+            time.sleep(0.3)
+        s.close()
+    finally:
+        for s in held:
+            s.close()
+    assert "control: too many connections" in gw.error_log()
+    assert gw.alive()
+
+
+def test_one_master_answers_during_upgrade(gateway, origin, tmp):
+    """During a binary upgrade, gwctl is answered by the old master until
+    the new one is ready, then only by the new one: never both in turn.
+    Three upgrades in a row, with status asked over and over meanwhile."""
+    o = origin()
+    g = gateway({"up": service(o.addr)}, [route("all", "up", prefix="/")],
+                workers=8)
+    path = os.path.join(g.tmp, "portico.sock")
+    bin2 = os.path.join(tmp, "portico-new")
+    shutil.copy(PORTICO, bin2)
+    old = g.pid
+    masters = [old]
+    try:
+        for _ in range(3):
+            result = {}
+
+            def upgrade():
+                result["r"] = subprocess.run(
+                    [GWCTL, "-s", path, "upgrade", "--binary", bin2],
+                    capture_output=True, text=True, timeout=40)
+
+            t = threading.Thread(target=upgrade, daemon=True)
+            answers = []
+            t.start()
+            deadline = time.monotonic() + 30
+            after = 0
+            while time.monotonic() < deadline and after < 20:
+                answers.append(_status_pid(path))
+                if not t.is_alive():
+                    after += 1
+            t.join(timeout=15)
+            assert "r" in result and result["r"].returncode == 0, result
+            with open(os.path.join(g.tmp, "portico.pid")) as f:
+                new = int(f.read().strip())
+            masters.append(new)
+            assert new != old
+            errors = [a for a in answers if not isinstance(a, int)]
+            assert errors == [], errors[:5]
+            assert set(answers) <= {old, new}, set(answers)
+            # old ... old new ... new: the answer never goes back.
+            trace = "".join("o" if a == old else "n" for a in answers)
+            assert "no" not in trace, trace
+            assert trace.endswith("n"), trace
+            deadline = time.monotonic() + 15
+            while time.monotonic() < deadline and pid_alive(old):
+                time.sleep(0.05)
+            old = new
+    finally:
+        for pid in masters[1:]:
+            stop_pid(pid)

@@ -488,3 +488,46 @@ def test_out_of_descriptors_pauses_accepts(gateway, origin):
         time.sleep(0.1)
     assert status == 200
     assert g.alive()
+
+
+def test_descriptor_limit_errors_logged_once_per_interval(gateway, origin):
+    """A worker at its descriptor limit retries accept every 100 ms; the
+    error is logged once, then held and counted, and the count is written
+    when descriptors are free again: not one line per retry."""
+    import resource
+    o = origin()
+    g = gateway({"up": service(o.addr, retries=0)},
+                [route("all", "up", prefix="/")], start=False)
+    g.preexec = lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
+    g.start()
+    held = []
+    try:
+        for _ in range(80):
+            held.append(socket.create_connection(("127.0.0.1", g.port),
+                                                 timeout=5))
+        # About 20 retries of accept while the clients hold on.
+        time.sleep(2.0)
+    finally:
+        for s in held:
+            s.close()
+    deadline = time.monotonic() + 5
+    status = None
+    while time.monotonic() < deadline and status != 200:
+        try:
+            status = http(g.port, path="/b", timeout=2).status
+        except (OSError, ConnClosed):
+            time.sleep(0.1)
+    assert status == 200
+    repeated = None
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and repeated is None:
+        lines = [l for l in g.error_log().splitlines()
+                 if "pausing accepts" in l]
+        repeated = next((l for l in lines if "(repeated " in l), None)
+        time.sleep(0.1)
+    assert repeated is not None, lines
+    count = int(repeated.split("(repeated ")[1].split()[0])
+    assert count >= 5, repeated
+    # The first at once, then at most one per 5 s interval and the count.
+    assert len(lines) <= 3, lines
+    assert g.alive()

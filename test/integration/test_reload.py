@@ -404,3 +404,32 @@ def test_upgrade_new_master_dies(tmp, demo, gateway):
     assert http(g.port, path="/x").header("x-conf") == "stay"
     st = json.loads(gwctl(tmp, "--json", "status").stdout)
     assert st["pid"] == g.pid and st["operation"] == ""
+
+
+def test_sighup_during_reload_is_not_lost(tmp, demo, gateway):
+    """SIGHUP, an edit of the file, a second SIGHUP 20 ms later: the
+    second arrives while the first reload is starting its workers; it is
+    remembered and run when the first ends, so the edit is applied."""
+    d = demo("echo")
+    g = gateway({"echo": service(d.addr)}, [route("all", "echo",
+                                                   prefix="/")],
+                start=False)
+    conf, port = conf_for(tmp, d.addr, "one", port=g.port)
+    g.start()
+    wait_value(port, "one")
+    for first, second in (("two", "three"), ("four", "five")):
+        conf_for(tmp, d.addr, first, port=port)
+        g.signal(signal.SIGHUP)
+        time.sleep(0.02)
+        conf_for(tmp, d.addr, second, port=port)
+        g.signal(signal.SIGHUP)
+        # The edit ends up serving.
+        wait_value(port, second, timeout=15)
+    log = g.error_log()
+    assert "after the reload in progress" in log, log
+    # gwctl reload while one is in progress: a clear answer, not a hang.
+    conf_for(tmp, d.addr, "six", port=port)
+    g.signal(signal.SIGHUP)
+    r = gwctl(tmp, "reload")
+    assert r.returncode == 0 or "already in progress" in r.stderr, r.stderr
+    wait_value(port, "six", timeout=15)

@@ -398,7 +398,8 @@ static const struct err_case err_cases[] = {
 	{ "server: {\n  workers = 1000;\n};\n", 2,
 	  "'workers' in server must be between 0 and 256" },
 	{ "server: { limits = {\n  body_bytes = 4294967297; }; };\n", 2,
-	  "'body_bytes' in server.limits is out of range (0..1099511627776)" },
+	  "integer 4294967297 does not fit in 32 bits; write 4294967297L "
+	  "for a 64-bit value" },
 	{ "server: { limits = {\n  headers = 0; }; };\n", 2,
 	  "'headers' in server.limits must be between 1 and 10000" },
 	{ "server: {\n underscores_in_headers = \"allow\"; };\n", 2,
@@ -605,6 +606,94 @@ test_unbuilt_refused(void **state)
 	config_free(cfg);
 }
 
+/*
+ * Several groups on one line: each setting's value and line come from
+ * libconfig, so a name that appears twice on a line (a service's
+ * timeout_ms beside its health check's) is read for the right group.
+ */
+static void
+test_groups_on_one_line(void **state)
+{
+	struct config *cfg;
+	const struct cfg_service *s;
+
+	(void)state;
+	cfg = load_ok("services: { users = { instances = [\"127.0.0.1:1\"]; "
+	    "timeout_ms = 1500; health = { path = \"/h\"; timeout_ms = 150; "
+	    "interval_ms = 1500; }; }; };\n");
+	s = &cfg->services[0];
+	assert_int_equal(s->timeout_ms, 1500);
+	assert_int_equal(s->health.timeout_ms, 150);
+	assert_int_equal(s->health.interval_ms, 1500);
+	config_free(cfg);
+
+	/* The inner group first, then the outer setting of the same name. */
+	cfg = load_ok("services: { users = { instances = [\"127.0.0.1:1\"]; "
+	    "health = { timeout_ms = 150; }; timeout_ms = 1500; }; };\n");
+	assert_int_equal(cfg->services[0].timeout_ms, 1500);
+	assert_int_equal(cfg->services[0].health.timeout_ms, 150);
+	config_free(cfg);
+
+	/* Two services, two tiers, a breaker: all on one line each. */
+	cfg = load_ok("services: { a = { instances = [\"127.0.0.1:1\"]; "
+	    "timeout_ms = 10; retries = 0; breaker = { failures = 7; "
+	    "open_ms = 10; }; }; b = { instances = [\"127.0.0.1:2\"]; "
+	    "connect_timeout_ms = 30; timeout_ms = 20; retries = 2; }; };\n"
+	    "tiers: { t1 = { rate = 1; per_s = 2; burst = 3; }; t2 = { rate = 4;"
+	    " per_s = 5; burst = 6; }; };\n");
+	assert_int_equal(cfg->services[0].timeout_ms, 10);
+	assert_int_equal(cfg->services[0].retries, 0);
+	assert_int_equal(cfg->services[0].breaker.failures, 7);
+	assert_int_equal(cfg->services[0].breaker.open_ms, 10);
+	assert_int_equal(cfg->services[1].connect_timeout_ms, 30);
+	assert_int_equal(cfg->services[1].timeout_ms, 20);
+	assert_int_equal(cfg->services[1].retries, 2);
+	assert_int_equal(cfg->tiers[0].rate, 1);
+	assert_int_equal(cfg->tiers[0].burst, 3);
+	assert_int_equal(cfg->tiers[1].rate, 4);
+	assert_int_equal(cfg->tiers[1].per_s, 5);
+	assert_int_equal(cfg->tiers[1].burst, 6);
+	config_free(cfg);
+
+	/* Numbers in strings and comments are not settings. */
+	cfg = load_ok("services: { a = { instances = [\"127.0.0.1:1\"]; "
+	    "health = { path = \"/99999999999\"; }; }; }; # 99999999999\n"
+	    "/* 4294967297 */ server: { limits = { body_bytes = 4294967297L; "
+	    "}; }; // 0xFFFFFFFFFF\n");
+	assert_string_equal(cfg->services[0].health.path, "/99999999999");
+	assert_int_equal(cfg->server.limits.body_bytes, 4294967297ull);
+	config_free(cfg);
+}
+
+/* A literal libconfig would wrap is refused at its own line, whatever
+ * else shares the line. */
+static const struct err_case wrap_cases[] = {
+	{ "\nservices: { a = { instances = [\"127.0.0.1:1\"]; "
+	  "timeout_ms = 10; }; b = { instances = [\"127.0.0.1:2\"]; "
+	  "timeout_ms = 4294967297; }; };\n", 2,
+	  "integer 4294967297 does not fit in 32 bits; write 4294967297L "
+	  "for a 64-bit value" },
+	{ "services: { a = { instances = [\"127.0.0.1:1\"];\n"
+	  "health = { timeout_ms = 150; }; timeout_ms = 0x100000001; }; };\n",
+	  2, "integer 0x100000001 does not fit in 32 bits; "
+	  "write 0x100000001L for a 64-bit value" },
+	{ "server: { limits = {\n  headers = 10; body_bytes = -2147483649; "
+	  "}; };\n", 2, "integer -2147483649 does not fit in 32 bits; "
+	  "write -2147483649L for a 64-bit value" },
+	{ "server: { limits = {\n  body_bytes = 99999999999999999999L; }; };"
+	  "\n", 2, "integer 99999999999999999999L does not fit in 64 bits" },
+	{ "server: { limits = { body_bytes = 1099511627777L;\n }; };\n", 1,
+	  "'body_bytes' in server.limits must be between 0 and "
+	  "1099511627776" },
+};
+
+static void
+test_wrapped_literals(void **state)
+{
+	(void)state;
+	run_err_cases(wrap_cases, sizeof(wrap_cases) / sizeof(wrap_cases[0]));
+}
+
 static void
 test_missing_file(void **state)
 {
@@ -766,6 +855,8 @@ main(void)
 		cmocka_unit_test(test_defaults),
 		cmocka_unit_test(test_errors),
 		cmocka_unit_test(test_unbuilt_refused),
+		cmocka_unit_test(test_groups_on_one_line),
+		cmocka_unit_test(test_wrapped_literals),
 		cmocka_unit_test(test_missing_file),
 		cmocka_unit_test(test_parse_addr),
 		cmocka_unit_test(test_cidr),
