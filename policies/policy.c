@@ -12,16 +12,46 @@ static const struct policy *const pipeline[] = {
 	&policy_transform,
 };
 
+#define NPIPELINE	(sizeof(pipeline) / sizeof(pipeline[0]))
+
+int
+policy_set_init(const struct config *cfg, struct policy_set *ps)
+{
+	size_t i;
+
+	memset(ps, 0, sizeof(*ps));
+	for (i = 0; i < NPIPELINE; i++)
+		if (pipeline[i]->worker_init != NULL &&
+		    pipeline[i]->worker_init(cfg, &ps->wstate[i]) < 0) {
+			policy_set_free(ps);
+			return -1;
+		}
+	return 0;
+}
+
+void
+policy_set_free(struct policy_set *ps)
+{
+	size_t i;
+
+	for (i = 0; i < NPIPELINE; i++) {
+		if (ps->wstate[i] != NULL && pipeline[i]->worker_free != NULL)
+			pipeline[i]->worker_free(ps->wstate[i]);
+		ps->wstate[i] = NULL;
+	}
+}
+
 int
 policy_chain_build(const struct config *cfg, const struct cfg_route *r,
-    struct policy_chain *chain)
+    const struct policy_set *ps, struct policy_chain *chain)
 {
 	size_t i;
 
 	memset(chain, 0, sizeof(*chain));
-	for (i = 0; i < sizeof(pipeline) / sizeof(pipeline[0]); i++) {
+	for (i = 0; i < NPIPELINE; i++) {
 		void *state = NULL;
-		int rc = pipeline[i]->init(cfg, r, &state);
+		int rc = pipeline[i]->init(cfg, r, ps != NULL ? ps->wstate[i] :
+		    NULL, &state);
 		if (rc < 0)
 			goto fail;
 		if (rc == 0)

@@ -188,10 +188,15 @@ struct xctx {
 
 struct policy {
 	const char *name;
-	/* init: whether route R uses this policy, and its state. Returns 1
-	 * (in the chain, *state set), 0 (not used) or -1 (logged). */
+	/* worker_init: state this worker's routes share (loaded keys,
+	 * caches), made once after fork; may be NULL. 0 or -1 (logged). */
+	int (*worker_init)(const struct config *cfg, void **wstate);
+	void (*worker_free)(void *wstate);
+	/* init: whether route R uses this policy, and its state (WSTATE is
+	 * the worker state, or NULL). Returns 1 (in the chain, *state set),
+	 * 0 (not used) or -1 (logged). */
 	int (*init)(const struct config *cfg, const struct cfg_route *r,
-	    void **state);
+	    void *wstate, void **state);
 	void (*free)(void *state);
 	size_t slot_size;		/* per-exchange state, 0 = none */
 	int (*on_request)(struct xctx *x, void *state, void *slot);
@@ -205,9 +210,18 @@ struct policy_chain {
 	void *state[POLICY_CHAIN_MAX];
 };
 
+/* The worker states of every policy of the pipeline, one per worker. */
+struct policy_set {
+	void *wstate[POLICY_CHAIN_MAX];
+};
+
+/* policy_set_init / policy_set_free: every policy's worker state. 0 or
+ * -1 (logged; what was made is freed). */
+int policy_set_init(const struct config *cfg, struct policy_set *ps);
+void policy_set_free(struct policy_set *ps);
 /* policy_chain_build: the chain of route R in pipeline order. 0 or -1. */
 int policy_chain_build(const struct config *cfg, const struct cfg_route *r,
-    struct policy_chain *chain);
+    const struct policy_set *ps, struct policy_chain *chain);
 void policy_chain_free(struct policy_chain *chain);
 
 /* policy_slot: the exchange state of the chain's policy I, allocated

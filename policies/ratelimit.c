@@ -288,12 +288,14 @@ make_key(const struct rl_route *rr, const struct xctx *ctx, char *key)
 /* ---- the policy -------------------------------------------------- */
 
 static int
-rl_init(const struct config *cfg, const struct cfg_route *r, void **state)
+rl_init(const struct config *cfg, const struct cfg_route *r, void *wstate,
+    void **state)
 {
 	struct rl_route *rr;
 	int t;
 	size_t i;
 
+	(void)wstate;
 	if (r->rl_by == RL_NONE)
 		return 0;
 	if (r->rl_by == RL_CONSUMER) {

@@ -9,9 +9,10 @@
 
 static int
 transform_init(const struct config *cfg, const struct cfg_route *r,
-    void **state)
+    void *wstate, void **state)
 {
 	(void)cfg;
+	(void)wstate;
 	if (r->nreq_add + r->nreq_remove + r->nresp_add + r->nresp_remove == 0)
 		return 0;
 	*state = (void *)r;

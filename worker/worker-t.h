@@ -305,6 +305,7 @@ struct worker {
 	size_t nls;
 	struct service_rt *svc;
 	struct up_hooks up_hooks;
+	struct policy_set pset;		/* policies' worker states */
 	struct policy_chain *chains;	/* one per route */
 	struct route_match_data *md;
 	struct conn *conns;		/* every open client connection */

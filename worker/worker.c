@@ -286,8 +286,11 @@ worker_open(struct worker *w, const struct worker_args *a)
 	    sizeof(*w->chains));
 	if (w->md == NULL || w->chains == NULL)
 		return -1;
+	if (policy_set_init(cfg, &w->pset) < 0)
+		return -1;
 	for (i = 0; i < cfg->nroutes; i++)
-		if (policy_chain_build(cfg, &cfg->routes[i], &w->chains[i]) < 0)
+		if (policy_chain_build(cfg, &cfg->routes[i], &w->pset,
+		    &w->chains[i]) < 0)
 			return -1;
 	return 0;
 }
@@ -307,6 +310,7 @@ worker_close(struct worker *w)
 		policy_chain_free(&w->chains[i]);
 	free(w->chains);
 	w->chains = NULL;
+	policy_set_free(&w->pset);
 	arena_cache_free(&w->arenas);
 	route_match_data_free(w->md);
 	w->md = NULL;

@@ -1,5 +1,5 @@
 build-clang/obj/worker/pool.o: worker/pool.c worker/pool.h \
-  worker/worker-t.h worker/../master/config.h \
+  worker/worker-t.h worker/../master/config.h worker/../master/log.h \
   worker/../policies/accesslog.h worker/../policies/../master/config.h \
   worker/../policies/arena.h worker/../policies/policy.h \
   worker/../policies/../worker/http1.h worker/../shm/counters.h \
@@ -10,6 +10,8 @@ worker/pool.h:
 worker/worker-t.h:
 
 worker/../master/config.h:
+
+worker/../master/log.h:
 
 worker/../policies/accesslog.h:
 

@@ -161,7 +161,7 @@ test_keys(void **st)
 	size_t n;
 
 	(void)st;
-	assert_int_equal(rl_init(&cfg, &route, &state), 1);
+	assert_int_equal(rl_init(&cfg, &route, NULL, &state), 1);
 	rr = state;
 	assert_string_equal(rr->tier->name, "anonymous");
 	ctx_init(&c, peer, 0, 0);
@@ -173,7 +173,7 @@ test_keys(void **st)
 	route.rl_by = RL_HEADER;
 	route.rl_header = "X-Key";
 	route.rl_tier = 1;
-	assert_int_equal(rl_init(&cfg, &route, &state), 1);
+	assert_int_equal(rl_init(&cfg, &route, NULL, &state), 1);
 	rr = state;
 	set_hdr(0, "x-key", "abc");
 	ctx_init(&c, peer, 1, 0);
@@ -187,15 +187,15 @@ test_keys(void **st)
 	rl_free(state);
 
 	route.rl_by = RL_ROUTE;
-	assert_int_equal(rl_init(&cfg, &route, &state), 1);
+	assert_int_equal(rl_init(&cfg, &route, NULL, &state), 1);
 	n = make_key(state, &c, key);
 	assert_memory_equal(key, "free\0route\0r1", n);
 	rl_free(state);
 
 	route.rl_by = RL_CONSUMER;
-	assert_int_equal(rl_init(&cfg, &route, &state), -1);
+	assert_int_equal(rl_init(&cfg, &route, NULL, &state), -1);
 	route.rl_by = RL_NONE;
-	assert_int_equal(rl_init(&cfg, &route, &state), 0);
+	assert_int_equal(rl_init(&cfg, &route, NULL, &state), 0);
 	route.rl_by = RL_IP;
 	route.rl_tier = -1;
 	route.rl_header = NULL;
@@ -212,7 +212,7 @@ test_limit_and_headers(void **st)
 	(void)st;
 	route.rl_by = RL_HEADER;
 	route.rl_header = "X-Key";
-	assert_int_equal(rl_init(&cfg, &route, &state), 1);
+	assert_int_equal(rl_init(&cfg, &route, NULL, &state), 1);
 	set_hdr(0, "X-Key", "a");
 	for (i = 0; i < 3; i++) {
 		ctx_init(&c, peer, 1, 1000);
@@ -273,7 +273,7 @@ test_lease_returned(void **st)
 	tiers[0].rate = 1;
 	tiers[0].per_s = 3600;
 	tiers[0].burst = 1000;
-	assert_int_equal(rl_init(&cfg, &route, &state), 1);
+	assert_int_equal(rl_init(&cfg, &route, NULL, &state), 1);
 	t0 = 5000;
 	ctx_init(&c, peer, 0, t0);
 	assert_int_equal(rl_request(&c, state, NULL), POLICY_CONTINUE);
@@ -305,7 +305,7 @@ test_lease_returned(void **st)
 	tiers[0].rate = 1000000000;
 	tiers[0].per_s = 1;
 	tiers[0].burst = 1000000000;
-	assert_int_equal(rl_init(&cfg, &route, &state), 1);
+	assert_int_equal(rl_init(&cfg, &route, NULL, &state), 1);
 	ctx_init(&c, peer, 0, t0);
 	assert_int_equal(rl_request(&c, state, NULL), POLICY_CONTINUE);
 	w = write_txns();
@@ -324,7 +324,7 @@ test_lease_returned(void **st)
 	tiers[0].rate = 1;
 	tiers[0].per_s = 3600;
 	tiers[0].burst = 1000;
-	assert_int_equal(rl_init(&cfg, &route, &state), 1);
+	assert_int_equal(rl_init(&cfg, &route, NULL, &state), 1);
 	ctx_init(&c, peer, 0, t0);
 	assert_int_equal(rl_request(&c, state, NULL), POLICY_CONTINUE);
 	assert_int_equal(bucket_peek(store_proc(&cfg), key, n, &slow,
@@ -367,7 +367,7 @@ test_long_key_parts_bounded(void **st)
 	route.rl_by = RL_HEADER;
 	route.rl_header = hdr_name;
 	route.rl_tier = 1;
-	assert_int_equal(rl_init(&cfg, &route, &state), 1);
+	assert_int_equal(rl_init(&cfg, &route, NULL, &state), 1);
 	set_hdr(0, hdr_name, v1);
 	ctx_init(&c, peer, 1, 0);
 	n1 = make_key(state, &c, k1);
@@ -384,7 +384,7 @@ test_long_key_parts_bounded(void **st)
 
 	route.rl_by = RL_ROUTE;
 	route.name = route_name;
-	assert_int_equal(rl_init(&cfg, &route, &state), 1);
+	assert_int_equal(rl_init(&cfg, &route, NULL, &state), 1);
 	ctx_init(&c, peer, 0, 0);
 	n = make_key(state, &c, key);
 	assert_true(n <= RL_KEY_MAX);
@@ -417,7 +417,7 @@ test_many_keys_no_write_per_request(void **st)
 	tiers[0].burst = 1000000000;
 	route.rl_by = RL_HEADER;
 	route.rl_header = "X-Api-Key";
-	assert_int_equal(rl_init(&cfg, &route, &state), 1);
+	assert_int_equal(rl_init(&cfg, &route, NULL, &state), 1);
 	w0 = write_txns();
 	for (i = 0; i < KEYS; i++) {
 		snprintf(v, sizeof(v), "key-%d", i);
@@ -462,7 +462,7 @@ test_ipv6_grouped_by_prefix(void **st)
 	assert_int_equal(inet_pton(AF_INET6, "2001:db8:1:3::1", other), 1);
 	assert_int_equal(inet_pton(AF_INET6, "::ffff:192.0.2.9", mapped), 1);
 	route.rl_by = RL_IP;
-	assert_int_equal(rl_init(&cfg, &route, &state), 1);
+	assert_int_equal(rl_init(&cfg, &route, NULL, &state), 1);
 	ctx_init(&c, a, 0, 0);
 	c.peer_family = AF_INET6;
 	n = make_key(state, &c, key);
@@ -494,14 +494,14 @@ test_ipv6_grouped_by_prefix(void **st)
 
 	/* Another prefix; 128 keys each address on its own. */
 	route.rl_v6_prefix = 48;
-	assert_int_equal(rl_init(&cfg, &route, &state), 1);
+	assert_int_equal(rl_init(&cfg, &route, NULL, &state), 1);
 	ctx_init(&c, other, 0, 0);
 	c.peer_family = AF_INET6;
 	n = make_key(state, &c, key);
 	assert_string_equal(key_value(key, n), "2001:db8:1::/48");
 	rl_free(state);
 	route.rl_v6_prefix = 128;
-	assert_int_equal(rl_init(&cfg, &route, &state), 1);
+	assert_int_equal(rl_init(&cfg, &route, NULL, &state), 1);
 	ctx_init(&c, a, 0, 0);
 	c.peer_family = AF_INET6;
 	n = make_key(state, &c, key);
@@ -528,7 +528,7 @@ test_full_lease_table_takes_one_token(void **st)
 	tiers[0].rate = 1;
 	tiers[0].per_s = 3600;
 	tiers[0].burst = 1000;
-	assert_int_equal(rl_init(&cfg, &route, &state), 1);
+	assert_int_equal(rl_init(&cfg, &route, NULL, &state), 1);
 	assert_non_null(leases());
 	for (i = 0; lease_count(rl.tab) < LEASE_CAP; i++) {
 		kl = snprintf(k, sizeof(k), "filler-%d", i);
