@@ -1,6 +1,0 @@
-build-clang/obj/master/upgrade.o: master/upgrade.c master/msg.h \
-  master/upgrade.h
-
-master/msg.h:
-
-master/upgrade.h:

@@ -1,3 +1,0 @@
-build-clang/obj/policies/arena.o: policies/arena.c policies/arena.h
-
-policies/arena.h:

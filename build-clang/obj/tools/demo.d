@@ -1,3 +1,0 @@
-build-clang/obj/tools/demo.o: tools/demo.c tools/demo.h
-
-tools/demo.h:

@@ -1,3 +1,0 @@
-build-clang/obj/worker/io.o: worker/io.c worker/io.h
-
-worker/io.h:
