@@ -397,7 +397,8 @@ struct bad_case {
 #define H ABC_HEX
 
 static const struct bad_case bad_cases[] = {
-	{ "keys = (\n  { sha256 \"" H "\"; consumer = \"c\"; }\n);\n", 2,
+	/* (Not `sha256 "..."`: libconfig 1.5 leaks the string then.) */
+	{ "keys = (\n  { sha256 = ; consumer = \"c\"; }\n);\n", 2,
 	  "syntax error" },
 	{ "", 0, "no 'keys' list" },
 	{ "# only a comment\nother = 1;\n", 2, "unknown setting 'other'" },
