@@ -47,25 +47,33 @@ if [ ! -e keys/rs256.pub.pem ]; then
 fi
 
 # API keys: portico stores only the SHA-256 of each key; the demo key
-# itself goes to demo-api-key.txt for curl.
-if [ ! -e keys/demo-api-key.txt ] && [ ! -e keys/api_keys.conf ]; then
+# itself goes to demo-api-key.txt for curl. api_keys.conf is rewritten
+# when it lacks the demo key's entry (a new key, or a file from an older
+# format); the old file is kept as api_keys.conf.old. The entry is the
+# line `gwctl key hash --consumer demo-partner --tier paid --scope
+# payments:read` prints for the key.
+if [ ! -e keys/demo-api-key.txt ]; then
 	printf 'demo-%s\n' "$(openssl rand -hex 16)" >keys/demo-api-key.txt.tmp
 	mv keys/demo-api-key.txt.tmp keys/demo-api-key.txt
 	echo "gen-keys: wrote etc/keys/demo-api-key.txt"
 fi
-if [ ! -e keys/api_keys.conf ]; then
-	if [ ! -e keys/demo-api-key.txt ]; then
-		echo "gen-keys: keys/demo-api-key.txt is missing" >&2
-		exit 1
-	fi
-	key=$(head -n 1 keys/demo-api-key.txt)
-	sum=$(printf '%s' "$key" | sha256sum | cut -d' ' -f1)
+key=$(head -n 1 keys/demo-api-key.txt)
+sum=$(printf '%s' "$key" | sha256sum | cut -d' ' -f1)
+entry="{ sha256 = \"$sum\"; consumer = \"demo-partner\"; tier = \"paid\"; scopes = [\"payments:read\"]; }"
+if [ ! -e keys/api_keys.conf ] || ! grep -qF "$entry" keys/api_keys.conf; then
 	cat >keys/api_keys.conf.tmp <<CONF
 # API keys portico accepts: the SHA-256 (hex) of each key, never the key.
+# Add one with: gwctl key hash --consumer NAME [--tier T] [--scope S]...
+# (the key on standard input); entries are separated by commas.
 keys = (
-  { sha256 = "$sum"; consumer = "acme"; tier = "paid"; }
+  $entry
 );
 CONF
+	if [ -e keys/api_keys.conf ]; then
+		mv keys/api_keys.conf keys/api_keys.conf.old
+		echo "gen-keys: etc/keys/api_keys.conf did not hold the demo" \
+		    "key's entry; the old file is etc/keys/api_keys.conf.old"
+	fi
 	mv keys/api_keys.conf.tmp keys/api_keys.conf
 	echo "gen-keys: wrote etc/keys/api_keys.conf"
 fi

@@ -16,6 +16,7 @@
 
 #include "master/config.h"
 #include "master/msg.h"
+#include "tools/gwctl_key.h"
 
 #define DEFAULT_CONF	"etc/portico.conf"
 #define TIMEOUT_S	30
@@ -52,6 +53,7 @@ static int run_explain(struct ctx *, const struct cmd *);
 static int run_breakers(struct ctx *, const struct cmd *);
 static int run_cache(struct ctx *, const struct cmd *);
 static int run_reopen(struct ctx *, const struct cmd *);
+static int run_key(struct ctx *, const struct cmd *);
 
 static const struct cmd cmds[] = {
 	{ "help", "help [COMMAND]", "show commands, or one command's usage",
@@ -80,6 +82,10 @@ static const struct cmd cmds[] = {
 	    run_cache },
 	{ "reopen", "reopen", "reopen log files (after rotation)",
 	    run_reopen },
+	{ "key", "key hash [KEY] [--consumer NAME] [--tier T] [--scope S]..."
+	    " | key check FILE", "print the keys-file entry for an API key "
+	    "(KEY from standard input when absent); check a keys file "
+	    "offline", run_key },
 	{ "stop", "stop [--now]", "graceful stop (--now: fast stop)",
 	    run_stop },
 	{ NULL, NULL, NULL, NULL },
@@ -1007,6 +1013,13 @@ run_reopen(struct ctx *x, const struct cmd *self)
 		    get_u(in.map, "workers_signalled") == 1 ? "" : "s");
 	msg_in_free(&in);
 	return rc;
+}
+
+static int
+run_key(struct ctx *x, const struct cmd *self)
+{
+	(void)self;
+	return gwctl_key(x->argc, x->argv);
 }
 
 /* Value of an option that takes one; exits on a missing value. */
