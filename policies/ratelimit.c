@@ -64,6 +64,14 @@ leases(void)
 	return rl.tab;
 }
 
+/* This process's store handle, at the configured path (shm/ takes plain
+ * parameters, not the config). */
+static struct store *
+store_of(const struct config *cfg)
+{
+	return store_proc(cfg->server.state_path, cfg->server.workers);
+}
+
 static void
 warn_store(const char *what, int rc, uint64_t now_ms)
 {
@@ -89,7 +97,7 @@ ratelimit_tick(uint64_t now_ms)
 
 	if (!ratelimit_pending())
 		return;
-	st = store_proc(NULL);
+	st = store_proc(NULL, 0);
 	if (st == NULL)
 		return;
 	rc = lease_tick(rl.tab, st, now_ms, NULL);
@@ -348,7 +356,7 @@ rl_init(const struct config *cfg, const struct cfg_route *r, void **state)
 	    (unsigned long long)rr->p.per_s);
 	/* Workers open the store here, after fork, once per process; a
 	 * failure is retried by later requests (refused meanwhile). */
-	store_proc(cfg);
+	store_of(cfg);
 	*state = rr;
 	return 1;
 }
@@ -428,7 +436,7 @@ rl_request(struct xctx *ctx, void *state, void *slot)
 		lease_headers(rr, ctx, e);
 		return POLICY_CONTINUE;
 	}
-	st = store_proc(ctx->cfg);
+	st = store_of(ctx->cfg);
 	if (st == NULL) {
 		warn_store("opening the store", 0, ctx->now_ms);
 		return refuse(rr, ctx, 503, 1);
@@ -474,7 +482,7 @@ rl_free(void *state)
 	if (rl.tab == NULL || rl.pid != (int)getpid() ||
 	    lease_count(rl.tab) == 0)
 		return;
-	st = store_proc(NULL);
+	st = store_proc(NULL, 0);
 	if (st == NULL || lease_return_all(rl.tab, st) < 0)
 		warn_store("returning leases", 0, 0);
 }

@@ -249,7 +249,7 @@ write_txns(void)
 {
 	MDB_envinfo info;
 
-	assert_int_equal(mdb_env_info(store_proc(&cfg)->env, &info), 0);
+	assert_int_equal(mdb_env_info(store_of(&cfg)->env, &info), 0);
 	return info.me_last_txnid;
 }
 
@@ -279,7 +279,7 @@ test_lease_returned(void **st)
 	assert_int_equal(rl_request(&c, state, NULL), POLICY_CONTINUE);
 	n = make_key(state, &c, key);
 	/* One worker: a lease of 1000 / 2 = 500, capped at LEASE_MAX. */
-	assert_int_equal(bucket_peek(store_proc(&cfg), key, n, &slow,
+	assert_int_equal(bucket_peek(store_of(&cfg), key, n, &slow,
 	    store_now_ns(), &b), 1);
 	assert_int_equal(bucket_whole(&b), 1000 - LEASE_MAX);
 	/* Spent locally: no store change. */
@@ -288,13 +288,13 @@ test_lease_returned(void **st)
 	assert_non_null(strstr(extra, ";r=998;"));
 	/* Not yet due. */
 	ratelimit_tick(t0 + LEASE_CHECK_MS - 1);
-	assert_int_equal(bucket_peek(store_proc(&cfg), key, n, &slow,
+	assert_int_equal(bucket_peek(store_of(&cfg), key, n, &slow,
 	    store_now_ns(), &b), 1);
 	assert_int_equal(bucket_whole(&b), 1000 - LEASE_MAX);
 	assert_true(ratelimit_pending());
 	/* Due: the bucket lacks them, so the rest goes back. */
 	ratelimit_tick(t0 + LEASE_CHECK_MS);
-	assert_int_equal(bucket_peek(store_proc(&cfg), key, n, &slow,
+	assert_int_equal(bucket_peek(store_of(&cfg), key, n, &slow,
 	    store_now_ns(), &b), 1);
 	assert_int_equal(bucket_whole(&b), 1000 - 2);
 	assert_false(ratelimit_pending());
@@ -327,13 +327,13 @@ test_lease_returned(void **st)
 	assert_int_equal(rl_init(&cfg, &route, &state), 1);
 	ctx_init(&c, peer, 0, t0);
 	assert_int_equal(rl_request(&c, state, NULL), POLICY_CONTINUE);
-	assert_int_equal(bucket_peek(store_proc(&cfg), key, n, &slow,
+	assert_int_equal(bucket_peek(store_of(&cfg), key, n, &slow,
 	    store_now_ns(), &b), 1);
 	/* (The other tier's bucket counted as full for this one.) */
 	assert_int_equal(bucket_whole(&b), 1000 - LEASE_MAX);
 	rl_free(state);
 	assert_false(ratelimit_pending());
-	assert_int_equal(bucket_peek(store_proc(&cfg), key, n, &slow,
+	assert_int_equal(bucket_peek(store_of(&cfg), key, n, &slow,
 	    store_now_ns(), &b), 1);
 	assert_int_equal(bucket_whole(&b), 1000 - 1);
 	tiers[0].rate = 10;
@@ -539,7 +539,7 @@ test_full_lease_table_takes_one_token(void **st)
 	ctx_init(&c, peer, 0, 9000);
 	assert_int_equal(rl_request(&c, state, NULL), POLICY_CONTINUE);
 	n = make_key(state, &c, key);
-	assert_int_equal(bucket_peek(store_proc(&cfg), key, n, &slow,
+	assert_int_equal(bucket_peek(store_of(&cfg), key, n, &slow,
 	    store_now_ns(), &b), 1);
 	assert_int_equal(bucket_whole(&b), 999);
 	assert_int_equal(lease_count(rl.tab), held);
