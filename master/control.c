@@ -17,7 +17,7 @@
 #include "log.h"
 #include "master.h"
 #include "msg.h"
-#include "../policies/ratelimit.h"	/* ratelimit: gwctl limits */
+#include "control_limits.h"		/* gwctl limits */
 #include "../worker/route.h"		/* gwctl explain */
 #include "../worker/upstream.h"		/* gwctl explain: the pick */
 
@@ -938,7 +938,7 @@ dispatch(struct control *c, const msgpack_object *req, struct msg_out *o,
 	if (msg_str_eq(cmd, "status"))
 		return reply_status(c, o);
 	if (msg_str_eq(cmd, "limits"))	/* ratelimit */
-		return ratelimit_control(c->m->cfg, req, o);
+		return control_reply_limits(req, o);
 	if (msg_str_eq(cmd, "stats"))
 		return reply_stats(c, o);
 	if (msg_str_eq(cmd, "routes"))

@@ -552,6 +552,72 @@ test_full_lease_table_takes_one_token(void **st)
 	tiers[0].burst = 3;
 }
 
+/* What gwctl limits shows and resets, as plain data: the buckets of one
+ * value across tiers (a long value found by its hash, as requests store
+ * it), and a reset that refills them. */
+static void
+test_find_and_reset(void **st)
+{
+	static const uint8_t peer[4] = { 127, 0, 0, 12 };
+	static char longv[201];
+	struct ratelimit_view v[4];
+	struct xctx c;
+	void *s0 = NULL, *s1 = NULL;
+	int n, i;
+
+	(void)st;
+	memset(longv, 'q', 200);
+	route.rl_by = RL_HEADER;
+	route.rl_header = "X-Key";
+	assert_int_equal(rl_init(&cfg, &route, &s0), 1);
+	route.rl_tier = 1;
+	assert_int_equal(rl_init(&cfg, &route, &s1), 1);
+	set_hdr(0, "X-Key", "findme");
+	ctx_init(&c, peer, 1, 1000);
+	assert_int_equal(rl_request(&c, s0, NULL), POLICY_CONTINUE);
+	ctx_init(&c, peer, 1, 1000);
+	assert_int_equal(rl_request(&c, s1, NULL), POLICY_CONTINUE);
+	set_hdr(0, "X-Key", longv);
+	ctx_init(&c, peer, 1, 1000);
+	assert_int_equal(rl_request(&c, s1, NULL), POLICY_CONTINUE);
+
+	n = ratelimit_find(store_of(&cfg), "findme", 6, store_now_ns(), v, 4);
+	assert_int_equal(n, 2);
+	for (i = 0; i < n; i++) {
+		const struct cfg_tier *t = strcmp(v[i].tier, "free") == 0 ?
+		    &tiers[1] : &tiers[0];
+
+		assert_string_equal(v[i].tier, t->name);
+		assert_string_equal(v[i].by, "header:x-key");
+		assert_int_equal(v[i].burst, t->burst);
+		assert_int_equal(v[i].rate, t->rate);
+		assert_int_equal(v[i].per_s, t->per_s);
+		assert_true(v[i].tokens <= v[i].burst);
+		assert_true(v[i].tokens_micro / BUCKET_ONE == v[i].tokens);
+	}
+	assert_string_not_equal(v[0].tier, v[1].tier);
+	assert_int_equal(ratelimit_find(store_of(&cfg), "findm", 5,
+	    store_now_ns(), v, 4), 0);
+	/* At most MAX. */
+	assert_int_equal(ratelimit_find(store_of(&cfg), "findme", 6,
+	    store_now_ns(), v, 1), 1);
+	n = ratelimit_find(store_of(&cfg), longv, 200, store_now_ns(), v, 4);
+	assert_int_equal(n, 1);
+	assert_string_equal(v[0].tier, "free");
+
+	n = ratelimit_find(store_of(&cfg), "findme", 6, store_now_ns(), v, 4);
+	for (i = 0; i < n; i++)
+		assert_int_equal(ratelimit_reset(store_of(&cfg), &v[i]), 1);
+	assert_int_equal(ratelimit_reset(store_of(&cfg), &v[0]), 0);
+	assert_int_equal(ratelimit_find(store_of(&cfg), "findme", 6,
+	    store_now_ns(), v, 4), 0);
+	rl_free(s0);
+	rl_free(s1);
+	route.rl_by = RL_IP;
+	route.rl_header = NULL;
+	route.rl_tier = -1;
+}
+
 int
 main(void)
 {
@@ -564,6 +630,7 @@ main(void)
 		cmocka_unit_test(test_many_keys_no_write_per_request),
 		cmocka_unit_test(test_ipv6_grouped_by_prefix),
 		cmocka_unit_test(test_full_lease_table_takes_one_token),
+		cmocka_unit_test(test_find_and_reset),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
