@@ -552,34 +552,40 @@ test_full_lease_table_takes_one_token(void **st)
 	tiers[0].burst = 3;
 }
 
+/* Store bucket TIER/KIND/VALUE as a request would (a long value by its
+ * hash), with tokens leased from it. */
+static void
+lease_for(const struct cfg_tier *t, const char *kind, const char *value)
+{
+	const struct bucket_params p = { t->rate, t->per_s, t->burst };
+	char key[RL_KEY_MAX];
+	size_t n = 0;
+
+	put_part(key, &n, RL_NAME_MAX, t->name, strlen(t->name));
+	key[n++] = '\0';
+	memcpy(key + n, kind, strlen(kind));
+	n += strlen(kind);
+	key[n++] = '\0';
+	put_part(key, &n, RL_VALUE_MAX, value, strlen(value));
+	assert_int_equal(bucket_lease(store_of(&cfg), key, n, &p,
+	    store_now_ns(), 1, 1, NULL), 1);
+}
+
 /* What gwctl limits shows and resets, as plain data: the buckets of one
- * value across tiers (a long value found by its hash, as requests store
- * it), and a reset that refills them. */
+ * value across tiers and kinds (a long value found by its hash, as
+ * requests store it), and a reset that refills them. */
 static void
 test_find_and_reset(void **st)
 {
-	static const uint8_t peer[4] = { 127, 0, 0, 12 };
 	static char longv[201];
 	struct ratelimit_view v[4];
-	struct xctx c;
-	void *s0 = NULL, *s1 = NULL;
 	int n, i;
 
 	(void)st;
 	memset(longv, 'q', 200);
-	route.rl_by = RL_HEADER;
-	route.rl_header = "X-Key";
-	assert_int_equal(rl_init(&cfg, &route, &s0), 1);
-	route.rl_tier = 1;
-	assert_int_equal(rl_init(&cfg, &route, &s1), 1);
-	set_hdr(0, "X-Key", "findme");
-	ctx_init(&c, peer, 1, 1000);
-	assert_int_equal(rl_request(&c, s0, NULL), POLICY_CONTINUE);
-	ctx_init(&c, peer, 1, 1000);
-	assert_int_equal(rl_request(&c, s1, NULL), POLICY_CONTINUE);
-	set_hdr(0, "X-Key", longv);
-	ctx_init(&c, peer, 1, 1000);
-	assert_int_equal(rl_request(&c, s1, NULL), POLICY_CONTINUE);
+	lease_for(&tiers[0], "header:x-key", "findme");
+	lease_for(&tiers[1], "ip", "findme");
+	lease_for(&tiers[1], "header:x-key", longv);
 
 	n = ratelimit_find(store_of(&cfg), "findme", 6, store_now_ns(), v, 4);
 	assert_int_equal(n, 2);
@@ -588,7 +594,8 @@ test_find_and_reset(void **st)
 		    &tiers[1] : &tiers[0];
 
 		assert_string_equal(v[i].tier, t->name);
-		assert_string_equal(v[i].by, "header:x-key");
+		assert_string_equal(v[i].by, t == &tiers[0] ? "header:x-key" :
+		    "ip");
 		assert_int_equal(v[i].burst, t->burst);
 		assert_int_equal(v[i].rate, t->rate);
 		assert_int_equal(v[i].per_s, t->per_s);
@@ -604,18 +611,17 @@ test_find_and_reset(void **st)
 	n = ratelimit_find(store_of(&cfg), longv, 200, store_now_ns(), v, 4);
 	assert_int_equal(n, 1);
 	assert_string_equal(v[0].tier, "free");
+	assert_string_equal(v[0].by, "header:x-key");
 
 	n = ratelimit_find(store_of(&cfg), "findme", 6, store_now_ns(), v, 4);
+	assert_int_equal(n, 2);
 	for (i = 0; i < n; i++)
 		assert_int_equal(ratelimit_reset(store_of(&cfg), &v[i]), 1);
 	assert_int_equal(ratelimit_reset(store_of(&cfg), &v[0]), 0);
 	assert_int_equal(ratelimit_find(store_of(&cfg), "findme", 6,
 	    store_now_ns(), v, 4), 0);
-	rl_free(s0);
-	rl_free(s1);
-	route.rl_by = RL_IP;
-	route.rl_header = NULL;
-	route.rl_tier = -1;
+	assert_int_equal(ratelimit_find(store_of(&cfg), longv, 200,
+	    store_now_ns(), v, 4), 1);
 }
 
 int
