@@ -62,6 +62,8 @@ unit: $(UNIT_BIN)
 	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done
 	@echo "== test/tools"
 	@/usr/bin/python3 -m pytest -q -p no:cacheprovider test/tools
+	@echo "== check-layers"
+	@/usr/bin/python3 tools/check-layers.py
 
 # The #include lines against the layers (README.md, "Design").
 check-layers:

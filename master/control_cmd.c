@@ -9,7 +9,7 @@
 #include "msg.h"
 #include "reload.h"
 #include "upgrade.h"
-#include "../policies/ratelimit.h"	/* ratelimit: gwctl limits */
+#include "control_limits.h"
 
 /* Printable, bounded copy of a client-supplied name for messages. */
 static void
@@ -334,7 +334,7 @@ control_dispatch(struct master *m, const msgpack_object *req,
 	if (msg_str_eq(cmd, "status"))
 		return reply_status(m, o);
 	if (msg_str_eq(cmd, "limits"))	/* ratelimit */
-		return ratelimit_control(m->cfg, req, o);
+		return control_reply_limits(req, o);
 	if (msg_str_eq(cmd, "stats"))
 		return reply_stats(m, o);
 	if (msg_str_eq(cmd, "routes"))

@@ -523,7 +523,9 @@ master_run(struct config *cfg)
 		goto done;
 	}
 	upgrade_set_free(&set);
-	if (store_master_init(cfg) < 0) {	/* before any fork */
+	/* Before any fork. */
+	if (store_master_init(cfg->server.state_path,
+	    cfg->server.state_max_mb, cfg->server.workers) < 0) {
 		fatal(cfg, "shared store %s unusable", cfg->server.state_path);
 		goto done;
 	}

@@ -11,7 +11,6 @@
  */
 #include <arpa/inet.h>
 #include <ctype.h>
-#include <errno.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,7 +27,6 @@
 #include "ratelimit.h"
 
 #define LEASE_MAX	64	/* tokens per lease, at most */
-#define CTL_KEY_MAX	1024	/* gwctl limits KEY */
 
 struct rl_route {
 	const struct config *cfg;
@@ -64,6 +62,14 @@ leases(void)
 	return rl.tab;
 }
 
+/* This process's store handle, at the configured path (shm/ takes plain
+ * parameters, not the config). */
+static struct store *
+store_of(const struct config *cfg)
+{
+	return store_proc(cfg->server.state_path, cfg->server.workers);
+}
+
 static void
 warn_store(const char *what, int rc, uint64_t now_ms)
 {
@@ -89,7 +95,7 @@ ratelimit_tick(uint64_t now_ms)
 
 	if (!ratelimit_pending())
 		return;
-	st = store_proc(NULL);
+	st = store_proc(NULL, 0);
 	if (st == NULL)
 		return;
 	rc = lease_tick(rl.tab, st, now_ms, NULL);
@@ -350,7 +356,7 @@ rl_init(const struct config *cfg, const struct cfg_route *r, void *wstate,
 	    (unsigned long long)rr->p.per_s);
 	/* Workers open the store here, after fork, once per process; a
 	 * failure is retried by later requests (refused meanwhile). */
-	store_proc(cfg);
+	store_of(cfg);
 	*state = rr;
 	return 1;
 }
@@ -430,7 +436,7 @@ rl_request(struct xctx *ctx, void *state, void *slot)
 		lease_headers(rr, ctx, e);
 		return POLICY_CONTINUE;
 	}
-	st = store_proc(ctx->cfg);
+	st = store_of(ctx->cfg);
 	if (st == NULL) {
 		warn_store("opening the store", 0, ctx->now_ms);
 		return refuse(rr, ctx, 503, 1);
@@ -476,7 +482,7 @@ rl_free(void *state)
 	if (rl.tab == NULL || rl.pid != (int)getpid() ||
 	    lease_count(rl.tab) == 0)
 		return;
-	st = store_proc(NULL);
+	st = store_proc(NULL, 0);
 	if (st == NULL || lease_return_all(rl.tab, st) < 0)
 		warn_store("returning leases", 0, 0);
 }
@@ -490,82 +496,69 @@ const struct policy policy_ratelimit = {
 
 /* ---- gwctl limits ------------------------------------------------ */
 
-struct found {
-	char key[RL_KEY_MAX];
-	size_t klen;
-	struct bucket b;
-};
-
-static void
-pack_bucket(msgpack_packer *pk, const struct found *f, uint64_t now_ns)
-{
-	const char *tier = f->key;
-	const char *kind = tier + strlen(tier) + 1;
-	struct bucket b = f->b;
-
-	bucket_refill(&b, now_ns);
-	msgpack_pack_map(pk, 8);
-	msg_pack_kv_str(pk, "tier", tier);
-	msg_pack_kv_str(pk, "by", kind);
-	msg_pack_kv_uint(pk, "tokens", bucket_whole(&b));
-	msg_pack_kv_uint(pk, "tokens_micro", b.tokens);
-	msg_pack_kv_uint(pk, "burst", b.p.burst);
-	msg_pack_kv_uint(pk, "rate", b.p.rate);
-	msg_pack_kv_uint(pk, "per_s", b.p.per_s);
-	msg_pack_kv_uint(pk, "full_in_ms",
-	    (bucket_wait_ns(&b, b.p.burst) + 999999) / 1000000);
-}
-
-/* How full the store is and how many write txns it has seen: for an
- * operator watching the map fill, and for make bench (write txns per
- * request). */
-static void
-pack_figures(msgpack_packer *pk, const struct store_figures *f)
-{
-	msg_pack_str(pk, "store");
-	msgpack_pack_map(pk, 6);
-	msg_pack_kv_uint(pk, "map_bytes", f->map_bytes);
-	msg_pack_kv_uint(pk, "page_bytes", f->page_size);
-	msg_pack_kv_uint(pk, "free_pages", f->free_pages);
-	msg_pack_kv_uint(pk, "reserve_pages", f->reserve_pages);
-	msg_pack_kv_uint(pk, "headroom_pages", f->headroom_pages);
-	msg_pack_kv_uint(pk, "write_txns", f->last_txnid);
-}
-
-/* Buckets whose value part is KEY (KLEN bytes), in a read txn. Count, or
- * negative. */
+/* The view of the bucket under key P (LEN bytes, TIER '\0' KIND '\0'
+ * VALUE) when its value part is VALUE (VLEN bytes); D is its stored
+ * value. 0, or -1 when it is not that value's bucket (or not ours). */
 static int
-scan(struct store *st, const char *key, size_t klen, struct found *out,
-    int max)
+view_of(const char *p, size_t len, const MDB_val *d, const char *value,
+    size_t vlen, uint64_t now_ns, struct ratelimit_view *v)
 {
+	const char *z1, *z2;
+	struct bucket b;
+	size_t tl, kl;
+
+	if (len >= RL_KEY_MAX)
+		return -1;
+	z1 = memchr(p, '\0', len);
+	z2 = z1 ? memchr(z1 + 1, '\0', len - (size_t)(z1 + 1 - p)) : NULL;
+	if (z2 == NULL || (size_t)(p + len - (z2 + 1)) != vlen ||
+	    memcmp(z2 + 1, value, vlen) != 0)
+		return -1;
+	tl = (size_t)(z1 - p);
+	kl = (size_t)(z2 - (z1 + 1));
+	if (tl > RL_NAME_MAX || kl > RL_KIND_MAX ||
+	    bucket_decode(d->mv_data, d->mv_size, &b) < 0)
+		return -1;
+	memcpy(v->tier, p, tl);
+	v->tier[tl] = '\0';
+	memcpy(v->by, z1 + 1, kl);
+	v->by[kl] = '\0';
+	memcpy(v->key, p, len);
+	v->klen = len;
+	bucket_refill(&b, now_ns);
+	v->tokens = bucket_whole(&b);
+	v->tokens_micro = b.tokens;
+	v->burst = b.p.burst;
+	v->rate = b.p.rate;
+	v->per_s = b.p.per_s;
+	v->full_in_ms = (bucket_wait_ns(&b, b.p.burst) + 999999) / 1000000;
+	return 0;
+}
+
+int
+ratelimit_find(struct store *st, const char *value, size_t len,
+    uint64_t now_ns, struct ratelimit_view *out, int max)
+{
+	char val[RL_VALUE_MAX + RL_HASHED_LEN + 1];
+	size_t vlen = 0;
 	MDB_cursor *cur;
 	MDB_txn *txn;
 	MDB_val k, v;
 	int rc, n = 0;
 
+	/* Stored as a request's value would be: long ones hashed. */
+	put_part(val, &vlen, RL_VALUE_MAX, value, len);
 	if ((rc = store_read_begin(st, &txn)) < 0)
 		return rc;
 	if ((rc = mdb_cursor_open(txn, st->dbi[STORE_BUCKETS], &cur)) != 0) {
 		store_read_end(st);
-		return -EIO;
+		return rc > 0 ? -rc : rc;
 	}
 	rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
 	for (; rc == 0 && n < max; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-		const char *p = k.mv_data, *z1, *z2;
-
-		if (k.mv_size >= RL_KEY_MAX)
-			continue;
-		z1 = memchr(p, '\0', k.mv_size);
-		z2 = z1 ? memchr(z1 + 1, '\0', k.mv_size - (z1 + 1 - p)) : NULL;
-		if (z2 == NULL || (size_t)(p + k.mv_size - (z2 + 1)) != klen ||
-		    memcmp(z2 + 1, key, klen) != 0)
-			continue;
-		if (bucket_decode(v.mv_data, v.mv_size, &out[n].b) < 0)
-			continue;
-		memcpy(out[n].key, p, k.mv_size);
-		out[n].key[k.mv_size] = '\0';
-		out[n].klen = k.mv_size;
-		n++;
+		if (view_of(k.mv_data, k.mv_size, &v, val, vlen, now_ns,
+		    &out[n]) == 0)
+			n++;
 	}
 	mdb_cursor_close(cur);
 	store_read_end(st);
@@ -573,82 +566,7 @@ scan(struct store *st, const char *key, size_t klen, struct found *out,
 }
 
 int
-ratelimit_control(const struct config *cfg, const msgpack_object *req,
-    struct msg_out *o)
+ratelimit_reset(struct store *st, const struct ratelimit_view *v)
 {
-	enum { MAXF = 64 };
-	struct found *f = NULL;
-	struct store *st = NULL;
-	char key[CTL_KEY_MAX + 1], err[160] = "";
-	char val[RL_VALUE_MAX + RL_HASHED_LEN + 1];
-	size_t vlen = 0;
-	struct store_figures fig;
-	bool reset = false, fig_ok = false;
-	uint64_t now;
-	int n = 0, i, rc = 0, nreset = 0;
-
-	(void)cfg;
-	if (msg_get_str(req, "key", key, sizeof(key)) < 0) {
-		snprintf(err, sizeof(err), "limits needs a key (at most %d "
-		    "bytes)", CTL_KEY_MAX);
-		goto reply;
-	}
-	/* Stored as a request's value would be: long ones hashed. */
-	put_part(val, &vlen, RL_VALUE_MAX, key, strlen(key));
-	if (msg_get(req, "reset") != NULL &&
-	    msg_get_bool(req, "reset", &reset) < 0) {
-		snprintf(err, sizeof(err), "'reset' must be a boolean");
-		goto reply;
-	}
-	f = calloc(MAXF, sizeof(*f));
-	if (f == NULL)
-		return -1;
-	if ((rc = store_master_open(&st)) < 0) {
-		snprintf(err, sizeof(err), "shared store: %s",
-		    store_strerror(rc));
-		goto reply;
-	}
-	n = scan(st, val, vlen, f, MAXF);
-	if (n < 0) {
-		snprintf(err, sizeof(err), "shared store: %s",
-		    store_strerror(n));
-		goto reply;
-	}
-	fig_ok = store_figures(st, &fig) == 0;
-	for (i = 0; reset && i < n; i++) {
-		rc = bucket_reset(st, f[i].key, f[i].klen);
-		if (rc < 0) {
-			snprintf(err, sizeof(err), "reset: %s",
-			    store_strerror(rc));
-			goto reply;
-		}
-		nreset++;
-	}
-reply:
-	now = store_now_ns();
-	if (err[0] != '\0') {
-		if (msg_out_init(o, 2) < 0)
-			goto oom;
-		msg_pack_kv_bool(&o->pk, "ok", false);
-		msg_pack_kv_str(&o->pk, "error", err);
-	} else {
-		if (msg_out_init(o, fig_ok ? 5 : 4) < 0)
-			goto oom;
-		msg_pack_kv_bool(&o->pk, "ok", true);
-		msg_pack_kv_str(&o->pk, "key", key);
-		msg_pack_kv_uint(&o->pk, "reset", (uint64_t)nreset);
-		msg_pack_str(&o->pk, "buckets");
-		msgpack_pack_array(&o->pk, (size_t)n);
-		for (i = 0; i < n; i++)
-			pack_bucket(&o->pk, &f[i], now);
-		if (fig_ok)
-			pack_figures(&o->pk, &fig);
-	}
-	store_close(st);
-	free(f);
-	return 0;
-oom:
-	store_close(st);
-	free(f);
-	return -1;
+	return bucket_reset(st, v->key, v->klen);
 }

@@ -1,6 +1,7 @@
 /*
  * ratelimit: the rate-limiting policy's extras beyond policy.h: the
- * bucket key it uses, and the master's `gwctl limits` command.
+ * bucket key it uses, the worker's lease timer, and what `gwctl limits`
+ * shows and resets (the control server builds the reply).
  *
  * Bucket key (buckets db): TIER '\0' KIND '\0' VALUE, KIND being "ip",
  * "route" or "header:NAME" (NAME lower-case) and VALUE the client address,
@@ -15,12 +16,10 @@
 #define PORTICO_RATELIMIT_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
-#include <msgpack.h>
-
 #include "../master/config.h"
-#include "../master/msg.h"
 #include "../shm/lease.h"
 
 /* Key parts: a tier name and a header name are at most RL_NAME_MAX bytes
@@ -39,10 +38,28 @@
 bool ratelimit_pending(void);
 void ratelimit_tick(uint64_t now_ms);
 
-/* ratelimit_control: answer {"cmd":"limits","key":KEY,"reset":BOOL}
- * into o (the master, with a short-lived store handle). 0 or -1 (out of
- * memory). */
-int ratelimit_control(const struct config *cfg, const msgpack_object *req,
-    struct msg_out *o);
+/* One bucket as the store holds it, refilled to a given time: what
+ * `gwctl limits` shows. */
+struct ratelimit_view {
+	char tier[RL_NAME_MAX + 1];	/* as in the key */
+	char by[RL_KIND_MAX + 1];	/* "ip", "route", "header:NAME" */
+	uint64_t tokens;		/* whole tokens */
+	uint64_t tokens_micro;		/* in millionths of a token */
+	uint64_t burst, rate, per_s;	/* the settings it was made with */
+	uint64_t full_in_ms;		/* until it is full again */
+	char key[RL_KEY_MAX];		/* its store key, for ratelimit_reset */
+	size_t klen;
+};
+
+/* ratelimit_find: the buckets whose value part is VALUE (LEN bytes;
+ * looked up as a request would store it, so a long value by its hash),
+ * in every tier and kind, at most MAX of them, as of NOW_NS
+ * (store_now_ns), from one read txn of S. Count, or a negative store
+ * error. */
+int ratelimit_find(struct store *s, const char *value, size_t len,
+    uint64_t now_ns, struct ratelimit_view *out, int max);
+/* ratelimit_reset: refill the bucket V names (absent is full: it is
+ * deleted). 1 deleted, 0 already absent, or a negative store error. */
+int ratelimit_reset(struct store *s, const struct ratelimit_view *v);
 
 #endif

@@ -3,6 +3,7 @@
 #include <sys/random.h>
 #include <unistd.h>
 
+#include "hash.h"
 #include "lease.h"
 
 #define MIN_SLOTS	1024
@@ -22,23 +23,12 @@ struct lease_table {
 	size_t n, cap;
 };
 
-/* FNV-1a from a per-table random basis, then a 64-bit finaliser (from
- * MurmurHash3's fmix64): keys a client chooses cannot be aimed at one
- * chain of the index without knowing the seed. */
+/* Seeded per table (shm/hash.h): keys a client chooses cannot be aimed
+ * at one chain of the index without knowing the seed. */
 uint64_t
 lease_hash(const struct lease_table *t, const void *key, size_t klen)
 {
-	const unsigned char *p = key;
-	uint64_t h = t->seed;
-
-	while (klen-- > 0)
-		h = (h ^ *p++) * 1099511628211ull;
-	h ^= h >> 33;
-	h *= 0xff51afd7ed558ccdull;
-	h ^= h >> 33;
-	h *= 0xc4ceb9fe1a85ec53ull;
-	h ^= h >> 33;
-	return h;
+	return hash_bytes(key, klen, t->seed);
 }
 
 struct lease_table *
@@ -49,7 +39,7 @@ lease_table_new(void)
 	if (t == NULL)
 		return NULL;
 	if (getrandom(&t->seed, sizeof(t->seed), 0) != sizeof(t->seed))
-		t->seed = 1469598103934665603ull ^ (uint64_t)getpid();
+		t->seed = (uint64_t)getpid();
 	t->slots = calloc(MIN_SLOTS, sizeof(*t->slots));
 	if (t->slots == NULL) {
 		free(t);

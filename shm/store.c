@@ -11,7 +11,6 @@
 #include <msgpack.h>
 
 #include "../master/log.h"
-#include "bucket.h"
 #include "store.h"
 
 /* The same flags in every process and binary: LMDB requires it of
@@ -20,21 +19,13 @@
 #define ENV_FLAGS	(MDB_NOTLS | MDB_NOSYNC | MDB_NOMETASYNC | MDB_WRITEMAP)
 #define VALUE_FORMAT	1
 
-static const char *const db_names[STORE__NDB] = {
-	[STORE_BUCKETS] = "buckets",
-	[STORE_BREAKERS] = "breakers",
-	[STORE_HEALTH] = "health",
-	[STORE_CACHE] = "cache",
-	[STORE_CACHE_EXP] = "cache_exp",
-};
-
 /* The master's view: what store_master_init checked. */
 static struct {
 	char path[PATH_MAX];
 	unsigned nworkers;
 	int ready;
 	uint64_t last_tick_ms;
-	struct bucket_sweep sweep;	/* resumes across ticks */
+	void *upkeep[STORE__NDB];	/* each database's upkeep state */
 } master;
 
 /* This process's handle (store_proc). */
@@ -112,8 +103,9 @@ mkdirs(const char *path)
 	return 0;
 }
 
+/* A version record: msgpack [VALUE_FORMAT, V]. Bytes written, or -1. */
 static int
-schema_encode(char *out, size_t cap)
+version_encode(char *out, size_t cap, uint32_t v)
 {
 	struct store_buf b = { out, 0, cap, 0 };
 	msgpack_packer pk;
@@ -121,13 +113,13 @@ schema_encode(char *out, size_t cap)
 	msgpack_packer_init(&pk, &b, store_buf_write);
 	msgpack_pack_array(&pk, 2);
 	msgpack_pack_uint32(&pk, VALUE_FORMAT);
-	msgpack_pack_uint32(&pk, STORE_SCHEMA);
+	msgpack_pack_uint32(&pk, v);
 	return b.overflow ? -1 : (int)b.len;
 }
 
-/* The schema number in a stored value, or -1 when it is not ours. */
+/* The version in a stored record, or -1 when it is not ours. */
 static int64_t
-schema_decode(const void *data, size_t len)
+version_decode(const void *data, size_t len)
 {
 	msgpack_unpacked up;
 	const msgpack_object *a;
@@ -142,7 +134,8 @@ schema_decode(const void *data, size_t len)
 	a = up.data.via.array.ptr;
 	if (a[0].type != MSGPACK_OBJECT_POSITIVE_INTEGER ||
 	    a[0].via.u64 != VALUE_FORMAT ||
-	    a[1].type != MSGPACK_OBJECT_POSITIVE_INTEGER)
+	    a[1].type != MSGPACK_OBJECT_POSITIVE_INTEGER ||
+	    a[1].via.u64 > INT64_MAX)
 		goto done;
 	v = (int64_t)a[1].via.u64;
 done:
@@ -150,23 +143,52 @@ done:
 	return v;
 }
 
-/* Open the environment at PATH; CREATE: make the named databases and
- * write the schema key, else require them. MAPSIZE 0 takes the size the
- * store records (set when it was created or grown): with MDB_WRITEMAP,
- * LMDB resizes data.mdb to the opener's map size, so an opener with its
- * own, smaller idea would shrink the file under processes that map it
- * whole (SIGBUS for them). */
+/* Write version V under KEY in the main database. 0 or an LMDB code. */
 static int
-env_open(const char *path, size_t mapsize, unsigned nworkers, int create,
-    struct store **out, char *why, size_t whylen)
+version_put(MDB_txn *txn, MDB_dbi main, const char *key, uint32_t v)
+{
+	MDB_val k, d;
+	char buf[16];
+
+	k.mv_data = (void *)key;
+	k.mv_size = strlen(key);
+	d.mv_data = buf;
+	d.mv_size = (size_t)version_encode(buf, sizeof(buf), v);
+	return mdb_put(txn, main, &k, &d, 0);
+}
+
+/* The key of database I's format record. */
+static void
+format_key(int i, char *out, size_t cap)
+{
+	snprintf(out, cap, "%s%s", STORE_FORMAT_PREFIX, store_dbs[i].name);
+}
+
+/* How env_open treats what it finds. */
+enum env_mode {
+	ENV_READ,	/* read only: everything must be there */
+	ENV_MASTER,	/* the master: missing databases are made */
+	ENV_FRESH,	/* an empty store: write every record */
+};
+
+/* Open the environment at PATH and the databases of store_dbs (MODE
+ * says what to make of missing ones). MAPSIZE 0 takes the size the store
+ * records (set when it was created or grown): with MDB_WRITEMAP, LMDB
+ * resizes data.mdb to the opener's map size, so an opener with its own,
+ * smaller idea would shrink the file under processes that map it whole
+ * (SIGBUS for them). */
+static int
+env_open(const char *path, size_t mapsize, unsigned nworkers,
+    enum env_mode mode, struct store **out, char *why, size_t whylen)
 {
 	struct store *s;
 	MDB_txn *txn = NULL;
 	MDB_dbi main;
 	MDB_val k, v;
-	char sv[16];
+	MDB_stat st;
+	char fk[64];
 	int64_t schema;
-	int rc, i, n;
+	int rc, i;
 
 	*out = NULL;
 	s = calloc(1, sizeof(*s));
@@ -186,8 +208,8 @@ env_open(const char *path, size_t mapsize, unsigned nworkers, int create,
 		    mdb_strerror(rc));
 		goto fail;
 	}
-	if ((rc = mdb_txn_begin(s->env, NULL, create ? 0 : MDB_RDONLY,
-	    &txn)) != 0) {
+	if ((rc = mdb_txn_begin(s->env, NULL, mode == ENV_READ ? MDB_RDONLY :
+	    0, &txn)) != 0) {
 		snprintf(why, whylen, "%s: transaction: %s", path,
 		    mdb_strerror(rc));
 		goto fail;
@@ -197,25 +219,23 @@ env_open(const char *path, size_t mapsize, unsigned nworkers, int create,
 		    mdb_strerror(rc));
 		goto fail;
 	}
-	k.mv_data = (void *)STORE_SCHEMA_KEY;
-	k.mv_size = strlen(STORE_SCHEMA_KEY);
-	if (create) {
-		n = schema_encode(sv, sizeof(sv));
-		v.mv_data = sv;
-		v.mv_size = (size_t)n;
-		if ((rc = mdb_put(txn, main, &k, &v, 0)) != 0) {
+	if (mode == ENV_FRESH) {
+		if ((rc = version_put(txn, main, STORE_SCHEMA_KEY,
+		    STORE_SCHEMA)) != 0) {
 			snprintf(why, whylen, "%s: writing the schema: %s",
 			    path, mdb_strerror(rc));
 			goto fail;
 		}
 	} else {
+		k.mv_data = (void *)STORE_SCHEMA_KEY;
+		k.mv_size = strlen(STORE_SCHEMA_KEY);
 		rc = mdb_get(txn, main, &k, &v);
 		if (rc != 0) {
 			snprintf(why, whylen, "%s: no schema record (%s)", path,
 			    mdb_strerror(rc));
 			goto fail;
 		}
-		schema = schema_decode(v.mv_data, v.mv_size);
+		schema = version_decode(v.mv_data, v.mv_size);
 		if (schema != STORE_SCHEMA) {
 			snprintf(why, whylen, "%s: schema %lld, this build "
 			    "uses %d", path, (long long)schema, STORE_SCHEMA);
@@ -224,24 +244,28 @@ env_open(const char *path, size_t mapsize, unsigned nworkers, int create,
 		}
 	}
 	for (i = 0; i < STORE__NDB; i++) {
-		rc = mdb_dbi_open(txn, db_names[i], create ? MDB_CREATE : 0,
-		    &s->dbi[i]);
+		rc = mdb_dbi_open(txn, store_dbs[i].name, mode == ENV_READ ? 0 :
+		    MDB_CREATE, &s->dbi[i]);
 		if (rc != 0) {
 			snprintf(why, whylen, "%s: database %s: %s", path,
-			    db_names[i], mdb_strerror(rc));
+			    store_dbs[i].name, mdb_strerror(rc));
+			goto fail;
+		}
+		if (mode != ENV_FRESH)
+			continue;
+		format_key(i, fk, sizeof(fk));
+		if ((rc = version_put(txn, main, fk,
+		    store_dbs[i].format)) != 0) {
+			snprintf(why, whylen, "%s: writing the format of %s: "
+			    "%s", path, store_dbs[i].name, mdb_strerror(rc));
 			goto fail;
 		}
 	}
-	{
-		MDB_stat st;
-
-		if ((rc = mdb_env_stat(s->env, &st)) != 0) {
-			snprintf(why, whylen, "%s: stat: %s", path,
-			    mdb_strerror(rc));
-			goto fail;
-		}
-		s->psize = st.ms_psize;
+	if ((rc = mdb_env_stat(s->env, &st)) != 0) {
+		snprintf(why, whylen, "%s: stat: %s", path, mdb_strerror(rc));
+		goto fail;
 	}
+	s->psize = st.ms_psize;
 	/* Commit even a read txn: that keeps the dbi handles open. */
 	rc = mdb_txn_commit(txn);
 	txn = NULL;
@@ -260,13 +284,73 @@ fail:
 	return rc != 0 ? neg(rc) : -EIO;
 }
 
+/* The master's look at each database's format record (see store.h): a
+ * database of another format is emptied, alone and logged, and every
+ * record is written as this build's. 0, or negative with the reason in
+ * why. */
+static int
+formats_check(struct store *s, const char *path, char *why, size_t whylen)
+{
+	MDB_txn *txn;
+	MDB_dbi main;
+	MDB_val k, v;
+	char fk[64];
+	int64_t fmt;
+	int rc, i, dirty = 0;
+
+	if ((rc = store_write_begin(s, &txn)) < 0) {
+		snprintf(why, whylen, "%s: transaction: %s", path,
+		    store_strerror(rc));
+		return rc;
+	}
+	if ((rc = mdb_dbi_open(txn, NULL, 0, &main)) != 0)
+		goto fail;
+	for (i = 0; i < STORE__NDB; i++) {
+		format_key(i, fk, sizeof(fk));
+		k.mv_data = fk;
+		k.mv_size = strlen(fk);
+		rc = mdb_get(txn, main, &k, &v);
+		if (rc != 0 && rc != MDB_NOTFOUND)
+			goto fail;
+		fmt = rc == 0 ? version_decode(v.mv_data, v.mv_size) : 1;
+		if (rc == 0 && fmt == (int64_t)store_dbs[i].format)
+			continue;
+		if (fmt != (int64_t)store_dbs[i].format) {
+			log_warn("shared store %s: database %s has format "
+			    "%lld, this build uses %u: starting it afresh",
+			    path, store_dbs[i].name, (long long)fmt,
+			    (unsigned)store_dbs[i].format);
+			if ((rc = mdb_drop(txn, s->dbi[i], 0)) != 0)
+				goto fail;
+		}
+		if ((rc = version_put(txn, main, fk,
+		    store_dbs[i].format)) != 0)
+			goto fail;
+		dirty = 1;
+	}
+	if (!dirty) {
+		store_write_abort(txn);
+		return 0;
+	}
+	if ((rc = mdb_txn_commit(txn)) != 0) {
+		snprintf(why, whylen, "%s: commit: %s", path, mdb_strerror(rc));
+		return neg(rc);
+	}
+	return 0;
+fail:
+	snprintf(why, whylen, "%s: database formats: %s", path,
+	    mdb_strerror(rc));
+	store_write_abort(txn);
+	return neg(rc);
+}
+
 int
 store_open(const char *path, unsigned nworkers, struct store **out)
 {
 	char why[512];
 	int rc;
 
-	rc = env_open(path, 0, nworkers, 0, out, why, sizeof(why));
+	rc = env_open(path, 0, nworkers, ENV_READ, out, why, sizeof(why));
 	if (rc < 0)
 		log_error("shared store: %s", why);
 	return rc;
@@ -309,7 +393,7 @@ store_check(const char *path, unsigned nworkers, char *why, size_t whylen)
 		snprintf(why, whylen, "%s is missing", data);
 		return -1;
 	}
-	if (env_open(path, 0, nworkers, 0, &s, why, whylen) < 0)
+	if (env_open(path, 0, nworkers, ENV_READ, &s, why, whylen) < 0)
 		return -1;
 	store_close(s);
 	return 0;
@@ -341,8 +425,8 @@ store_create(const char *path, unsigned max_mb, unsigned nworkers,
 			    strerror(errno));
 			return rc;
 		}
-	rc = env_open(path, (size_t)max_mb << 20, nworkers, 1, &s, why,
-	    whylen);
+	rc = env_open(path, (size_t)max_mb << 20, nworkers, ENV_FRESH, &s,
+	    why, whylen);
 	if (rc < 0)
 		return rc;
 	/* Reserve the whole map now: a sparse map on a full tmpfs faults
@@ -377,9 +461,7 @@ master_size(struct store *s, const char *path, unsigned want_mb)
 	MDB_envinfo info;
 	MDB_txn *txn;
 	MDB_dbi main;
-	MDB_val k, v;
 	mdb_filehandle_t fd;
-	char sv[16];
 	int rc;
 
 	if ((rc = mdb_env_info(s->env, &info)) != 0)
@@ -389,12 +471,10 @@ master_size(struct store *s, const char *path, unsigned want_mb)
 		if ((rc = mdb_env_set_mapsize(s->env, want)) != 0 ||
 		    (rc = mdb_txn_begin(s->env, NULL, 0, &txn)) != 0)
 			goto fail;
-		k.mv_data = (void *)STORE_SCHEMA_KEY;
-		k.mv_size = strlen(STORE_SCHEMA_KEY);
-		v.mv_data = sv;
-		v.mv_size = (size_t)schema_encode(sv, sizeof(sv));
+		/* Any commit records the new size: rewrite the schema. */
 		if ((rc = mdb_dbi_open(txn, NULL, 0, &main)) != 0 ||
-		    (rc = mdb_put(txn, main, &k, &v, 0)) != 0) {
+		    (rc = version_put(txn, main, STORE_SCHEMA_KEY,
+		    STORE_SCHEMA)) != 0) {
 			mdb_txn_abort(txn);
 			goto fail;
 		}
@@ -423,14 +503,12 @@ fail:
 }
 
 int
-store_master_init(const struct config *cfg)
+store_master_init(const char *path, unsigned max_mb, unsigned nworkers)
 {
-	const char *path = cfg->server.state_path;
-	unsigned mb = cfg->server.state_max_mb;
-	unsigned nw = cfg->server.workers;
-	struct store *s;
+	unsigned mb = max_mb, nw = nworkers;
+	struct store *s = NULL;
 	char why[512], why2[512];
-	int rc;
+	int rc, i;
 
 	if (snprintf(master.path, sizeof(master.path), "%s", path) >=
 	    (int)sizeof(master.path)) {
@@ -439,32 +517,40 @@ store_master_init(const struct config *cfg)
 	}
 	master.nworkers = nw;
 	master.ready = 0;
-	if (store_check(path, nw, why, sizeof(why)) < 0) {
-		if (file_in(path, "data.mdb", why2, sizeof(why2)) == 0 &&
-		    access(why2, F_OK) < 0) {
-			log_info("shared store %s: creating it", path);
-			rc = store_create(path, mb, nw, why2, sizeof(why2));
-		} else {
-			rc = store_recreate(path, mb, nw, why, why2,
-			    sizeof(why2));
-		}
-		if (rc < 0) {
-			log_error("shared store: %s", why2);
+	for (i = 0; i < STORE__NDB; i++)
+		if (master.upkeep[i] == NULL && store_dbs[i].upkeep != NULL &&
+		    (master.upkeep[i] = calloc(1,
+		    store_dbs[i].state_size)) == NULL) {
+			log_error("shared store: out of memory");
 			return -1;
 		}
+	if (file_in(path, "data.mdb", why2, sizeof(why2)) == 0 &&
+	    access(why2, F_OK) < 0) {
+		log_info("shared store %s: creating it", path);
+		rc = store_create(path, mb, nw, why2, sizeof(why2));
+	} else if (env_open(path, 0, nw, ENV_MASTER, &s, why,
+	    sizeof(why)) < 0) {
+		rc = store_recreate(path, mb, nw, why, why2, sizeof(why2));
 	} else {
 		/* An existing store: keep its state (buckets stay limited
 		 * across restarts and upgrades) and its size, unless the
-		 * configuration asks for more. */
-		if (env_open(path, 0, nw, 0, &s, why, sizeof(why)) < 0) {
-			log_error("shared store: %s", why);
-			return -1;
-		}
+		 * configuration asks for more; a database of another format
+		 * starts afresh alone. */
 		rc = master_size(s, path, mb);
+		if (rc < 0) {
+			store_close(s);
+			return -1;	/* logged */
+		}
+		mb = (unsigned)rc;
+		rc = formats_check(s, path, why, sizeof(why));
 		store_close(s);
 		if (rc < 0)
-			return -1;
-		mb = (unsigned)rc;
+			rc = store_recreate(path, mb, nw, why, why2,
+			    sizeof(why2));
+	}
+	if (rc < 0) {
+		log_error("shared store: %s", why2);
+		return -1;
 	}
 	master.ready = 1;
 	log_info("shared store %s ready (%u MB)", path, mb);
@@ -489,7 +575,7 @@ store_master_open(struct store **out)
 	*out = NULL;
 	if (!master.ready)
 		return -ENOENT;
-	rc = env_open(master.path, 0, master.nworkers, 0, out, why,
+	rc = env_open(master.path, 0, master.nworkers, ENV_READ, out, why,
 	    sizeof(why));
 	if (rc < 0)
 		log_error("shared store: %s", why);
@@ -518,7 +604,7 @@ void
 store_tick(uint64_t now_ms)
 {
 	struct store *s;
-	int dead = 0, n;
+	int dead = 0, i, n;
 
 	if (!master.ready || now_ms - master.last_tick_ms < 1000)
 		return;
@@ -529,15 +615,19 @@ store_tick(uint64_t now_ms)
 	if (dead > 0)
 		log_info("shared store: cleared %d stale reader slot%s", dead,
 		    dead == 1 ? "" : "s");
-	n = bucket_sweep(s, store_now_ns(), &master.sweep);
-	if (n > 0)
-		log_debug("shared store: %d refilled bucket%s dropped", n,
-		    n == 1 ? "" : "s");
+	for (i = 0; i < STORE__NDB; i++) {
+		if (store_dbs[i].upkeep == NULL)
+			continue;
+		n = store_dbs[i].upkeep(s, store_now_ns(), master.upkeep[i]);
+		if (n > 0)
+			log_debug("shared store: %s: %d record%s dropped",
+			    store_dbs[i].name, n, n == 1 ? "" : "s");
+	}
 	store_close(s);
 }
 
 struct store *
-store_proc(const struct config *cfg)
+store_proc(const char *path, unsigned nworkers)
 {
 	uint64_t now;
 
@@ -549,13 +639,12 @@ store_proc(const struct config *cfg)
 		proc.pid = (int)getpid();
 		proc.retry_ms = 0;
 	}
-	if (cfg == NULL)
+	if (path == NULL)
 		return NULL;
 	now = store_now_ns() / 1000000;
 	if (proc.retry_ms != 0 && now < proc.retry_ms)
 		return NULL;
-	if (store_open(cfg->server.state_path, cfg->server.workers,
-	    &proc.s) < 0) {
+	if (store_open(path, nworkers, &proc.s) < 0) {
 		proc.s = NULL;
 		proc.retry_ms = now + 1000;
 		return NULL;

@@ -9,8 +9,19 @@
  * why, when it is missing, unreadable or of another schema.
  *
  * Values are msgpack arrays whose first element is a format version, so
- * two binaries can share the store during an upgrade; the main database
- * holds the schema version under STORE_SCHEMA_KEY.
+ * two binaries can share the store during an upgrade (each reads another
+ * format as absent). The main database holds the store's layout version
+ * under STORE_SCHEMA_KEY (this key scheme and the way databases are kept:
+ * a change of it recreates the whole store), and the format of each
+ * database under STORE_FORMAT_PREFIX NAME.
+ *
+ * The databases are registered in store_dbs (shm/store_dbs.c), each with
+ * its own format and its own upkeep. When the master (store_master_init)
+ * finds a database of another format than its build's, older or newer,
+ * it empties that database alone (logged) and records its own format:
+ * a change to the bucket format costs the cache nothing, nor the other
+ * way round. A database with no record is format 1 (stores made before
+ * formats were per database); one missing is created.
  *
  * Errors: functions returning int give 0 (or a count) on success and a
  * negative LMDB / errno code on failure (MDB_MAP_FULL when the map is
@@ -24,10 +35,9 @@
 #include <stdint.h>
 #include <lmdb.h>
 
-#include "../master/config.h"
-
 #define STORE_SCHEMA		1
 #define STORE_SCHEMA_KEY	"portico.schema"
+#define STORE_FORMAT_PREFIX	"portico.format."
 
 enum store_db {
 	STORE_BUCKETS,		/* rate-limit buckets: see bucket.h */
@@ -37,6 +47,21 @@ enum store_db {
 	STORE_CACHE_EXP,	/* expiry time + cache key: eviction index */
 	STORE__NDB
 };
+
+struct store;
+
+/* One database of the store. */
+struct store_dbdef {
+	const char *name;	/* LMDB's name of it */
+	uint32_t format;	/* of its values; another one empties it */
+	/* upkeep: the master's work on it, about once a second
+	 * (store_tick), e.g. dropping what has expired. STATE, of
+	 * state_size bytes, is zeroed once and kept across calls. Records
+	 * dropped, or negative. NULL: none. */
+	int (*upkeep)(struct store *s, uint64_t now_ns, void *state);
+	size_t state_size;
+};
+extern const struct store_dbdef store_dbs[STORE__NDB];
 
 struct store {
 	MDB_env *env;
@@ -51,7 +76,8 @@ struct store {
  * the store is created and only ever grown, by the master
  * (store_master_init), never shrunk by an opener. A process whose map
  * another one grew adopts the new size on its next transaction. NWORKERS
- * sizes the reader table. 0 or negative. */
+ * (the configured number of workers) sizes the reader table. Every
+ * registered database must be there. 0 or negative. */
 int store_open(const char *path, unsigned nworkers, struct store **out);
 void store_close(struct store *s);
 
@@ -60,20 +86,23 @@ void store_close(struct store *s);
 int store_check(const char *path, unsigned nworkers, char *why,
     size_t whylen);
 /* store_create: a fresh store at PATH (its directory is made; old files
- * removed), the map reserved with posix_fallocate, every named database
- * and the schema key written. 0 or negative with the reason in why. */
+ * removed), a map of MAX_MB reserved with posix_fallocate, every
+ * registered database made and the schema and format records written. 0
+ * or negative with the reason in why. */
 int store_create(const char *path, unsigned max_mb, unsigned nworkers,
     char *why, size_t whylen);
 /* store_recreate: store_create after logging REASON. */
 int store_recreate(const char *path, unsigned max_mb, unsigned nworkers,
     const char *reason, char *why, size_t whylen);
 
-/* Master side. store_master_init: check the store of CFG, recreating it
- * when needed (logged), and grow its map to max_mb when that is larger
- * (a smaller max_mb keeps the store's size: logged); call before forking
- * workers. 0 or -1 (logged). The master holds no handle across fork: its
- * operations below open the store, work and close it again. */
-int store_master_init(const struct config *cfg);
+/* Master side. store_master_init: check the store at PATH, recreating
+ * it when its layout is not this build's or it cannot be read (logged),
+ * starting afresh each database of another format (logged), and grow its
+ * map to MAX_MB when that is larger (a smaller MAX_MB keeps the store's
+ * size: logged); call before forking workers. 0 or -1 (logged). The
+ * master holds no handle across fork: its operations below open the
+ * store, work and close it again. */
+int store_master_init(const char *path, unsigned max_mb, unsigned nworkers);
 /* store_master_detach: this master handed the node to a new one (binary
  * upgrade): it never opens the store again (store_reader_check,
  * store_tick and store_master_open then do nothing / fail). */
@@ -81,18 +110,19 @@ void store_master_detach(void);
 /* store_reader_check: clear reader slots of dead processes. Number
  * cleared, or negative. Call when a worker dies. */
 int store_reader_check(void);
-/* store_tick: about once a second: reader check, and delete buckets that
- * have refilled (an absent bucket is a full one). */
+/* store_tick: about once a second (NOW_MS, CLOCK_MONOTONIC ms): reader
+ * check, then the upkeep of each database (store_dbs). */
 void store_tick(uint64_t now_ms);
 /* store_master_open: a short-lived handle for the master's own work
  * (gwctl commands); close it with store_close before returning to the
  * event loop. 0 or negative. */
 int store_master_open(struct store **out);
 
-/* store_proc: this process's handle, opened on first use (and again only
- * after a failure, at most once a second). NULL when it cannot be opened
- * (logged), or when cfg is NULL and it is not open yet. */
-struct store *store_proc(const struct config *cfg);
+/* store_proc: this process's handle on the store at PATH, opened on first
+ * use (and again only after a failure, at most once a second). NULL when
+ * it cannot be opened (logged), or when PATH is NULL and it is not open
+ * yet. */
+struct store *store_proc(const char *path, unsigned nworkers);
 
 /* Transactions. The read txn is the process's own, renewed and reset, and
  * never held across I/O. */

@@ -33,7 +33,7 @@ VOCABULARY = {
 # includes it.
 MAY_INCLUDE = {
     "master":   "*",
-    "tools":    ("tools",),
+    "tools":    ("tools", "policies"),   # gwctl key, gwctl token: the gateway's own key code
     "worker":   ("worker", "policies", "shm"),
     "policies": ("policies", "shm"),
     "shm":      ("shm",),

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "../master/log.h"
+#include "../shm/hash.h"
 #include "pool.h"
 #include "upclient.h"
 #include "upstream.h"
@@ -65,15 +66,7 @@ upstream_services_free(const struct config *cfg, struct service_rt *svc)
 uint32_t
 upstream_hash(const void *p, size_t len)
 {
-	const unsigned char *b = p;
-	uint32_t h = 2166136261u;	/* FNV-1a */
-	size_t i;
-
-	for (i = 0; i < len; i++) {
-		h ^= b[i];
-		h *= 16777619u;
-	}
-	return h;
+	return (uint32_t)hash_bytes(p, len, 0);
 }
 
 uint32_t

@@ -17,7 +17,8 @@ struct service_rt *upstream_services(const struct config *cfg,
     unsigned slot);
 void upstream_services_free(const struct config *cfg, struct service_rt *s);
 
-/* upstream_hash: the balancer's hash (FNV-1a) of p[0..len). */
+/* upstream_hash: the balancer's hash of p[0..len): hash_bytes
+ * (shm/hash.h) with the standard basis, cut to 32 bits. */
 uint32_t upstream_hash(const void *p, size_t len);
 /* upstream_key_hash: the hash a hash:* balance policy of service S keys
  * on: the client address, the named header's value ("" when absent) or

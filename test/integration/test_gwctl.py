@@ -20,11 +20,19 @@ from conftest import GWCTL, PORTICO, http, need_binary, pid_alive, route, \
 TIERS = {"anonymous": {"rate": 100, "per_s": 1, "burst": 100}}
 
 
-def fnv1a(data):
-    h = 2166136261
+def gw_hash(data):
+    """The balancer's hash (shm/hash.h): 64-bit FNV-1a, then MurmurHash3's
+    finaliser, cut to 32 bits."""
+    m = 0xFFFFFFFFFFFFFFFF
+    h = 14695981039346656037
     for b in data:
-        h = ((h ^ b) * 16777619) & 0xFFFFFFFF
-    return h
+        h = ((h ^ b) * 1099511628211) & m
+    h ^= h >> 33
+    h = (h * 0xff51afd7ed558ccd) & m
+    h ^= h >> 33
+    h = (h * 0xc4ceb9fe1a85ec53) & m
+    h ^= h >> 33
+    return h & 0xFFFFFFFF
 
 
 def gwctl(g, *args, timeout=15):
@@ -170,7 +178,7 @@ def test_explain_match_rewrite_and_hash(gw):
     assert j["route"]["name"] == "api"
     assert [p["name"] for p in j["policies"]] == ["rate_limit", "transform"]
     pick = j["service"]["pick"]
-    idx = fnv1a(b"bob") % 2
+    idx = gw_hash(b"bob") % 2
     assert pick["index"] == idx
     assert pick["instance"] == j["service"]["instances"][idx]
     # Same header, same pick; the worker's choice is the same function.
@@ -189,7 +197,7 @@ def test_explain_balancing(gw):
         j["service"]["pick"]["how"]
     j = js(gw, "explain", "GET", "/ip/x", "--ip", "10.1.2.3")
     assert j["service"]["pick"]["index"] == \
-        fnv1a(socket.inet_aton("10.1.2.3")) % 3
+        gw_hash(socket.inet_aton("10.1.2.3")) % 3
     j = js(gw, "explain", "GET", "/ip/x")
     assert j["service"]["pick"]["index"] is None
     assert "--ip" in j["service"]["pick"]["how"]

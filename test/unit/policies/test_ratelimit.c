@@ -249,7 +249,7 @@ write_txns(void)
 {
 	MDB_envinfo info;
 
-	assert_int_equal(mdb_env_info(store_proc(&cfg)->env, &info), 0);
+	assert_int_equal(mdb_env_info(store_of(&cfg)->env, &info), 0);
 	return info.me_last_txnid;
 }
 
@@ -279,7 +279,7 @@ test_lease_returned(void **st)
 	assert_int_equal(rl_request(&c, state, NULL), POLICY_CONTINUE);
 	n = make_key(state, &c, key);
 	/* One worker: a lease of 1000 / 2 = 500, capped at LEASE_MAX. */
-	assert_int_equal(bucket_peek(store_proc(&cfg), key, n, &slow,
+	assert_int_equal(bucket_peek(store_of(&cfg), key, n, &slow,
 	    store_now_ns(), &b), 1);
 	assert_int_equal(bucket_whole(&b), 1000 - LEASE_MAX);
 	/* Spent locally: no store change. */
@@ -288,13 +288,13 @@ test_lease_returned(void **st)
 	assert_non_null(strstr(extra, ";r=998;"));
 	/* Not yet due. */
 	ratelimit_tick(t0 + LEASE_CHECK_MS - 1);
-	assert_int_equal(bucket_peek(store_proc(&cfg), key, n, &slow,
+	assert_int_equal(bucket_peek(store_of(&cfg), key, n, &slow,
 	    store_now_ns(), &b), 1);
 	assert_int_equal(bucket_whole(&b), 1000 - LEASE_MAX);
 	assert_true(ratelimit_pending());
 	/* Due: the bucket lacks them, so the rest goes back. */
 	ratelimit_tick(t0 + LEASE_CHECK_MS);
-	assert_int_equal(bucket_peek(store_proc(&cfg), key, n, &slow,
+	assert_int_equal(bucket_peek(store_of(&cfg), key, n, &slow,
 	    store_now_ns(), &b), 1);
 	assert_int_equal(bucket_whole(&b), 1000 - 2);
 	assert_false(ratelimit_pending());
@@ -327,13 +327,13 @@ test_lease_returned(void **st)
 	assert_int_equal(rl_init(&cfg, &route, NULL, &state), 1);
 	ctx_init(&c, peer, 0, t0);
 	assert_int_equal(rl_request(&c, state, NULL), POLICY_CONTINUE);
-	assert_int_equal(bucket_peek(store_proc(&cfg), key, n, &slow,
+	assert_int_equal(bucket_peek(store_of(&cfg), key, n, &slow,
 	    store_now_ns(), &b), 1);
 	/* (The other tier's bucket counted as full for this one.) */
 	assert_int_equal(bucket_whole(&b), 1000 - LEASE_MAX);
 	rl_free(state);
 	assert_false(ratelimit_pending());
-	assert_int_equal(bucket_peek(store_proc(&cfg), key, n, &slow,
+	assert_int_equal(bucket_peek(store_of(&cfg), key, n, &slow,
 	    store_now_ns(), &b), 1);
 	assert_int_equal(bucket_whole(&b), 1000 - 1);
 	tiers[0].rate = 10;
@@ -539,7 +539,7 @@ test_full_lease_table_takes_one_token(void **st)
 	ctx_init(&c, peer, 0, 9000);
 	assert_int_equal(rl_request(&c, state, NULL), POLICY_CONTINUE);
 	n = make_key(state, &c, key);
-	assert_int_equal(bucket_peek(store_proc(&cfg), key, n, &slow,
+	assert_int_equal(bucket_peek(store_of(&cfg), key, n, &slow,
 	    store_now_ns(), &b), 1);
 	assert_int_equal(bucket_whole(&b), 999);
 	assert_int_equal(lease_count(rl.tab), held);
@@ -550,6 +550,78 @@ test_full_lease_table_takes_one_token(void **st)
 	tiers[0].rate = 10;
 	tiers[0].per_s = 1;
 	tiers[0].burst = 3;
+}
+
+/* Store bucket TIER/KIND/VALUE as a request would (a long value by its
+ * hash), with tokens leased from it. */
+static void
+lease_for(const struct cfg_tier *t, const char *kind, const char *value)
+{
+	const struct bucket_params p = { t->rate, t->per_s, t->burst };
+	char key[RL_KEY_MAX];
+	size_t n = 0;
+
+	put_part(key, &n, RL_NAME_MAX, t->name, strlen(t->name));
+	key[n++] = '\0';
+	memcpy(key + n, kind, strlen(kind));
+	n += strlen(kind);
+	key[n++] = '\0';
+	put_part(key, &n, RL_VALUE_MAX, value, strlen(value));
+	assert_int_equal(bucket_lease(store_of(&cfg), key, n, &p,
+	    store_now_ns(), 1, 1, NULL), 1);
+}
+
+/* What gwctl limits shows and resets, as plain data: the buckets of one
+ * value across tiers and kinds (a long value found by its hash, as
+ * requests store it), and a reset that refills them. */
+static void
+test_find_and_reset(void **st)
+{
+	static char longv[201];
+	struct ratelimit_view v[4];
+	int n, i;
+
+	(void)st;
+	memset(longv, 'q', 200);
+	lease_for(&tiers[0], "header:x-key", "findme");
+	lease_for(&tiers[1], "ip", "findme");
+	lease_for(&tiers[1], "header:x-key", longv);
+
+	n = ratelimit_find(store_of(&cfg), "findme", 6, store_now_ns(), v, 4);
+	assert_int_equal(n, 2);
+	for (i = 0; i < n; i++) {
+		const struct cfg_tier *t = strcmp(v[i].tier, "free") == 0 ?
+		    &tiers[1] : &tiers[0];
+
+		assert_string_equal(v[i].tier, t->name);
+		assert_string_equal(v[i].by, t == &tiers[0] ? "header:x-key" :
+		    "ip");
+		assert_int_equal(v[i].burst, t->burst);
+		assert_int_equal(v[i].rate, t->rate);
+		assert_int_equal(v[i].per_s, t->per_s);
+		assert_true(v[i].tokens <= v[i].burst);
+		assert_true(v[i].tokens_micro / BUCKET_ONE == v[i].tokens);
+	}
+	assert_string_not_equal(v[0].tier, v[1].tier);
+	assert_int_equal(ratelimit_find(store_of(&cfg), "findm", 5,
+	    store_now_ns(), v, 4), 0);
+	/* At most MAX. */
+	assert_int_equal(ratelimit_find(store_of(&cfg), "findme", 6,
+	    store_now_ns(), v, 1), 1);
+	n = ratelimit_find(store_of(&cfg), longv, 200, store_now_ns(), v, 4);
+	assert_int_equal(n, 1);
+	assert_string_equal(v[0].tier, "free");
+	assert_string_equal(v[0].by, "header:x-key");
+
+	n = ratelimit_find(store_of(&cfg), "findme", 6, store_now_ns(), v, 4);
+	assert_int_equal(n, 2);
+	for (i = 0; i < n; i++)
+		assert_int_equal(ratelimit_reset(store_of(&cfg), &v[i]), 1);
+	assert_int_equal(ratelimit_reset(store_of(&cfg), &v[0]), 0);
+	assert_int_equal(ratelimit_find(store_of(&cfg), "findme", 6,
+	    store_now_ns(), v, 4), 0);
+	assert_int_equal(ratelimit_find(store_of(&cfg), longv, 200,
+	    store_now_ns(), v, 4), 1);
 }
 
 int
@@ -564,6 +636,7 @@ main(void)
 		cmocka_unit_test(test_many_keys_no_write_per_request),
 		cmocka_unit_test(test_ipv6_grouped_by_prefix),
 		cmocka_unit_test(test_full_lease_table_takes_one_token),
+		cmocka_unit_test(test_find_and_reset),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);

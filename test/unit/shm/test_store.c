@@ -15,6 +15,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include "master/log.h"
 #include "shm/bucket.h"
 #include "shm/store.h"
 
@@ -134,7 +135,6 @@ static void
 test_garbage_recreated_by_master(void **st)
 {
 	char path[128], data[160];
-	struct config cfg;
 	struct store *s;
 	FILE *f;
 	int i;
@@ -149,11 +149,7 @@ test_garbage_recreated_by_master(void **st)
 		fputs("not an lmdb file at all ", f);
 	fclose(f);
 
-	memset(&cfg, 0, sizeof(cfg));
-	cfg.server.state_path = path;
-	cfg.server.state_max_mb = 4;
-	cfg.server.workers = 2;
-	assert_int_equal(store_master_init(&cfg), 0);
+	assert_int_equal(store_master_init(path, 4, 2), 0);
 	assert_int_equal(store_master_open(&s), 0);
 	store_close(s);
 	/* An existing good store is kept as it is. */
@@ -161,7 +157,7 @@ test_garbage_recreated_by_master(void **st)
 	assert_int_equal(bucket_lease(s, "k", 1,
 	    &(struct bucket_params){ 1, 3600, 5 }, 1, 2, 1, NULL), 2);
 	store_close(s);
-	assert_int_equal(store_master_init(&cfg), 0);
+	assert_int_equal(store_master_init(path, 4, 2), 0);
 	assert_int_equal(store_open(path, 2, &s), 0);
 	{
 		struct bucket b;
@@ -178,18 +174,13 @@ static void
 test_reader_check(void **st)
 {
 	char path[128];
-	struct config cfg;
 	int status, pipefd[2], hold[2];
 	pid_t pid, holder;
 	char c;
 
 	(void)st;
 	sub(path, sizeof(path), "state");
-	memset(&cfg, 0, sizeof(cfg));
-	cfg.server.state_path = path;
-	cfg.server.state_max_mb = 4;
-	cfg.server.workers = 2;
-	assert_int_equal(store_master_init(&cfg), 0);
+	assert_int_equal(store_master_init(path, 4, 2), 0);
 	assert_int_equal(store_reader_check(), 0);
 	/* A live worker keeps the environment open (else the next opener
 	 * reinitialises the lock file and every slot with it). */
@@ -198,7 +189,7 @@ test_reader_check(void **st)
 	assert_true(holder >= 0);
 	if (holder == 0) {
 		close(hold[1]);
-		if (store_proc(&cfg) == NULL)
+		if (store_proc(path, 2) == NULL)
 			_exit(1);
 		if (read(hold[0], &c, 1) < 0)
 			_exit(1);
@@ -210,7 +201,7 @@ test_reader_check(void **st)
 	pid = fork();
 	assert_true(pid >= 0);
 	if (pid == 0) {
-		struct store *s = store_proc(&cfg);
+		struct store *s = store_proc(path, 2);
 		MDB_txn *txn;
 
 		if (s == NULL || store_read_begin(s, &txn) < 0)
@@ -290,7 +281,6 @@ test_map_size_fixed_at_create(void **st)
 {
 	const struct bucket_params p = { 1, 3600, 5 };
 	char why[512], path[128], c;
-	struct config cfg;
 	struct store *s;
 	MDB_envinfo info;
 	MDB_txn *txn;
@@ -336,16 +326,11 @@ test_map_size_fixed_at_create(void **st)
 	assert_int_equal(data_size("state"), 8 << 20);
 
 	/* The master: a smaller max_mb keeps the store's size... */
-	memset(&cfg, 0, sizeof(cfg));
-	cfg.server.state_path = path;
-	cfg.server.state_max_mb = 4;
-	cfg.server.workers = 2;
-	assert_int_equal(store_master_init(&cfg), 0);
+	assert_int_equal(store_master_init(path, 4, 2), 0);
 	assert_int_equal(store_reader_check(), 0);
 	assert_int_equal(data_size("state"), 8 << 20);
 	/* ...a larger one grows it. */
-	cfg.server.state_max_mb = 12;
-	assert_int_equal(store_master_init(&cfg), 0);
+	assert_int_equal(store_master_init(path, 12, 2), 0);
 	assert_int_equal(data_size("state"), 12 << 20);
 	/* Fill it past 8 MB; the child, still at 8 MB, then writes. */
 	assert_int_equal(store_open(path, 2, &s), 0);
@@ -441,6 +426,274 @@ test_full_map_recovers_after_sweep(void **st)
 	store_close(s);
 }
 
+/* The main database's record of one database's format:
+ * "portico.format." NAME = msgpack [1, FMT]. */
+static void
+put_format(const char *path, const char *name, unsigned fmt)
+{
+	const unsigned char val[] = { 0x92, 0x01, (unsigned char)fmt };
+	char kb[64];
+	struct store *s;
+	MDB_txn *txn;
+	MDB_dbi main;
+	MDB_val k, v;
+
+	assert_true(fmt < 128);
+	assert_int_equal(store_open(path, 2, &s), 0);
+	assert_int_equal(store_write_begin(s, &txn), 0);
+	assert_int_equal(mdb_dbi_open(txn, NULL, 0, &main), 0);
+	k.mv_size = (size_t)snprintf(kb, sizeof(kb), "portico.format.%s",
+	    name);
+	k.mv_data = kb;
+	v.mv_data = (void *)val;
+	v.mv_size = sizeof(val);
+	assert_int_equal(mdb_put(txn, main, &k, &v, 0), 0);
+	assert_int_equal(store_write_commit(txn), 0);
+	store_close(s);
+}
+
+/* The format recorded for NAME, or -1 when there is no record. */
+static int
+get_format(const char *path, const char *name)
+{
+	char kb[64];
+	struct store *s;
+	MDB_txn *txn;
+	MDB_dbi main;
+	MDB_val k, v;
+	int fmt = -1;
+
+	assert_int_equal(store_open(path, 2, &s), 0);
+	assert_int_equal(store_read_begin(s, &txn), 0);
+	assert_int_equal(mdb_dbi_open(txn, NULL, 0, &main), 0);
+	k.mv_size = (size_t)snprintf(kb, sizeof(kb), "portico.format.%s",
+	    name);
+	k.mv_data = kb;
+	if (mdb_get(txn, main, &k, &v) == 0) {
+		assert_int_equal(v.mv_size, 3);
+		assert_int_equal(((unsigned char *)v.mv_data)[0], 0x92);
+		assert_int_equal(((unsigned char *)v.mv_data)[1], 1);
+		fmt = ((unsigned char *)v.mv_data)[2];
+	}
+	store_read_end(s);
+	store_close(s);
+	return fmt;
+}
+
+/* A bucket "k" holding 3 of 5 tokens. */
+static void
+fill_bucket(const char *path)
+{
+	struct store *s;
+
+	assert_int_equal(store_open(path, 2, &s), 0);
+	assert_int_equal(bucket_lease(s, "k", 1,
+	    &(struct bucket_params){ 1, 3600, 5 }, 1, 2, 1, NULL), 2);
+	store_close(s);
+}
+
+/* A cache record "c". */
+static void
+fill_cache(const char *path)
+{
+	struct store *s;
+	MDB_txn *txn;
+	MDB_val k = { 1, (void *)"c" }, v = { 5, (void *)"value" };
+
+	assert_int_equal(store_open(path, 2, &s), 0);
+	assert_int_equal(store_write_begin(s, &txn), 0);
+	assert_int_equal(mdb_put(txn, s->dbi[STORE_CACHE], &k, &v, 0), 0);
+	assert_int_equal(store_write_commit(txn), 0);
+	store_close(s);
+}
+
+static void
+fill_two_dbs(const char *path)
+{
+	fill_bucket(path);
+	fill_cache(path);
+}
+
+/* 1 when bucket "k" is stored, 0 absent; likewise cache record "c". */
+static void
+have(const char *path, int *bucket, int *cache)
+{
+	struct store *s;
+	struct bucket b;
+	MDB_txn *txn;
+	MDB_val k = { 1, (void *)"c" }, v;
+
+	assert_int_equal(store_open(path, 2, &s), 0);
+	*bucket = bucket_peek(s, "k", 1, NULL, 1, &b);
+	assert_true(*bucket >= 0);
+	if (*bucket == 1)
+		assert_int_equal(bucket_whole(&b), 3);
+	assert_int_equal(store_read_begin(s, &txn), 0);
+	*cache = mdb_get(txn, s->dbi[STORE_CACHE], &k, &v) == 0;
+	store_read_end(s);
+	store_close(s);
+}
+
+static int
+file_has(const char *path, const char *what)
+{
+	char buf[8192];
+	FILE *f = fopen(path, "r");
+	size_t n;
+
+	assert_non_null(f);
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	return strstr(buf, what) != NULL;
+}
+
+/* Each database has its own format: a store whose buckets are of an
+ * older or a newer format gets its buckets reset, alone and logged, and
+ * the cache keeps its records; a change of the cache's format costs the
+ * buckets nothing. */
+static void
+test_db_format_change_resets_that_db_alone(void **st)
+{
+	static const struct {
+		const char *db;
+		unsigned fmt;
+	} cases[] = {
+		{ "buckets", BUCKET_FORMAT + 1 },	/* a newer binary's */
+		{ "buckets", 0 },			/* an older one's */
+		{ "cache", 77 },
+	};
+	char why[512], path[128], logf[160];
+	int b, c;
+	size_t i;
+
+	(void)st;
+	sub(path, sizeof(path), "state");
+	sub(logf, sizeof(logf), "log");
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		assert_int_equal(store_create(path, 4, 2, why, sizeof(why)),
+		    0);
+		assert_int_equal(get_format(path, "buckets"), BUCKET_FORMAT);
+		fill_two_dbs(path);
+		put_format(path, cases[i].db, cases[i].fmt);
+		assert_int_equal(log_open(logf, LOG_INFO), 0);
+		assert_int_equal(store_master_init(path, 4, 2), 0);
+		assert_int_equal(log_open("-", LOG_INFO), 0);
+		have(path, &b, &c);
+		if (strcmp(cases[i].db, "buckets") == 0) {
+			assert_int_equal(b, 0);
+			assert_int_equal(c, 1);
+			assert_true(file_has(logf, "database buckets"));
+			assert_false(file_has(logf, "database cache"));
+		} else {
+			assert_int_equal(b, 1);
+			assert_int_equal(c, 0);
+			assert_true(file_has(logf, "database cache"));
+			assert_false(file_has(logf, "database buckets"));
+		}
+		assert_int_equal(get_format(path, cases[i].db),
+		    strcmp(cases[i].db, "buckets") == 0 ? BUCKET_FORMAT : 1);
+		/* Once recorded, the next start keeps both. */
+		if (strcmp(cases[i].db, "buckets") == 0)
+			fill_bucket(path);
+		else
+			fill_cache(path);
+		assert_int_equal(store_master_init(path, 4, 2), 0);
+		have(path, &b, &c);
+		assert_int_equal(b, 1);
+		assert_int_equal(c, 1);
+		unlink(logf);
+	}
+}
+
+/* A store made before formats were per database has no format records:
+ * its databases are taken as format 1 (what every one was), so an
+ * upgrade from that build keeps its buckets; the records are written. */
+static void
+test_store_without_db_formats_keeps_buckets(void **st)
+{
+	char why[512], path[128], kb[64];
+	struct store *s;
+	MDB_txn *txn;
+	MDB_dbi main;
+	MDB_val k;
+	int b, c, i;
+
+	(void)st;
+	sub(path, sizeof(path), "state");
+	assert_int_equal(store_create(path, 4, 2, why, sizeof(why)), 0);
+	fill_two_dbs(path);
+	assert_int_equal(store_open(path, 2, &s), 0);
+	assert_int_equal(store_write_begin(s, &txn), 0);
+	assert_int_equal(mdb_dbi_open(txn, NULL, 0, &main), 0);
+	for (i = 0; i < STORE__NDB; i++) {
+		k.mv_size = (size_t)snprintf(kb, sizeof(kb),
+		    "portico.format.%s", store_dbs[i].name);
+		k.mv_data = kb;
+		assert_int_equal(mdb_del(txn, main, &k, NULL), 0);
+	}
+	assert_int_equal(store_write_commit(txn), 0);
+	store_close(s);
+	assert_int_equal(get_format(path, "buckets"), -1);
+	assert_int_equal(store_master_init(path, 4, 2), 0);
+	have(path, &b, &c);
+	assert_int_equal(b, BUCKET_FORMAT == 1);
+	assert_int_equal(c, 1);
+	for (i = 0; i < STORE__NDB; i++)
+		assert_int_equal(get_format(path, store_dbs[i].name),
+		    (int)store_dbs[i].format);
+}
+
+/* A database this build adds (here: one deleted from the store) is
+ * made by the master; the others keep their records. */
+static void
+test_added_db_made_others_kept(void **st)
+{
+	char why[512], path[128];
+	struct store *s;
+	MDB_txn *txn;
+	int b, c;
+
+	(void)st;
+	sub(path, sizeof(path), "state");
+	assert_int_equal(store_create(path, 4, 2, why, sizeof(why)), 0);
+	fill_two_dbs(path);
+	assert_int_equal(store_open(path, 2, &s), 0);
+	assert_int_equal(store_write_begin(s, &txn), 0);
+	assert_int_equal(mdb_drop(txn, s->dbi[STORE_HEALTH], 1), 0);
+	assert_int_equal(store_write_commit(txn), 0);
+	store_close(s);
+	assert_true(store_open(path, 2, &s) < 0);	/* a worker needs it */
+	assert_int_equal(store_master_init(path, 4, 2), 0);
+	have(path, &b, &c);
+	assert_int_equal(b, 1);
+	assert_int_equal(c, 1);
+}
+
+/* The master's tick runs each database's upkeep: the buckets' sweep
+ * drops a bucket that has refilled. */
+static void
+test_master_tick_runs_upkeep(void **st)
+{
+	char path[128];
+	struct store *s;
+	struct bucket b;
+
+	(void)st;
+	sub(path, sizeof(path), "state");
+	assert_int_equal(store_master_init(path, 4, 2), 0);
+	assert_int_equal(store_open(path, 2, &s), 0);
+	/* Taken at time 1 ns, a bucket of 1 token a ms: full long since. */
+	assert_int_equal(bucket_lease(s, "k", 1,
+	    &(struct bucket_params){ 1000, 1, 1 }, 1, 1, 1, NULL), 1);
+	assert_int_equal(bucket_peek(s, "k", 1, NULL, 1, &b), 1);
+	store_close(s);
+	store_tick(store_now_ns() / 1000000 + 10000);
+	assert_int_equal(store_open(path, 2, &s), 0);
+	assert_int_equal(bucket_peek(s, "k", 1, NULL, 1, &b), 0);
+	store_close(s);
+}
+
 int
 main(void)
 {
@@ -458,6 +711,14 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_map_size_fixed_at_create,
 		    setup, teardown),
 		cmocka_unit_test_setup_teardown(test_full_map_recovers_after_sweep,
+		    setup, teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_db_format_change_resets_that_db_alone, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_store_without_db_formats_keeps_buckets, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_added_db_made_others_kept,
+		    setup, teardown),
+		cmocka_unit_test_setup_teardown(test_master_tick_runs_upkeep,
 		    setup, teardown),
 	};
 
