@@ -938,6 +938,31 @@ t_gwctl_token_alg_pinned(void **st)
 	arena_reset(&a);
 }
 
+/* A tier with a control byte (gwctl escapes it as \u000a) is refused:
+ * it would split the identity header. */
+static void
+t_tier_control_byte_refused(void **st)
+{
+	char *argv[] = { "--key", FIX "hs256.secret", "--kid", "hs-256",
+	    "--sub", "alice", "--tier", "gold\nX-Evil: 1" };
+	char tok[JWT_MAX_TOKEN];
+	struct profile *p = profile("open");
+	struct arena a;
+	struct jwt_result r;
+
+	(void)st;
+	assert_int_equal(run_token(argv, 8, tok, sizeof(tok)), 0);
+	arena_init(&a, &acache);
+	assert_int_equal(jwt_verify(p->keys, &p->au, tok, strlen(tok),
+	    time(NULL), &a, &r), JWT_E_CLAIM);
+	argv[7] = "gold";
+	assert_int_equal(run_token(argv, 8, tok, sizeof(tok)), 0);
+	assert_int_equal(jwt_verify(p->keys, &p->au, tok, strlen(tok),
+	    time(NULL), &a, &r), 0);
+	assert_string_equal(r.tier, "gold");
+	arena_reset(&a);
+}
+
 int
 main(void)
 {
@@ -960,6 +985,7 @@ main(void)
 		cmocka_unit_test(t_gwctl_token_round_trip),
 		cmocka_unit_test(t_gwctl_token_refusals),
 		cmocka_unit_test(t_gwctl_token_alg_pinned),
+		cmocka_unit_test(t_tier_control_byte_refused),
 	};
 	int rc;
 
