@@ -4,7 +4,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -969,14 +968,16 @@ numeric_date(const struct json_value *c, const char *name, int64_t *t)
 		return JWT_E_CLAIM;
 	if (json_int(v, t))
 		return 0;
-	if (!json_number(v, &d) || isnan(d))
+	if (!json_number(v, &d) || d != d)	/* NaN */
 		return JWT_E_CLAIM;
-	d = floor(d);
 	if (d > lim)
 		d = lim;
 	if (d < -lim)
 		d = -lim;
+	/* floor without libm: the cast truncates toward zero */
 	*t = (int64_t)d;
+	if ((double)*t > d)
+		(*t)--;
 	return 0;
 }
 

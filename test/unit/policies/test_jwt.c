@@ -319,6 +319,50 @@ t_time_boundaries(void **st)
 	arena_reset(&a);
 }
 
+/* NumericDate values: integers exactly, fractions floored (also below
+ * zero), values past +-2^62 clamped, anything but a number refused. */
+static void
+t_numeric_dates(void **st)
+{
+	static const struct {
+		const char *json;
+		int rc;
+		int64_t t;
+	} c[] = {
+		{ "{\"exp\":1700000000}", 0, 1700000000 },
+		{ "{\"exp\":1.5}", 0, 1 },
+		{ "{\"exp\":-1.5}", 0, -2 },
+		{ "{\"exp\":-2}", 0, -2 },
+		{ "{\"exp\":-0.0}", 0, 0 },
+		{ "{\"exp\":1e300}", 0, INT64_C(4611686018427387904) },
+		{ "{\"exp\":-1e300}", 0, -INT64_C(4611686018427387904) },
+		/* past a double's range: json_number refuses it */
+		{ "{\"exp\":1e999}", JWT_E_CLAIM, 0 },
+		{ "{\"exp\":9223372036854775807}", 0, INT64_MAX },
+		{ "{\"exp\":\"1\"}", JWT_E_CLAIM, 0 },
+		{ "{\"exp\":null}", JWT_E_CLAIM, 0 },
+		{ "{\"exp\":[1]}", JWT_E_CLAIM, 0 },
+		{ "{}", 1, 0 },
+	};
+	static const struct json_limits lim = { 4, 1024 };
+	struct json_value v;
+	struct arena a;
+	int64_t t;
+	size_t i;
+
+	(void)st;
+	arena_init(&a, &acache);
+	for (i = 0; i < sizeof(c) / sizeof(c[0]); i++) {
+		assert_int_equal(json_parse(c[i].json, strlen(c[i].json), &lim,
+		    &a, &v, NULL), 0);
+		t = 0;
+		assert_int_equal(numeric_date(&v, "exp", &t), c[i].rc);
+		if (c[i].rc == 0 && t != c[i].t)
+			fail_msg("%s: %" PRId64, c[i].json, t);
+	}
+	arena_reset(&a);
+}
+
 static void
 t_error_codes_are_stable(void **st)
 {
@@ -970,6 +1014,7 @@ main(void)
 		cmocka_unit_test(t_fixture_expectations),
 		cmocka_unit_test(t_result_fields),
 		cmocka_unit_test(t_time_boundaries),
+		cmocka_unit_test(t_numeric_dates),
 		cmocka_unit_test(t_error_codes_are_stable),
 		cmocka_unit_test(t_too_large_not_read),
 		cmocka_unit_test(t_keys_load_counts),
