@@ -153,7 +153,7 @@ static int
 read_file(const char *path, unsigned char **out, size_t *len, char *why,
     size_t whylen)
 {
-	struct stat st;
+	struct stat st = { 0 };
 	unsigned char *buf = NULL;
 	size_t got = 0;
 	ssize_t r;
@@ -166,8 +166,9 @@ read_file(const char *path, unsigned char **out, size_t *len, char *why,
 	}
 	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) ||
 	    st.st_size > MAX_KEY_FILE) {
-		snprintf(why, whylen, "%s: %s", path, !S_ISREG(st.st_mode) ?
-		    "not a regular file" : "larger than 1 MiB");
+		snprintf(why, whylen, "%s: %s", path,
+		    S_ISREG(st.st_mode) && st.st_size > MAX_KEY_FILE ?
+		    "larger than 1 MiB" : "not a regular file");
 		close(fd);
 		return -1;
 	}
@@ -1160,6 +1161,8 @@ jwt_verify(const struct jwt_keys *ks, const struct cfg_auth *au,
 	memset(out, 0, sizeof(*out));
 	if (len > JWT_MAX_TOKEN)
 		return JWT_E_TOO_LARGE;
+	if (len == 0)
+		return JWT_E_MALFORMED;
 	d1 = memchr(tok, '.', len);
 	d2 = d1 != NULL ? memchr(d1 + 1, '.', len - (size_t)(d1 + 1 - tok)) :
 	    NULL;

@@ -501,6 +501,19 @@ t_config_key_errors(void **st)
 	au.jwks_file = FIX "jwks.json";
 	load_fails(&au, FIX "jwks.json: key #1 (kid \"jwk-rsa\"): kid is used "
 	    "twice", NULL);
+	/* a file over the bound is not read */
+	{
+		char big[] = "/tmp/test_jwt_big.XXXXXX";
+		int fd = mkstemp(big);
+
+		assert_true(fd >= 0);
+		assert_int_equal(ftruncate(fd, 1024 * 1024 + 1), 0);
+		close(fd);
+		k[1] = (struct cfg_jwt_key){ "k", "HS256", big, NULL, 8 };
+		au.jwks_file = NULL;
+		load_fails(&au, "8: /tmp/test_jwt_big.", "larger than 1 MiB");
+		unlink(big);
+	}
 	/* nothing at all */
 	au = (struct cfg_auth){ 0 };
 	load_fails(&au, "has no key", NULL);
