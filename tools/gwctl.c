@@ -17,6 +17,7 @@
 #include "master/config.h"
 #include "master/msg.h"
 #include "tools/gwctl_key.h"
+#include "tools/gwctl_token.h"
 
 #define DEFAULT_CONF	"etc/portico.conf"
 #define TIMEOUT_S	30
@@ -54,6 +55,7 @@ static int run_breakers(struct ctx *, const struct cmd *);
 static int run_cache(struct ctx *, const struct cmd *);
 static int run_reopen(struct ctx *, const struct cmd *);
 static int run_key(struct ctx *, const struct cmd *);
+static int run_token(struct ctx *, const struct cmd *);
 
 static const struct cmd cmds[] = {
 	{ "help", "help [COMMAND]", "show commands, or one command's usage",
@@ -88,6 +90,8 @@ static const struct cmd cmds[] = {
 	    "offline", run_key },
 	{ "stop", "stop [--now]", "graceful stop (--now: fast stop)",
 	    run_stop },
+	{ "token", GWCTL_TOKEN_USAGE, "sign a test JWT with a PEM private key "
+	    "or an HMAC secret file (no master needed)", run_token },
 	{ NULL, NULL, NULL, NULL },
 };
 
@@ -1020,6 +1024,13 @@ run_key(struct ctx *x, const struct cmd *self)
 {
 	(void)self;
 	return gwctl_key(x->argc, x->argv);
+}
+
+static int
+run_token(struct ctx *x, const struct cmd *self)
+{
+	(void)self;
+	return gwctl_token(x->argc, x->argv, stdout, stderr);
 }
 
 /* Value of an option that takes one; exits on a missing value. */

@@ -1,0 +1,285 @@
+/*
+ * jwt_cache: the verified-token cache of one worker (jwt.h): a fixed
+ * array of entries, chained in a power-of-two hash table by the SHA-256 of
+ * the token and linked in LRU order, so a hit, a miss and an eviction are
+ * O(1) and a full cache reuses its entries' string buffers (no malloc in
+ * the steady state).
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/err.h>
+#include <openssl/evp.h>
+
+#include "jwt.h"
+
+#define NIL	UINT32_MAX
+#define HASH_LEN 32
+
+static int64_t
+until_of(int64_t now, const struct jwt_result *r)
+{
+	if (r->has_exp)
+		return r->valid_until;
+	return now > INT64_MAX - JWT_CACHE_MAX_AGE ? INT64_MAX :
+	    now + JWT_CACHE_MAX_AGE;
+}
+
+struct centry {
+	uint8_t h[HASH_LEN];		/* SHA-256 of the whole token */
+	int64_t until;			/* first second it is stale */
+	struct jwt_result r;		/* strings point into buf */
+	char *buf;			/* the strings, NUL-ended */
+	size_t bufcap;
+	uint32_t prev, next;		/* LRU list, most recent first */
+	uint32_t hnext;			/* hash chain, or free list */
+};
+
+struct jwt_cache {
+	struct centry *e;
+	uint32_t cap, n;
+	uint32_t *bucket;		/* nbucket chains of entry indices */
+	uint32_t mask;
+	uint32_t head, tail;		/* most and least recently used */
+	uint32_t free;			/* unused entries via hnext */
+	EVP_MD *sha256;
+};
+
+struct jwt_cache *
+jwt_cache_new(size_t cap)
+{
+	struct jwt_cache *c;
+	uint32_t i, nb = 1;
+
+	if (cap == 0)
+		cap = JWT_CACHE_SIZE;
+	if (cap > (1u << 24))
+		cap = 1u << 24;
+	while (nb < cap)
+		nb <<= 1;
+	c = calloc(1, sizeof(*c));
+	if (c == NULL)
+		return NULL;
+	c->e = calloc(cap, sizeof(*c->e));
+	c->bucket = malloc(nb * sizeof(*c->bucket));
+	c->sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
+	if (c->e == NULL || c->bucket == NULL || c->sha256 == NULL) {
+		jwt_cache_free(c);
+		return NULL;
+	}
+	c->cap = (uint32_t)cap;
+	c->mask = nb - 1;
+	for (i = 0; i < nb; i++)
+		c->bucket[i] = NIL;
+	for (i = 0; i < c->cap; i++)
+		c->e[i].hnext = i + 1 < c->cap ? i + 1 : NIL;
+	c->free = 0;
+	c->head = c->tail = NIL;
+	return c;
+}
+
+void
+jwt_cache_free(struct jwt_cache *c)
+{
+	uint32_t i;
+
+	if (c == NULL)
+		return;
+	for (i = 0; c->e != NULL && i < c->cap; i++)
+		free(c->e[i].buf);
+	free(c->e);
+	free(c->bucket);
+	EVP_MD_free(c->sha256);
+	free(c);
+}
+
+size_t
+jwt_cache_count(const struct jwt_cache *c)
+{
+	return c->n;
+}
+
+static uint32_t
+bucket_of(const struct jwt_cache *c, const uint8_t *h)
+{
+	uint32_t b;
+
+	memcpy(&b, h, sizeof(b));
+	return b & c->mask;
+}
+
+static uint32_t
+cache_find(const struct jwt_cache *c, const uint8_t *h)
+{
+	uint32_t i;
+
+	for (i = c->bucket[bucket_of(c, h)]; i != NIL; i = c->e[i].hnext)
+		if (memcmp(c->e[i].h, h, HASH_LEN) == 0)
+			return i;
+	return NIL;
+}
+
+static void
+lru_unlink(struct jwt_cache *c, uint32_t i)
+{
+	struct centry *e = &c->e[i];
+
+	if (e->prev != NIL)
+		c->e[e->prev].next = e->next;
+	else
+		c->head = e->next;
+	if (e->next != NIL)
+		c->e[e->next].prev = e->prev;
+	else
+		c->tail = e->prev;
+}
+
+static void
+lru_front(struct jwt_cache *c, uint32_t i)
+{
+	struct centry *e = &c->e[i];
+
+	e->prev = NIL;
+	e->next = c->head;
+	if (c->head != NIL)
+		c->e[c->head].prev = i;
+	c->head = i;
+	if (c->tail == NIL)
+		c->tail = i;
+}
+
+/* Take entry I out of its chain and the LRU list, onto the free list. */
+static void
+cache_drop(struct jwt_cache *c, uint32_t i)
+{
+	uint32_t *pp = &c->bucket[bucket_of(c, c->e[i].h)];
+
+	while (*pp != i)
+		pp = &c->e[*pp].hnext;
+	*pp = c->e[i].hnext;
+	lru_unlink(c, i);
+	c->e[i].hnext = c->free;
+	c->free = i;
+	c->n--;
+}
+
+static int
+token_hash(const struct jwt_cache *c, const char *tok, size_t len,
+    uint8_t *h)
+{
+	unsigned int hl = 0;
+
+	if (EVP_Digest(tok, len, h, &hl, c->sha256, NULL) != 1 ||
+	    hl != HASH_LEN) {
+		ERR_clear_error();
+		return -1;
+	}
+	return 0;
+}
+
+static int
+cache_get_hash(struct jwt_cache *c, const uint8_t *h, int64_t now,
+    struct arena *a, struct jwt_result *out)
+{
+	uint32_t i = cache_find(c, h);
+	const struct jwt_result *r;
+
+	if (i == NIL)
+		return -1;
+	if (now >= c->e[i].until) {
+		cache_drop(c, i);
+		return -1;
+	}
+	r = &c->e[i].r;
+	*out = *r;
+	out->consumer = arena_dup(a, r->consumer, r->consumer_len);
+	out->scopes = arena_dup(a, r->scopes, r->scopes_len);
+	out->tier = r->tier != NULL ? arena_dup(a, r->tier, r->tier_len) :
+	    NULL;
+	if (out->consumer == NULL || out->scopes == NULL ||
+	    (r->tier != NULL && out->tier == NULL)) {
+		memset(out, 0, sizeof(*out));
+		return -1;
+	}
+	lru_unlink(c, i);
+	lru_front(c, i);
+	return 0;
+}
+
+static int
+cache_put_hash(struct jwt_cache *c, const uint8_t *h, int64_t now,
+    const struct jwt_result *r)
+{
+	size_t need = r->consumer_len + 1 + r->tier_len + 1 + r->scopes_len + 1;
+	uint32_t i = cache_find(c, h), b;
+	struct centry *e;
+	char *p;
+
+	if (i != NIL) {
+		cache_drop(c, i);
+	} else if (c->n == c->cap) {
+		cache_drop(c, c->tail);
+	}
+	i = c->free;
+	e = &c->e[i];
+	if (e->bufcap < need) {
+		p = realloc(e->buf, need);
+		if (p == NULL)
+			return -1;
+		e->buf = p;
+		e->bufcap = need;
+	}
+	c->free = e->hnext;
+	memcpy(e->h, h, HASH_LEN);
+	e->r = *r;
+	e->until = until_of(now, r);
+	p = e->buf;
+	memcpy(p, r->consumer, r->consumer_len);
+	p[r->consumer_len] = '\0';
+	e->r.consumer = p;
+	p += r->consumer_len + 1;
+	memcpy(p, r->scopes != NULL ? r->scopes : "", r->scopes_len);
+	p[r->scopes_len] = '\0';
+	e->r.scopes = p;
+	p += r->scopes_len + 1;
+	if (r->tier != NULL) {
+		memcpy(p, r->tier, r->tier_len);
+		p[r->tier_len] = '\0';
+		e->r.tier = p;
+	}
+	b = bucket_of(c, h);
+	e->hnext = c->bucket[b];
+	c->bucket[b] = i;
+	lru_front(c, i);
+	c->n++;
+	return 0;
+}
+
+int
+jwt_cache_get(struct jwt_cache *c, const char *tok, size_t len,
+    int64_t now_s, struct arena *a, struct jwt_result *out)
+{
+	uint8_t h[HASH_LEN];
+
+	if (token_hash(c, tok, len, h) < 0)
+		return -1;
+	return cache_get_hash(c, h, now_s, a, out);
+}
+
+int
+jwt_cache_put(struct jwt_cache *c, const char *tok, size_t len,
+    int64_t now_s, const struct jwt_result *r)
+{
+	uint8_t h[HASH_LEN];
+
+	if (r->consumer == NULL || token_hash(c, tok, len, h) < 0)
+		return -1;
+	return cache_put_hash(c, h, now_s, r);
+}
+
+void
+jwt_cache_clear(struct jwt_cache *c)
+{
+	while (c->head != NIL)
+		cache_drop(c, c->head);
+}
