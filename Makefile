@@ -76,6 +76,7 @@ integration: all
 
 test: deps
 	@$(MAKE) --no-print-directory all
+	@bash etc/gen-keys.sh
 	@$(MAKE) --no-print-directory unit
 	@$(MAKE) --no-print-directory integration
 

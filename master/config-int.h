@@ -53,6 +53,8 @@ int cfg_get_uint(struct ld *ld, const config_setting_t *g, const char *name,
 int cfg_get_unsigned(struct ld *ld, const config_setting_t *g,
     const char *name, const char *what, unsigned min, unsigned max,
     unsigned def, unsigned *out);
+int cfg_get_bool(struct ld *ld, const config_setting_t *g, const char *name,
+    const char *what, bool def, bool *out);
 int cfg_get_cstr(struct ld *ld, const config_setting_t *g, const char *name,
     const char *what, const config_setting_t **sp, const char **out);
 int cfg_get_str(struct ld *ld, const config_setting_t *g, const char *name,

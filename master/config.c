@@ -19,6 +19,8 @@
 #include <libconfig.h>
 #include <openssl/ssl.h>
 
+#include "../policies/apikey.h"
+#include "../policies/jwt.h"
 #include "config.h"
 #include "config-int.h"
 
@@ -864,6 +866,38 @@ validate(struct ld *ld, config_t *lc)
 	return check_listen_tls(ld, root);
 }
 
+/* The key files auth names must load as the workers will load them, so
+ * `portico -t` and a reload refuse a broken one with its place. */
+static int
+check_auth_files(struct ld *ld)
+{
+	const struct cfg_auth *au = &ld->cfg->auth;
+	struct jwt_keys *k = NULL;
+	struct apikeys *ak = NULL;
+	char why[512];
+
+	if (au->has_jwt) {
+		if (jwt_keys_load(au, &k, why, sizeof(why)) < 0) {
+			/* A key of this file says "LINE: reason". */
+			if (why[0] >= '0' && why[0] <= '9')
+				snprintf(ld->err, ld->errlen, "%s:%s", ld->file,
+				    why);
+			else
+				snprintf(ld->err, ld->errlen, "%s", why);
+			return -1;
+		}
+		jwt_keys_free(k);
+	}
+	if (au->has_api_keys) {
+		if (apikey_load(au->api_keys_file, &ak, why, sizeof(why)) < 0) {
+			snprintf(ld->err, ld->errlen, "%s", why);
+			return -1;
+		}
+		apikey_free(ak);
+	}
+	return 0;
+}
+
 int
 config_load(const char *file, const char *prefix, struct config **out,
     char *err, size_t errlen)
@@ -887,6 +921,8 @@ config_load(const char *file, const char *prefix, struct config **out,
 	rc = validate(&ld, &lc);
 	if (rc == 0)
 		rc = cfg_refuse_unbuilt(&ld, config_root_setting(&lc));
+	if (rc == 0)
+		rc = check_auth_files(&ld);
 	config_destroy(&lc);
 	free(ld.text);
 	if (rc < 0) {

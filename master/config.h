@@ -182,6 +182,7 @@ struct cfg_route {
 
 	int service;			/* index, -1 when the route aggregates */
 	enum auth_mode auth;
+	bool auth_forward;		/* Authorization goes upstream */
 	char **scopes;
 	size_t nscopes;
 

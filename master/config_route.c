@@ -18,7 +18,7 @@
 
 static const char *const route_keys[] = {
 	"name", "match", "service", "aggregate", "auth", "scopes",
-	"rate_limit", "rewrite", "transform", "cache", NULL
+	"auth_forward", "rate_limit", "rewrite", "transform", "cache", NULL
 };
 static const char *const match_keys[] = {
 	"path", "prefix", "regex", "methods", "host", NULL
@@ -435,9 +435,22 @@ parse_route(struct ld *ld, const config_setting_t *rs, struct cfg_route *r,
 		return cfg_bad(ld, s, "%s: auth '%s' but the auth section does "
 		    "not configure it", what, v);
 
-	if (cfg_get_strs(ld, rs, "scopes", what, NULL, &r->scopes,
-	    &r->nscopes) < 0 ||
-	    parse_rate_limit(ld, rs, r, what) < 0 ||
+	if (cfg_get_bool(ld, rs, "auth_forward", what, true,
+	    &r->auth_forward) < 0)
+		return -1;
+	if (cfg_get_strs(ld, rs, "scopes", what, &s, &r->scopes,
+	    &r->nscopes) < 0)
+		return -1;
+	if (r->nscopes > 0 && r->auth == AUTH_NONE)
+		return cfg_bad(ld, s, "%s: 'scopes' needs 'auth' (jwt, api_key "
+		    "or any): without a verified identity every request would "
+		    "lack them", what);
+	for (i = 0; i < r->nscopes; i++)
+		if (r->scopes[i][0] == '\0' || strpbrk(r->scopes[i], " \t") !=
+		    NULL)
+			return cfg_bad(ld, s, "%s: scope '%s' is empty or holds "
+			    "a space", what, r->scopes[i]);
+	if (parse_rate_limit(ld, rs, r, what) < 0 ||
 	    parse_rewrite(ld, rs, r, what) < 0 ||
 	    parse_transform(ld, rs, r, what) < 0 ||
 	    parse_cache(ld, rs, r, what) < 0)
@@ -483,7 +496,7 @@ int
 cfg_refuse_unbuilt(struct ld *ld, const config_setting_t *root)
 {
 	static const char *const route_unbuilt[] = {
-		"scopes", "cache", "aggregate", NULL
+		"cache", "aggregate", NULL
 	};
 	const config_setting_t *l, *e, *s;
 	const char *const *k;
@@ -501,23 +514,20 @@ cfg_refuse_unbuilt(struct ld *ld, const config_setting_t *root)
 	l = cfg_member(root, "routes");
 	for (i = 0; l != NULL && i < config_setting_length(l); i++) {
 		e = config_setting_get_elem(l, i);
-		/* Authentication: the auth issue. */
-		if (ld->cfg->routes[i].auth != AUTH_NONE)
-			return cfg_bad(ld, cfg_member(e, "auth"), "'auth' is not "
-			    "supported by this build yet");
-		/* ratelimit: `by = "consumer"` needs the auth issue's identity;
+		/* ratelimit: `by = "consumer"` needs a verified identity;
 		 * no tier means "anonymous", which must then exist. */
-		if (ld->cfg->routes[i].rl_by == RL_CONSUMER)
+		if (ld->cfg->routes[i].rl_by == RL_CONSUMER &&
+		    ld->cfg->routes[i].auth == AUTH_NONE)
 			return cfg_bad(ld, cfg_lookup_from(e, "rate_limit.by"),
-			    "rate_limit by consumer needs authentication, "
-			    "which this build does not have yet");
+			    "rate_limit by consumer needs 'auth' on the route "
+			    "(jwt, api_key or any)");
 		if (ld->cfg->routes[i].rl_by != RL_NONE &&
 		    ld->cfg->routes[i].rl_tier < 0 &&
 		    config_tier_index(ld->cfg, "anonymous") < 0)
 			return cfg_bad(ld, cfg_member(e, "rate_limit"), "rate_limit "
 			    "without a tier uses tier 'anonymous', which is "
 			    "not defined");
-		/* scopes: auth; cache, aggregate. */
+		/* cache, aggregate: their issues. */
 		for (k = route_unbuilt; *k != NULL; k++) {
 			s = cfg_member(e, *k);
 			if (s != NULL)

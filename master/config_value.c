@@ -646,6 +646,23 @@ cfg_get_cstr(struct ld *ld, const config_setting_t *g, const char *name,
 	return 0;
 }
 
+/* cfg_get_bool: boolean NAME of G, or DEF when absent. */
+int
+cfg_get_bool(struct ld *ld, const config_setting_t *g, const char *name,
+    const char *what, bool def, bool *out)
+{
+	const config_setting_t *s = cfg_member(g, name);
+
+	*out = def;
+	if (s == NULL)
+		return 0;
+	if (config_setting_type(s) != CONFIG_TYPE_BOOL)
+		return cfg_bad(ld, s, "'%s' in %s must be true or false", name,
+		    what);
+	*out = config_setting_get_bool(s) != 0;
+	return 0;
+}
+
 /* cfg_get_str: a copy of string NAME of G, or of DEF (NULL: none) when absent.
  * An empty string is refused: every string setting means something. */
 int

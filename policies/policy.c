@@ -5,9 +5,11 @@
 
 #include "policy.h"
 
-/* The fixed pipeline order (README, Design): trace and auth come before rate
- * limiting, the cache between rate limiting and transform. */
+/* The fixed pipeline order (README, Design): auth before rate limiting
+ * (which keys on its identity), the cache between rate limiting and
+ * transform. */
 static const struct policy *const pipeline[] = {
+	&policy_auth,
 	&policy_ratelimit,
 	&policy_transform,
 };

@@ -281,6 +281,7 @@ int xctx_req_filter(struct xctx *x, const struct body_filter *f);
 int obuf_put(struct obuf *o, const char *p, size_t n);
 
 /* The policies, in pipeline order in policy.c. */
+extern const struct policy policy_auth;
 extern const struct policy policy_ratelimit;
 extern const struct policy policy_transform;
 

@@ -28,18 +28,39 @@
 
 #define LEASE_MAX	64	/* tokens per lease, at most */
 
-struct rl_route {
-	const struct config *cfg;
+/* A tier as a route limits with it. */
+struct rl_tier {
 	const struct cfg_tier *tier;
 	struct bucket_params p;
+	char policy[RL_NAME_MAX + 64];	/* the RateLimit-Policy value */
+};
+
+struct rl_route {
+	const struct config *cfg;
+	struct rl_tier *tiers;		/* every tier, in config order */
+	size_t def;			/* the route's own (or anonymous) */
 	enum rl_by by;
 	const char *route_name;
 	const char *header;		/* RL_HEADER: as configured */
 	unsigned v6_prefix;		/* RL_IP: IPv6 clients by this prefix */
-	char kind[RL_KIND_MAX];		/* "ip", "route", "header:name" */
+	char kind[RL_KIND_MAX];		/* "ip", "route", "header:name",
+					 * "consumer" */
 	size_t kind_len;
-	char policy[RL_NAME_MAX + 64];	/* the RateLimit-Policy value */
 };
+
+/* The tier of this request: by consumer, the consumer's own tier when it
+ * names one the config has; the route's tier otherwise. */
+static const struct rl_tier *
+tier_of(const struct rl_route *rr, const struct xctx *ctx)
+{
+	size_t i;
+
+	if (rr->by == RL_CONSUMER && ctx->id.tier != NULL)
+		for (i = 0; i < rr->cfg->ntiers; i++)
+			if (strcmp(rr->tiers[i].tier->name, ctx->id.tier) == 0)
+				return &rr->tiers[i];
+	return &rr->tiers[rr->def];
+}
 
 /* Per process, like the store handle: leases outlive routes and belong
  * to whichever process took them (shm/lease.h). */
@@ -251,7 +272,8 @@ put_part(char *key, size_t *n, size_t max, const char *s, size_t len)
 /* The bucket key of this request (see ratelimit.h) in KEY, which holds
  * RL_KEY_MAX bytes; its length. */
 static size_t
-make_key(const struct rl_route *rr, const struct xctx *ctx, char *key)
+make_key(const struct rl_route *rr, const struct rl_tier *tv,
+    const struct xctx *ctx, char *key)
 {
 	char ip[INET6_ADDRSTRLEN + 8];
 	const char *v = "";
@@ -267,6 +289,13 @@ make_key(const struct rl_route *rr, const struct xctx *ctx, char *key)
 		v = rr->route_name;
 		vlen = strlen(v);
 		break;
+	case RL_CONSUMER:
+		/* auth ran first: a route limited by consumer has auth */
+		if (ctx->id.consumer != NULL) {
+			v = ctx->id.consumer;
+			vlen = ctx->id.consumer_len;
+		}
+		break;
 	case RL_HEADER:
 		/* Missing: the shared "" bucket, never unlimited. */
 		for (i = 0; i < ctx->nheaders; i++)
@@ -281,8 +310,8 @@ make_key(const struct rl_route *rr, const struct xctx *ctx, char *key)
 	default:
 		break;
 	}
-	put_part(key, &n, RL_NAME_MAX, rr->tier->name,
-	    strlen(rr->tier->name));
+	put_part(key, &n, RL_NAME_MAX, tv->tier->name,
+	    strlen(tv->tier->name));
 	key[n++] = '\0';
 	memcpy(key + n, rr->kind, rr->kind_len);
 	n += rr->kind_len;
@@ -304,9 +333,8 @@ rl_init(const struct config *cfg, const struct cfg_route *r, void *wstate,
 	(void)wstate;
 	if (r->rl_by == RL_NONE)
 		return 0;
-	if (r->rl_by == RL_CONSUMER) {
-		log_error("route %s: rate_limit by consumer needs "
-		    "authentication, which this build does not have yet",
+	if (r->rl_by == RL_CONSUMER && r->auth == AUTH_NONE) {
+		log_error("route %s: rate_limit by consumer needs auth",
 		    r->name);
 		return -1;
 	}
@@ -321,10 +349,22 @@ rl_init(const struct config *cfg, const struct cfg_route *r, void *wstate,
 	if (rr == NULL)
 		return -1;
 	rr->cfg = cfg;
-	rr->tier = &cfg->tiers[t];
-	rr->p.rate = rr->tier->rate;
-	rr->p.per_s = rr->tier->per_s;
-	rr->p.burst = rr->tier->burst;
+	rr->tiers = calloc(cfg->ntiers, sizeof(*rr->tiers));
+	if (rr->tiers == NULL) {
+		free(rr);
+		return -1;
+	}
+	for (i = 0; i < cfg->ntiers; i++) {
+		struct rl_tier *tv = &rr->tiers[i];
+		tv->tier = &cfg->tiers[i];
+		tv->p.rate = tv->tier->rate;
+		tv->p.per_s = tv->tier->per_s;
+		tv->p.burst = tv->tier->burst;
+		snprintf(tv->policy, sizeof(tv->policy), "\"%s\";q=%llu;w=%llu",
+		    tv->tier->name, (unsigned long long)tv->p.rate,
+		    (unsigned long long)tv->p.per_s);
+	}
+	rr->def = (size_t)t;
 	rr->by = r->rl_by;
 	rr->route_name = r->name;
 	rr->header = r->rl_header != NULL ? r->rl_header : "";
@@ -347,13 +387,11 @@ rl_init(const struct config *cfg, const struct cfg_route *r, void *wstate,
 			put_part(rr->kind, &rr->kind_len, 0, rr->header, len);
 		}
 	} else {
-		rr->kind_len = r->rl_by == RL_IP ? 2 : 5;
-		memcpy(rr->kind, r->rl_by == RL_IP ? "ip" : "route",
-		    rr->kind_len);
+		const char *k = r->rl_by == RL_IP ? "ip" : r->rl_by ==
+		    RL_CONSUMER ? "consumer" : "route";
+		rr->kind_len = strlen(k);
+		memcpy(rr->kind, k, rr->kind_len);
 	}
-	snprintf(rr->policy, sizeof(rr->policy), "\"%s\";q=%llu;w=%llu",
-	    rr->tier->name, (unsigned long long)rr->p.rate,
-	    (unsigned long long)rr->p.per_s);
 	/* Workers open the store here, after fork, once per process; a
 	 * failure is retried by later requests (refused meanwhile). */
 	store_of(cfg);
@@ -368,22 +406,22 @@ secs_up(uint64_t ns)
 }
 
 static void
-headers(const struct rl_route *rr, struct xctx *ctx, uint64_t left,
+headers(const struct rl_tier *tv, struct xctx *ctx, uint64_t left,
     uint64_t reset_s)
 {
-	xctx_resp_header(ctx, "RateLimit-Policy", "%s", rr->policy);
+	xctx_resp_header(ctx, "RateLimit-Policy", "%s", tv->policy);
 	xctx_resp_header(ctx, "RateLimit", "\"%s\";r=%llu;t=%llu",
-	    rr->tier->name, (unsigned long long)left,
+	    tv->tier->name, (unsigned long long)left,
 	    (unsigned long long)reset_s);
 }
 
 static int
-refuse(const struct rl_route *rr, struct xctx *ctx, int status,
+refuse(const struct rl_tier *tv, struct xctx *ctx, int status,
     uint64_t retry_s)
 {
 	if (retry_s == 0)
 		retry_s = 1;
-	headers(rr, ctx, 0, retry_s);
+	headers(tv, ctx, 0, retry_s);
 	xctx_resp_header(ctx, "Retry-After", "%llu",
 	    (unsigned long long)retry_s);
 	return xctx_error(ctx, status, status == 429 ? "rate_limited" :
@@ -394,14 +432,14 @@ refuse(const struct rl_route *rr, struct xctx *ctx, int status,
  * shared bucket: its tokens as last seen plus those held here (capped at
  * the burst: held tokens the refill already made up for are no extra). */
 static void
-lease_headers(const struct rl_route *rr, struct xctx *ctx,
+lease_headers(const struct rl_tier *tv, struct xctx *ctx,
     const struct lease *e)
 {
 	uint64_t left = e->left + e->tokens;
 
-	if (left > rr->p.burst)
-		left = rr->p.burst;
-	headers(rr, ctx, left, e->full_at_ms > ctx->now_ms ?
+	if (left > tv->p.burst)
+		left = tv->p.burst;
+	headers(tv, ctx, left, e->full_at_ms > ctx->now_ms ?
 	    secs_up((e->full_at_ms - ctx->now_ms) * 1000000ull) : 0);
 }
 
@@ -409,6 +447,7 @@ static int
 rl_request(struct xctx *ctx, void *state, void *slot)
 {
 	struct rl_route *rr = state;
+	const struct rl_tier *tv = tier_of(rr, ctx);
 	struct lease_table *tab;
 	struct lease *e, one;
 	struct bucket_view v;
@@ -419,13 +458,13 @@ rl_request(struct xctx *ctx, void *state, void *slot)
 	int n, rc;
 
 	(void)slot;
-	klen = make_key(rr, ctx, key);
+	klen = make_key(rr, tv, ctx, key);
 	tab = leases();
 	if (tab == NULL)
-		return refuse(rr, ctx, 503, 1);
+		return refuse(tv, ctx, 503, 1);
 	hash = lease_hash(tab, key, klen);
 	e = lease_get(tab, key, klen, hash);
-	if (e != NULL && !bucket_same_params(&e->p, &rr->p)) {
+	if (e != NULL && !bucket_same_params(&e->p, &tv->p)) {
 		lease_drop(tab, e);	/* another tier's: lost, safe */
 		e = NULL;
 	}
@@ -433,51 +472,54 @@ rl_request(struct xctx *ctx, void *state, void *slot)
 		/* The common case: no store access at all. */
 		e->tokens--;
 		e->used_ms = ctx->now_ms;
-		lease_headers(rr, ctx, e);
+		lease_headers(tv, ctx, e);
 		return POLICY_CONTINUE;
 	}
 	st = store_of(ctx->cfg);
 	if (st == NULL) {
 		warn_store("opening the store", 0, ctx->now_ms);
-		return refuse(rr, ctx, 503, 1);
+		return refuse(tv, ctx, 503, 1);
 	}
 	/* No room to hold a lease: take exactly the token this request
 	 * needs, which leaves nothing to give back. */
 	if (e == NULL && lease_count(tab) >= LEASE_CAP)
 		max = 1;
-	n = bucket_lease(st, key, klen, &rr->p, store_now_ns(), max,
+	n = bucket_lease(st, key, klen, &tv->p, store_now_ns(), max,
 	    2 * (uint64_t)ctx->cfg->server.workers, &v);
 	if (n < 0) {
 		warn_store("leasing tokens", n, ctx->now_ms);
-		return refuse(rr, ctx, 503, 1);
+		return refuse(tv, ctx, 503, 1);
 	}
 	if (n == 0)
-		return refuse(rr, ctx, 429, secs_up(v.wait_ns));
+		return refuse(tv, ctx, 429, secs_up(v.wait_ns));
 	if (e == NULL && n > 1)
 		e = lease_put(tab, key, klen, hash);
 	if (e == NULL) {
 		e = &one;
 		memset(e, 0, sizeof(*e));
-		if (n > 1 && (rc = bucket_return(st, key, klen, &rr->p,
+		if (n > 1 && (rc = bucket_return(st, key, klen, &tv->p,
 		    store_now_ns(), (uint64_t)n - 1)) < 0)
 			warn_store("returning a lease", rc, ctx->now_ms);
 		n = 1;
 	}
-	e->p = rr->p;
+	e->p = tv->p;
 	e->tokens = (uint32_t)n - 1;
 	e->used_ms = e->checked_ms = ctx->now_ms;
 	e->left = v.left;
 	e->full_at_ms = ctx->now_ms + v.full_ns / 1000000;
-	lease_headers(rr, ctx, e);
+	lease_headers(tv, ctx, e);
 	return POLICY_CONTINUE;
 }
 
 static void
 rl_free(void *state)
 {
+	struct rl_route *rr = state;
 	struct store *st;
 
-	free(state);
+	if (rr != NULL)
+		free(rr->tiers);
+	free(rr);
 	/* The worker is stopping or reloading: unspent leases go back. */
 	if (rl.tab == NULL || rl.pid != (int)getpid() ||
 	    lease_count(rl.tab) == 0)

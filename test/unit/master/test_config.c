@@ -148,11 +148,28 @@ static void
 test_contract_trimmed_loads(void **state)
 {
 	struct config *cfg = NULL;
-	char err[512] = "";
+	char err[512] = "", pre[64], path[160], cmd[512];
 	const struct cfg_service *u;
+	FILE *f;
 
 	(void)state;
-	if (config_load(CONF_DIR "contract-trimmed.conf", "/tmp", &cfg, err,
+	/* The key files the contract names must load: a prefix holding
+	 * them (an RSA public key from the JWT fixtures). */
+	snprintf(pre, sizeof(pre), "/tmp/ptc-cfgkeys-XXXXXX");
+	assert_non_null(mkdtemp(pre));
+	snprintf(cmd, sizeof(cmd), "mkdir -p %s/etc/keys && cp "
+	    "test/unit/policies/fixtures/jwt/rsa.pub.pem "
+	    "%s/etc/keys/rs256.pub.pem", pre, pre);
+	assert_int_equal(system(cmd), 0);
+	snprintf(path, sizeof(path), "%s/etc/keys/hs256.secret", pre);
+	assert_non_null(f = fopen(path, "w"));
+	fputs("0123456789abcdef0123456789abcdef\n", f);
+	fclose(f);
+	snprintf(path, sizeof(path), "%s/etc/keys/api_keys.conf", pre);
+	assert_non_null(f = fopen(path, "w"));
+	fputs("keys = ();\n", f);
+	fclose(f);
+	if (config_load(CONF_DIR "contract-trimmed.conf", pre, &cfg, err,
 	    sizeof(err)) != 0)
 		fail_msg("%s", err);
 	assert_true(cfg->server.workers >= 1);
@@ -160,7 +177,8 @@ test_contract_trimmed_loads(void **state)
 	    (unsigned)sysconf(_SC_NPROCESSORS_ONLN));
 	assert_int_equal(cfg->ntls, 1);
 	assert_string_equal(cfg->tls[0].name, "default");
-	assert_string_equal(cfg->tls[0].cert, "/tmp/etc/tls/server.crt");
+	snprintf(path, sizeof(path), "%s/etc/tls/server.crt", pre);
+	assert_string_equal(cfg->tls[0].cert, path);
 	assert_int_equal(cfg->tls[0].min_version, TLS1_2_VERSION);
 	assert_int_equal(cfg->tls[0].nnames, 0);
 	assert_null(cfg->tls[0].names[0]);
@@ -171,21 +189,23 @@ test_contract_trimmed_loads(void **state)
 	assert_false(cfg->services[1].health.enabled);
 	assert_true(cfg->auth.has_jwt);
 	assert_int_equal(cfg->auth.njwt_keys, 2);
-	assert_string_equal(cfg->auth.jwt_keys[0].secret_file,
-	    "/tmp/etc/keys/hs256.secret");
-	assert_string_equal(cfg->auth.jwt_keys[1].public_key,
-	    "/tmp/etc/keys/rs256.pub.pem");
+	snprintf(path, sizeof(path), "%s/etc/keys/hs256.secret", pre);
+	assert_string_equal(cfg->auth.jwt_keys[0].secret_file, path);
+	snprintf(path, sizeof(path), "%s/etc/keys/rs256.pub.pem", pre);
+	assert_string_equal(cfg->auth.jwt_keys[1].public_key, path);
 	assert_string_equal(cfg->auth.issuer, "https://auth.example.com/");
 	assert_string_equal(cfg->auth.require[0], "exp");
 	assert_true(cfg->auth.has_api_keys);
-	assert_string_equal(cfg->auth.api_keys_file,
-	    "/tmp/etc/keys/api_keys.conf");
+	snprintf(path, sizeof(path), "%s/etc/keys/api_keys.conf", pre);
+	assert_string_equal(cfg->auth.api_keys_file, path);
 	assert_int_equal(cfg->ntiers, 3);
 	assert_int_equal(cfg->nroutes, 3);
 	assert_string_equal(cfg->routes[1].host, "api.example.com");
 	assert_string_equal(cfg->routes[1].rewrite_to, "/v2/products/$1");
 	assert_int_equal(cfg->routes[2].methods, 0);
 	config_free(cfg);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", pre);
+	assert_int_equal(system(cmd), 0);
 }
 
 /* The full contract validates; only refuse_unbuilt stops it. */
@@ -558,15 +578,12 @@ static const struct err_case unbuilt_cases[] = {
 	  "server: { listen = (\n  { address = \"*:1\";\n"
 	  "    tls = \"default\"; } ); };\n", 4,
 	  "'tls' is not supported by this build yet" },
-	{ "auth: { api_keys = { file = \"f\"; }; };\n" SVC
-	  "routes = (\n  { name = \"r\"; match = { path = \"/a\"; };\n"
-	  "    service = \"users\";\n    auth = \"api_key\"; }\n);\n", 7,
-	  "'auth' is not supported by this build yet" },
 	{ ROUTE("\n scopes = [\"a\"];"), 7,
-	  "'scopes' is not supported by this build yet" },
+	  "route 'r': 'scopes' needs 'auth' (jwt, api_key or any): without a "
+	  "verified identity every request would lack them" },
 	{ ROUTE("\n rate_limit = { by = \"consumer\"; };"), 7,
-	  "rate_limit by consumer needs authentication, which this build "
-	  "does not have yet" },
+	  "rate_limit by consumer needs 'auth' on the route (jwt, api_key or "
+	  "any)" },
 	{ ROUTE("\n cache = { ttl_s = 5; };"), 7,
 	  "'cache' is not supported by this build yet" },
 	{ SVC "routes = ( { name = \"r\"; match = { path = \"/a\"; };\n"
@@ -604,6 +621,32 @@ test_unbuilt_refused(void **state)
 	assert_string_equal(cfg->routes[0].req_remove[0], "Cookie");
 	assert_string_equal(cfg->routes[0].prefix, "/a");
 	config_free(cfg);
+}
+
+/* The key files auth names are loaded at config load: a missing or
+ * broken one is refused with its place, before any worker starts. */
+static void
+test_auth_files_checked(void **state)
+{
+	struct config *cfg = NULL;
+	char err[512] = "";
+	FILE *f;
+
+	(void)state;
+	assert_true(check_err(SVC "auth: { jwt = { keys = (\n"
+	    "  { kid = \"k\"; alg = \"HS256\"; secret_file = "
+	    "\"ptc-no-such.secret\"; } ); }; };\n", 4,
+	    "/tmp/ptc-no-such.secret: No such file or directory"));
+	f = fopen("/tmp/ptc-bad-keys.conf", "w");
+	assert_non_null(f);
+	fputs("keys = ( { sha256 = \"zz\"; consumer = \"a\"; } );\n", f);
+	fclose(f);
+	assert_int_equal(load_text(SVC "auth: { api_keys = { file = "
+	    "\"ptc-bad-keys.conf\"; }; };\n", &cfg, err, sizeof(err)), -1);
+	assert_null(cfg);
+	assert_string_equal(err, "/tmp/ptc-bad-keys.conf:1: keys #1: sha256 "
+	    "must be 64 hex digits (the key's SHA-256: gwctl key hash)");
+	unlink("/tmp/ptc-bad-keys.conf");
 }
 
 /*
@@ -855,6 +898,7 @@ main(void)
 		cmocka_unit_test(test_defaults),
 		cmocka_unit_test(test_errors),
 		cmocka_unit_test(test_unbuilt_refused),
+		cmocka_unit_test(test_auth_files_checked),
 		cmocka_unit_test(test_groups_on_one_line),
 		cmocka_unit_test(test_wrapped_literals),
 		cmocka_unit_test(test_missing_file),

@@ -163,9 +163,9 @@ test_keys(void **st)
 	(void)st;
 	assert_int_equal(rl_init(&cfg, &route, NULL, &state), 1);
 	rr = state;
-	assert_string_equal(rr->tier->name, "anonymous");
+	assert_string_equal(rr->tiers[rr->def].tier->name, "anonymous");
 	ctx_init(&c, peer, 0, 0);
-	n = make_key(rr, &c, key);
+	n = make_key(rr, tier_of(rr, &c), &c, key);
 	assert_int_equal(n, sizeof("anonymous\0ip\0" "127.0.0.1") - 1);
 	assert_memory_equal(key, "anonymous\0ip\0" "127.0.0.1", n);
 	rl_free(state);
@@ -177,18 +177,18 @@ test_keys(void **st)
 	rr = state;
 	set_hdr(0, "x-key", "abc");
 	ctx_init(&c, peer, 1, 0);
-	n = make_key(rr, &c, key);
+	n = make_key(rr, tier_of(rr, &c), &c, key);
 	assert_memory_equal(key, "free\0header:x-key\0abc", n);
 	/* Missing header: the shared "" bucket. */
 	ctx_init(&c, peer, 0, 0);
-	n = make_key(rr, &c, key);
+	n = make_key(rr, tier_of(rr, &c), &c, key);
 	assert_int_equal(n, sizeof("free\0header:x-key\0") - 1);
 	assert_string_equal(key_value(key, n), "");
 	rl_free(state);
 
 	route.rl_by = RL_ROUTE;
 	assert_int_equal(rl_init(&cfg, &route, NULL, &state), 1);
-	n = make_key(state, &c, key);
+	n = make_key(state, tier_of(state, &c), &c, key);
 	assert_memory_equal(key, "free\0route\0r1", n);
 	rl_free(state);
 
@@ -277,7 +277,7 @@ test_lease_returned(void **st)
 	t0 = 5000;
 	ctx_init(&c, peer, 0, t0);
 	assert_int_equal(rl_request(&c, state, NULL), POLICY_CONTINUE);
-	n = make_key(state, &c, key);
+	n = make_key(state, tier_of(state, &c), &c, key);
 	/* One worker: a lease of 1000 / 2 = 500, capped at LEASE_MAX. */
 	assert_int_equal(bucket_peek(store_of(&cfg), key, n, &slow,
 	    store_now_ns(), &b), 1);
@@ -370,11 +370,11 @@ test_long_key_parts_bounded(void **st)
 	assert_int_equal(rl_init(&cfg, &route, NULL, &state), 1);
 	set_hdr(0, hdr_name, v1);
 	ctx_init(&c, peer, 1, 0);
-	n1 = make_key(state, &c, k1);
+	n1 = make_key(state, tier_of(state, &c), &c, k1);
 	assert_true(n1 <= RL_KEY_MAX);
 	set_hdr(0, hdr_name, v2);
 	ctx_init(&c, peer, 1, 0);
-	n = make_key(state, &c, key);
+	n = make_key(state, tier_of(state, &c), &c, key);
 	assert_true(n <= RL_KEY_MAX);
 	assert_false(n == n1 && memcmp(key, k1, n) == 0);
 	/* The policy answers such a request, with its headers bounded. */
@@ -386,7 +386,7 @@ test_long_key_parts_bounded(void **st)
 	route.name = route_name;
 	assert_int_equal(rl_init(&cfg, &route, NULL, &state), 1);
 	ctx_init(&c, peer, 0, 0);
-	n = make_key(state, &c, key);
+	n = make_key(state, tier_of(state, &c), &c, key);
 	assert_true(n <= RL_KEY_MAX);
 	rl_free(state);
 
@@ -465,17 +465,17 @@ test_ipv6_grouped_by_prefix(void **st)
 	assert_int_equal(rl_init(&cfg, &route, NULL, &state), 1);
 	ctx_init(&c, a, 0, 0);
 	c.peer_family = AF_INET6;
-	n = make_key(state, &c, key);
+	n = make_key(state, tier_of(state, &c), &c, key);
 	assert_string_equal(key_value(key, n), "2001:db8:1:2::/64");
 	c.peer_addr = b;
-	n2 = make_key(state, &c, k2);
+	n2 = make_key(state, tier_of(state, &c), &c, k2);
 	assert_int_equal(n, n2);
 	assert_memory_equal(key, k2, n);
 	c.peer_addr = other;
-	n = make_key(state, &c, key);
+	n = make_key(state, tier_of(state, &c), &c, key);
 	assert_string_equal(key_value(key, n), "2001:db8:1:3::/64");
 	c.peer_addr = mapped;
-	n = make_key(state, &c, key);
+	n = make_key(state, tier_of(state, &c), &c, key);
 	assert_string_equal(key_value(key, n), "192.0.2.9");
 	/* Behind a trusted proxy, the forwarded IPv6 client likewise. */
 	cfg.server.trusted = trusted_nets;
@@ -485,7 +485,7 @@ test_ipv6_grouped_by_prefix(void **st)
 
 		set_hdr(0, "X-Forwarded-For", "2001:db8:9:9:1::7");
 		ctx_init(&c, proxy, 1, 0);
-		n = make_key(state, &c, key);
+		n = make_key(state, tier_of(state, &c), &c, key);
 		assert_string_equal(key_value(key, n), "2001:db8:9:9::/64");
 	}
 	cfg.server.trusted = NULL;
@@ -497,14 +497,14 @@ test_ipv6_grouped_by_prefix(void **st)
 	assert_int_equal(rl_init(&cfg, &route, NULL, &state), 1);
 	ctx_init(&c, other, 0, 0);
 	c.peer_family = AF_INET6;
-	n = make_key(state, &c, key);
+	n = make_key(state, tier_of(state, &c), &c, key);
 	assert_string_equal(key_value(key, n), "2001:db8:1::/48");
 	rl_free(state);
 	route.rl_v6_prefix = 128;
 	assert_int_equal(rl_init(&cfg, &route, NULL, &state), 1);
 	ctx_init(&c, a, 0, 0);
 	c.peer_family = AF_INET6;
-	n = make_key(state, &c, key);
+	n = make_key(state, tier_of(state, &c), &c, key);
 	assert_string_equal(key_value(key, n), "2001:db8:1:2::aaaa");
 	rl_free(state);
 	route.rl_v6_prefix = 0;
@@ -538,7 +538,7 @@ test_full_lease_table_takes_one_token(void **st)
 	held = lease_count(rl.tab);
 	ctx_init(&c, peer, 0, 9000);
 	assert_int_equal(rl_request(&c, state, NULL), POLICY_CONTINUE);
-	n = make_key(state, &c, key);
+	n = make_key(state, tier_of(state, &c), &c, key);
 	assert_int_equal(bucket_peek(store_of(&cfg), key, n, &slow,
 	    store_now_ns(), &b), 1);
 	assert_int_equal(bucket_whole(&b), 999);
