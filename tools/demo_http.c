@@ -641,6 +641,28 @@ query_num(const char *q, size_t qn, const char *key, uint64_t min,
 	return 1;
 }
 
+/* The value of header NAME in C's request, or NULL. */
+static const char *
+head_value(struct conn *c, const char *name, size_t *len)
+{
+	struct hdr hv[MAX_HEADERS];
+	struct req r;
+	size_t i, nl = strlen(name);
+
+	memset(&r, 0, sizeof(r));
+	r.hdr = hv;
+	r.max_hdr = MAX_HEADERS;
+	if (parse_head(c->head, c->head_len, &r) < 0)
+		return NULL;
+	for (i = 0; i < r.nhdr; i++)
+		if (hv[i].name_len == nl &&
+		    strncasecmp(c->head + hv[i].name, name, nl) == 0) {
+			*len = hv[i].value_len;
+			return c->head + hv[i].value;
+		}
+	return NULL;
+}
+
 static void
 echo_body(struct conn *c, struct sbuf *b)
 {
@@ -805,8 +827,17 @@ route(struct conn *c, const char *path, size_t pn, const char *q, size_t qn,
 		h = hash(id, idl);
 		a = &catalogue[h % NPRODUCTS];
 		p2 = &catalogue[(h / 7 + 1) % NPRODUCTS];
+		const char *who;
+		size_t wl = 0;
+
 		sb_str(b, "{\"id\":");
 		sb_json(b, id, idl);
+		/* who the gateway says asked (its identity header) */
+		sb_str(b, ",\"customer\":");
+		if ((who = head_value(c, "X-User-ID", &wl)) != NULL)
+			sb_json(b, who, wl);
+		else
+			sb_str(b, "null");
 		sb_printf(b, ",\"status\":\"%s\",\"items\":[{\"product\":\"%s\","
 		    "\"qty\":1,\"price\":%.2f},{\"product\":\"%s\",\"qty\":2,"
 		    "\"price\":%.2f}],\"total\":%.2f,\"internal_cost\":1.5,"

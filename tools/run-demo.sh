@@ -78,10 +78,12 @@ Portico demo
             (logs in logs/demo-*.log)
   gateway:  $BUILD/portico -c $CONF   (listening on :8080)
 try:
-  curl localhost:8080/orders/1
   curl localhost:8080/users/7
   curl 'localhost:8080/recommendations?user=7'
-  curl -X POST -d '{"items":["p-1"]}' localhost:8080/orders
+  curl -i localhost:8080/orders/1      # 401: orders needs a JWT
+  TOKEN=\$($BUILD/gwctl token --key etc/keys/rs256.pem --kid rs1 --sub alice --scope orders:read)
+  curl -H "Authorization: Bearer \$TOKEN" localhost:8080/orders/1
+  curl -H "X-API-Key: \$(cat etc/keys/demo-api-key.txt)" localhost:8080/payments/1
   curl -i localhost:8001/health        # a service directly, no gateway
 Ctrl-C stops everything.
 

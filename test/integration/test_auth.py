@@ -142,6 +142,15 @@ def test_token_only_from_authorization_header(gw):
         assert r.status == 401, (path, r)
 
 
+def test_two_credentials_of_a_kind_refused(gw):
+    tok = hs256(SECRET, claims("kim", scope="orders:read"), kid="hs1")
+    r = get(gw, "/orders/two", bearer(tok) + bearer(tok))
+    assert assert_gateway_error(r, 401)["error"] == "ambiguous_credentials"
+    r = get(gw, "/payments/two", [("X-API-Key", API_KEY),
+                                  ("X-API-Key", API_KEY)])
+    assert assert_gateway_error(r, 401)["error"] == "ambiguous_credentials"
+
+
 def test_scope_missing_403(gw):
     tok = hs256(SECRET, claims("dave", scope="orders:write"), kid="hs1")
     r = get(gw, "/orders/3", bearer(tok))

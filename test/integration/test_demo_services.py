@@ -210,6 +210,11 @@ def test_orders(ports):
     assert status == 200 and doc["id"] == "1"
     assert doc["status"] and doc["items"]
     assert "internal_cost" in doc and "debug" in doc
+    assert doc["customer"] is None
+    # the identity the gateway forwards shows in the order
+    status, _, doc = get_json(o, "/orders/2", headers=[("X-User-ID",
+                                                         "alice")])
+    assert status == 200 and doc["customer"] == "alice"
     status, _, doc = get_json(o, "/orders", method="POST", body=b"x" * 123)
     assert status == 201 and doc["body_length"] == 123
     status, _, doc = get_json(o, "/cart/9")
