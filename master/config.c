@@ -21,6 +21,7 @@
 
 #include "../policies/apikey.h"
 #include "../policies/jwt.h"
+#include "../worker/tls.h"
 #include "config.h"
 #include "config-int.h"
 
@@ -29,9 +30,11 @@
 static const char *const server_keys[] = {
 	"workers", "listen", "admin", "control_socket", "pid_file", "state",
 	"limits", "access_log", "error_log", "trace_header",
-	"trusted_proxies", "underscores_in_headers", NULL
+	"trusted_proxies", "underscores_in_headers", "ticket_rotate_s", NULL
 };
-static const char *const listen_keys[] = { "address", "tls", NULL };
+static const char *const listen_keys[] = {
+	"address", "tls", "strict_sni", NULL
+};
 static const char *const state_keys[] = { "path", "max_mb", NULL };
 static const char *const limits_keys[] = {
 	"header_bytes", "field_bytes", "uri_bytes", "headers", "body_bytes",
@@ -83,7 +86,9 @@ parse_listen(struct ld *ld, const config_setting_t *srv)
 		li->line = config_setting_source_line(e);
 		if (cfg_check_keys(ld, e, listen_keys, "server.listen") < 0 ||
 		    cfg_get_cstr(ld, e, "address", "server.listen", &s, &v) < 0 ||
-		    cfg_get_str(ld, e, "tls", "server.listen", NULL, &li->tls) < 0)
+		    cfg_get_str(ld, e, "tls", "server.listen", NULL, &li->tls) < 0 ||
+		    cfg_get_bool(ld, e, "strict_sni", "server.listen", false,
+		    &li->strict_sni) < 0)
 			return -1;
 		if (v == NULL)
 			return cfg_bad(ld, e, "server.listen entry needs "
@@ -245,6 +250,9 @@ parse_server(struct ld *ld, const config_setting_t *srv)
 		    "trace_header: '%s' is not a valid header name",
 		    sv->trace_header);
 
+	if (cfg_get_unsigned(ld, srv, "ticket_rotate_s", "server", 60,
+	    86400 * 7, 3600, &sv->ticket_rotate_s) < 0)
+		return -1;
 	if (cfg_get_cstr(ld, srv, "underscores_in_headers", "server", &s,
 	    &v) < 0)
 		return -1;
@@ -284,6 +292,38 @@ static const char *const tls_keys[] = {
 	"names", "cert", "key", "min_version", NULL
 };
 
+/* cert and key: a path, or a list of them (an RSA and an ECDSA
+ * certificate side by side), resolved against the prefix. */
+static int
+tls_files(struct ld *ld, const config_setting_t *e, const char *name,
+    const char *what, char ***out, size_t *n)
+{
+	const config_setting_t *s = cfg_member(e, name);
+	size_t i;
+
+	*out = NULL;
+	*n = 0;
+	if (s == NULL)
+		return cfg_bad(ld, e, "%s needs '%s'", what, name);
+	if (config_setting_type(s) == CONFIG_TYPE_STRING) {
+		if ((*out = calloc(2, sizeof(char *))) == NULL)
+			return cfg_oom(ld);
+		if (cfg_dup_str(ld, config_setting_get_string(s), &(*out)[0]) <
+		    0)
+			return -1;
+		*n = 1;
+	} else if (cfg_get_strs(ld, e, name, what, NULL, out, n) < 0) {
+		return -1;
+	}
+	if (*n == 0 || *n > 4)
+		return cfg_bad(ld, s, "%s: '%s' names 1 to 4 files", what,
+		    name);
+	for (i = 0; i < *n; i++)
+		if (cfg_resolve(ld, &(*out)[i]) < 0)
+			return -1;
+	return 0;
+}
+
 static int
 parse_tls(struct ld *ld, const config_setting_t *tg)
 {
@@ -291,15 +331,16 @@ parse_tls(struct ld *ld, const config_setting_t *tg)
 	const config_setting_t *s;
 	const char *v;
 	char what[160];
-	int i, n;
+	size_t n, j;
+	int i, ne;
 
 	if (tg == NULL)
 		return 0;
-	n = config_setting_length(tg);
-	cfg->tls = calloc(n > 0 ? n : 1, sizeof(*cfg->tls));
+	ne = config_setting_length(tg);
+	cfg->tls = calloc(ne > 0 ? ne : 1, sizeof(*cfg->tls));
 	if (cfg->tls == NULL)
 		return cfg_oom(ld);
-	for (i = 0; i < n; i++) {
+	for (i = 0; i < ne; i++) {
 		const config_setting_t *e = config_setting_get_elem(tg, i);
 		struct cfg_tls *t = &cfg->tls[i];
 
@@ -308,19 +349,31 @@ parse_tls(struct ld *ld, const config_setting_t *tg)
 		if (cfg_dup_str(ld, config_setting_name(e), &t->name) < 0)
 			return -1;
 		if (strlen(t->name) > CFG_NAME_MAX)
-			return cfg_bad(ld, e, "tier name '%.16s...' is longer "
-			    "than %d bytes", t->name, CFG_NAME_MAX);
+			return cfg_bad(ld, e, "tls entry name '%.16s...' is "
+			    "longer than %d bytes", t->name, CFG_NAME_MAX);
 		snprintf(what, sizeof(what), "tls '%s'", t->name);
 		if (config_setting_type(e) != CONFIG_TYPE_GROUP)
 			return cfg_bad(ld, e, "%s must be a group { ... }", what);
 		if (cfg_check_keys(ld, e, tls_keys, what) < 0 ||
 		    cfg_get_strs(ld, e, "names", what, NULL, &t->names,
 		    &t->nnames) < 0 ||
-		    cfg_need_str(ld, e, "cert", what, &t->cert) < 0 ||
-		    cfg_resolve(ld, &t->cert) < 0 ||
-		    cfg_need_str(ld, e, "key", what, &t->key) < 0 ||
-		    cfg_resolve(ld, &t->key) < 0 ||
+		    tls_files(ld, e, "cert", what, &t->certs, &t->ncerts) < 0 ||
+		    tls_files(ld, e, "key", what, &t->keys, &n) < 0 ||
 		    cfg_get_cstr(ld, e, "min_version", what, &s, &v) < 0)
+			return -1;
+		if (n != t->ncerts)
+			return cfg_bad(ld, cfg_member(e, "key"), "%s: %zu "
+			    "certificates but %zu keys (one key per "
+			    "certificate, in the same order)", what, t->ncerts,
+			    n);
+		for (j = 0; j < t->nnames; j++)
+			if (t->names[j][0] == '*' && (t->names[j][1] != '.' ||
+			    strchr(t->names[j] + 2, '*') != NULL))
+				return cfg_bad(ld, cfg_member(e, "names"), "%s: "
+				    "name '%s': a wildcard is '*.' and a domain",
+				    what, t->names[j]);
+		if (cfg_dup_str(ld, t->certs[0], &t->cert) < 0 ||
+		    cfg_dup_str(ld, t->keys[0], &t->key) < 0)
 			return -1;
 		if (t->names == NULL) {
 			t->names = calloc(1, sizeof(char *));
@@ -704,8 +757,8 @@ parse_tiers(struct ld *ld, const config_setting_t *tg)
 		if (cfg_dup_str(ld, config_setting_name(e), &t->name) < 0)
 			return -1;
 		if (strlen(t->name) > CFG_NAME_MAX)
-			return cfg_bad(ld, e, "tier name '%.16s...' is longer "
-			    "than %d bytes", t->name, CFG_NAME_MAX);
+			return cfg_bad(ld, e, "tier name '%.16s...' is "
+			    "longer than %d bytes", t->name, CFG_NAME_MAX);
 		snprintf(what, sizeof(what), "tier '%s'", t->name);
 		if (config_setting_type(e) != CONFIG_TYPE_GROUP)
 			return cfg_bad(ld, e, "%s must be a group { ... }", what);
@@ -898,6 +951,22 @@ check_auth_files(struct ld *ld)
 	return 0;
 }
 
+/* Certificates and keys load as the workers will load them: a broken
+ * file is refused with its path and OpenSSL's reason. */
+static int
+check_tls_files(struct ld *ld)
+{
+	struct tls_server *ts = NULL;
+	char why[512];
+
+	if (tls_server_new(ld->cfg, &ts, why, sizeof(why)) < 0) {
+		snprintf(ld->err, ld->errlen, "%s", why);
+		return -1;
+	}
+	tls_server_free(ts);
+	return 0;
+}
+
 int
 config_load(const char *file, const char *prefix, struct config **out,
     char *err, size_t errlen)
@@ -923,6 +992,8 @@ config_load(const char *file, const char *prefix, struct config **out,
 		rc = cfg_refuse_unbuilt(&ld, config_root_setting(&lc));
 	if (rc == 0)
 		rc = check_auth_files(&ld);
+	if (rc == 0)
+		rc = check_tls_files(&ld);
 	config_destroy(&lc);
 	free(ld.text);
 	if (rc < 0) {
@@ -957,6 +1028,8 @@ config_free(struct config *cfg)
 		cfg_free_strv(cfg->tls[i].names);
 		free(cfg->tls[i].cert);
 		free(cfg->tls[i].key);
+		cfg_free_strv(cfg->tls[i].certs);
+		cfg_free_strv(cfg->tls[i].keys);
 	}
 	free(cfg->tls);
 	for (i = 0; i < cfg->nservices; i++) {

@@ -41,6 +41,7 @@ struct cfg_cidr {
 struct cfg_listen {
 	struct cfg_addr addr;
 	char *tls;			/* name of a tls entry, or NULL */
+	bool strict_sni;		/* unknown SNI name: handshake alert */
 	int line;
 };
 
@@ -75,6 +76,7 @@ struct cfg_server {
 	enum log_level error_level;
 	char *trace_header;
 	bool refuse_underscores;	/* underscores_in_headers = "refuse" */
+	unsigned ticket_rotate_s;	/* TLS session-ticket key lifetime */
 	struct cfg_cidr *trusted;
 	size_t ntrusted;
 };
@@ -83,8 +85,12 @@ struct cfg_tls {
 	char *name;
 	char **names;			/* SNI names; NULL-terminated, may be empty */
 	size_t nnames;
-	char *cert;			/* absolute */
-	char *key;			/* absolute */
+	char *cert;			/* absolute; the first of certs */
+	char *key;			/* absolute; the first of keys */
+	char **certs;			/* every certificate (chain) file: one
+					 * per key type (RSA, ECDSA), paired */
+	char **keys;			/* with its private key */
+	size_t ncerts;
 	int min_version;		/* TLS1_2_VERSION or TLS1_3_VERSION */
 	int line;
 };

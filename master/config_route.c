@@ -502,15 +502,6 @@ cfg_refuse_unbuilt(struct ld *ld, const config_setting_t *root)
 	const char *const *k;
 	int i;
 
-	/* TLS listeners: the TLS issue. */
-	l = cfg_lookup_from(root, "server.listen");
-	for (i = 0; l != NULL && i < config_setting_length(l); i++) {
-		s = cfg_member(config_setting_get_elem(l, i), "tls");
-		if (s != NULL)
-			return cfg_bad(ld, s, "'tls' is not supported by this "
-			    "build yet");
-	}
-
 	l = cfg_member(root, "routes");
 	for (i = 0; l != NULL && i < config_setting_length(l); i++) {
 		e = config_setting_get_elem(l, i);

@@ -3,12 +3,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "control-int.h"
 #include "master.h"
 #include "msg.h"
 #include "reload.h"
 #include "upgrade.h"
+#include "../worker/tls.h"
 #include "control_limits.h"
 
 /* Printable, bounded copy of a client-supplied name for messages. */
@@ -103,6 +105,31 @@ pack_gen(msgpack_packer *pk, const struct master *m, unsigned gen,
 	msg_pack_kv_uint(pk, "conns", conns);
 }
 
+/* The certificates of the serving config with their expiry. */
+static void
+pack_certs(msgpack_packer *pk, const struct config *cfg)
+{
+	struct tls_cert_info ci[32];
+	struct tls_server *ts = NULL;
+	char why[512];
+	time_t now = time(NULL);
+	size_t i, n = 0;
+
+	if (tls_server_new(cfg, &ts, why, sizeof(why)) == 0)
+		n = tls_server_certs(ts, ci, sizeof(ci) / sizeof(ci[0]));
+	msg_pack_str(pk, "certificates");
+	msgpack_pack_array(pk, n);
+	for (i = 0; i < n; i++) {
+		msgpack_pack_map(pk, 4);
+		msg_pack_kv_str(pk, "tls", ci[i].entry);
+		msg_pack_kv_str(pk, "file", ci[i].file);
+		msg_pack_kv_int(pk, "not_after", (int64_t)ci[i].not_after);
+		msg_pack_kv_int(pk, "days_left", (int64_t)(ci[i].not_after -
+		    now) / 86400);
+	}
+	tls_server_free(ts);
+}
+
 static int
 reply_status(struct master *m, struct msg_out *o)
 {
@@ -132,9 +159,10 @@ reply_status(struct master *m, struct msg_out *o)
 			gens[k] = gens[k - 1];
 			gens[k - 1] = t;
 		}
-	if (msg_out_init(o, 9) < 0)
+	if (msg_out_init(o, 10) < 0)
 		return -1;
 	msg_pack_kv_bool(&o->pk, "ok", true);
+	pack_certs(&o->pk, m->cfg);
 	msg_pack_kv_int(&o->pk, "pid", m->pid);
 	msg_pack_kv_uint(&o->pk, "generation", m->generation);
 	msg_pack_kv_uint(&o->pk, "uptime_s", (now - m->start_ms) / 1000);

@@ -21,6 +21,8 @@
 #include "supervise.h"
 #include "upgrade.h"
 #include "../shm/store.h"	/* ratelimit: shared store hooks */
+#include "../shm/tickets.h"
+#include "../worker/tls.h"
 
 #define FAST_STOP_MS		1000	/* SIGTERM -> SIGKILL */
 #define KILL_WAIT_MS		2000	/* after SIGKILL, before giving up */
@@ -369,8 +371,11 @@ loop(struct master *m)
 		}
 		now = master_now_ms();
 		control_tick(m->ctl, now);
-		if (!m->upgraded)
-			store_tick(now);	/* reader check + sweep, 1/s */
+		if (!m->upgraded) {
+			/* reader check, sweep, ticket keys: 1/s */
+			tickets_set_rotation(m->cfg->server.ticket_rotate_s);
+			store_tick(now);
+		}
 		operations(m, now);
 		if (m->state == MASTER_RUNNING) {
 			supervise_respawn_due(m, now);
@@ -429,6 +434,34 @@ warn_unbuilt(const struct config *cfg)
 			log_warn("service '%s': circuit breakers are not built "
 			    "yet", s->name);
 	}
+}
+
+/* Certificates that expire within 14 days are warned about at start and
+ * at every reload (gwctl status shows every expiry). */
+void
+warn_cert_expiry(const struct config *cfg)
+{
+	struct tls_cert_info ci[32];
+	struct tls_server *ts = NULL;
+	char why[512];
+	time_t now = time(NULL);
+	size_t i, n;
+
+	if (tls_server_new(cfg, &ts, why, sizeof(why)) < 0 || ts == NULL)
+		return;
+	n = tls_server_certs(ts, ci, sizeof(ci) / sizeof(ci[0]));
+	for (i = 0; i < n; i++) {
+		if (ci[i].not_after == 0 || ci[i].not_after - now > 14 * 86400)
+			continue;
+		if (ci[i].not_after <= now)
+			log_error("tls '%s': certificate %s has expired",
+			    ci[i].entry, ci[i].file);
+		else
+			log_warn("tls '%s': certificate %s expires in %lld "
+			    "days", ci[i].entry, ci[i].file,
+			    (long long)(ci[i].not_after - now) / 86400);
+	}
+	tls_server_free(ts);
 }
 
 int
@@ -529,6 +562,10 @@ master_run(struct config *cfg)
 		fatal(cfg, "shared store %s unusable", cfg->server.state_path);
 		goto done;
 	}
+	/* The first tick makes the TLS ticket keys the workers share. */
+	tickets_set_rotation(cfg->server.ticket_rotate_s);
+	store_tick(master_now_ms());
+	warn_cert_expiry(cfg);
 	/* An upgrade's new master writes it once ready (upgrade_ready). */
 	if (m->handoff_fd < 0 && master_pidfile_write(m) < 0)
 		goto done;

@@ -155,4 +155,7 @@ uint64_t master_now_ms(void);
  * 0755, like mkdir -p). Returns 0, or -1 with errno set. */
 int master_mkdirs(const char *path);
 
+/* warn_cert_expiry: log certificates of CFG that expire within 14 days. */
+void warn_cert_expiry(const struct config *cfg);
+
 #endif

@@ -147,6 +147,7 @@ reload_finish(struct master *m, bool ok, const char *why)
 		m->generation++;
 		log_info("reload: generation %u serving; the previous one "
 		    "drains (%u workers)", m->generation, m->nold);
+		warn_cert_expiry(m->cfg);
 	} else {
 		supervise_retire(m, m->next, m->nnext, true);
 		free(m->next);

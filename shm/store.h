@@ -45,6 +45,7 @@ enum store_db {
 	STORE_HEALTH,		/* service + instance: health results */
 	STORE_CACHE,		/* response cache */
 	STORE_CACHE_EXP,	/* expiry time + cache key: eviction index */
+	STORE_TICKETS,		/* TLS session-ticket keys: see tickets.h */
 	STORE__NDB
 };
 

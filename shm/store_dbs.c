@@ -6,6 +6,7 @@
  */
 #include "bucket.h"
 #include "store.h"
+#include "tickets.h"
 
 static int
 buckets_upkeep(struct store *s, uint64_t now_ns, void *state)
@@ -20,4 +21,5 @@ const struct store_dbdef store_dbs[STORE__NDB] = {
 	[STORE_HEALTH] = { "health", 1, NULL, 0 },
 	[STORE_CACHE] = { "cache", 1, NULL, 0 },
 	[STORE_CACHE_EXP] = { "cache_exp", 1, NULL, 0 },
+	[STORE_TICKETS] = { "tickets", TICKETS_FORMAT, tickets_upkeep, 0 },
 };

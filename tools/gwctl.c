@@ -265,6 +265,16 @@ get_u(const msgpack_object *map, const char *key)
 	return (uint64_t)v;
 }
 
+static int64_t
+get_i(const msgpack_object *map, const char *key)
+{
+	int64_t v = 0;
+
+	if (msg_get_int(map, key, &v) < 0)
+		return 0;
+	return v;
+}
+
 static void
 fmt_dur(uint64_t s, char *buf, size_t len)
 {
@@ -414,6 +424,21 @@ run_status(struct ctx *x, const struct cmd *self)
 	if (ws != NULL && ws->type == MSGPACK_OBJECT_ARRAY)
 		for (i = 0; i < ws->via.array.size; i++)
 			status_row(&ws->via.array.ptr[i], "starting");
+	gs = msg_get(in.map, "certificates");
+	if (gs != NULL && gs->type == MSGPACK_OBJECT_ARRAY &&
+	    gs->via.array.size > 0) {
+		char file[512], entry[80];
+		printf("%-16s %-10s %s\n", "TLS", "DAYS LEFT", "CERTIFICATE");
+		for (i = 0; i < gs->via.array.size; i++) {
+			g = &gs->via.array.ptr[i];
+			if (msg_get_str(g, "tls", entry, sizeof(entry)) < 0)
+				snprintf(entry, sizeof(entry), "?");
+			if (msg_get_str(g, "file", file, sizeof(file)) < 0)
+				snprintf(file, sizeof(file), "?");
+			printf("%-16s %-10" PRId64 " %s\n", entry,
+			    get_i(g, "days_left"), file);
+		}
+	}
 done:
 	msg_out_free(&req);
 	msg_in_free(&in);

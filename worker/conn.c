@@ -9,10 +9,13 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <openssl/ssl.h>
+
 #include "../master/log.h"
 #include "conn.h"
 #include "exchange.h"
 #include "pool.h"
+#include "tls.h"
 
 /* How long a closing connection keeps reading (and dropping) what the
  * client still sends, so its final response is not lost to a reset. */
@@ -57,9 +60,11 @@ conn_peer_text(const struct conn *c, char *out, size_t cap)
 }
 
 void
-conn_accept(struct worker *w, int fd, const struct sockaddr *sa)
+conn_accept(struct worker *w, int fd, const struct sockaddr *sa,
+    const struct listener *ls)
 {
 	struct conn *c;
+	SSL *ssl = NULL;
 
 	c = pool_conn_get(w);
 	if (c == NULL) {
@@ -69,6 +74,18 @@ conn_accept(struct worker *w, int fd, const struct sockaddr *sa)
 	/* TCP_NODELAY comes from the listening socket. */
 	c->w = w;
 	io_init(&c->io, fd);
+	if (ls != NULL && ls->tls != NULL) {
+		/* The handshake runs with the first reads, under the
+		 * header timeout. */
+		if ((ssl = SSL_new(ls->tls)) == NULL) {
+			close(fd);
+			pool_conn_dead(w, c);
+			return;
+		}
+		SSL_set_accept_state(ssl);
+		tls_set_strict(ssl, ls->strict_sni);
+		io_tls(&c->io, ssl);
+	}
 	c->lfd.fd = fd;
 	c->lfd.cb = conn_event;
 	c->lfd.data = c;
@@ -88,7 +105,7 @@ conn_accept(struct worker *w, int fd, const struct sockaddr *sa)
 	}
 	if (loop_add(&w->loop, &c->lfd, EPOLLIN | EPOLLOUT | EPOLLRDHUP |
 	    EPOLLET) < 0) {
-		close(fd);
+		io_close(&c->io);
 		pool_conn_dead(w, c);
 		return;
 	}
@@ -261,6 +278,31 @@ parse_error_status(int rc, const char **error)
 	}
 }
 
+/* A plain HTTP request on a TLS port: say so in plain HTTP (as nginx
+ * does) before closing, rather than leaving the client puzzled. */
+static void
+plain_on_tls(struct conn *c)
+{
+	static const char body[] = "{\"error\":\"plain_http_to_tls_port\","
+	    "\"status\":400}\n";
+	char msg[256], drop[4096];
+	int n, k;
+
+	n = snprintf(msg, sizeof(msg), "HTTP/1.1 400 Bad Request\r\n"
+	    "Content-Type: application/json\r\nContent-Length: %zu\r\n"
+	    "Connection: close\r\n\r\n%s", sizeof(body) - 1, body);
+	log_debug("client %d: plain HTTP request on a TLS port", c->io.fd);
+	if (n <= 0 || send(c->io.fd, msg, (size_t)n, MSG_NOSIGNAL |
+	    MSG_DONTWAIT) < 0)
+		return;
+	/* What the client sent is still unread: closing over it would
+	 * reset the connection and take the answer with it. */
+	shutdown(c->io.fd, SHUT_WR);
+	for (k = 0; k < 16 && recv(c->io.fd, drop, sizeof(drop),
+	    MSG_DONTWAIT) > 0; k++)
+		;
+}
+
 /* Read until a complete head is in `in`, then start its exchange. */
 static void
 read_head(struct conn *c)
@@ -313,6 +355,12 @@ read_head(struct conn *c)
 			return;
 		}
 		if (n <= 0) {
+			if (c->io.plain_on_tls)
+				plain_on_tls(c);
+			else if (c->io.ssl != NULL && n == IO_ERR &&
+			    !SSL_is_init_finished(c->io.ssl))
+				log_debug("client %d: TLS handshake failed",
+				    c->io.fd);
 			conn_close(c, n == 0 ? "client closed" : "read failed");
 			return;
 		}

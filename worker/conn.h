@@ -19,7 +19,10 @@
 
 #define CONN_GONE	(-1)
 
-void conn_accept(struct worker *w, int fd, const struct sockaddr *sa);
+/* conn_accept: a new client connection FD from listener LS (NULL: plain,
+ * for tests), with TLS when the listener has it. */
+void conn_accept(struct worker *w, int fd, const struct sockaddr *sa,
+    const struct listener *ls);
 /* conn_run: advance the connection as far as its sockets allow. */
 void conn_run(struct conn *c);
 /* conn_close: end the connection, its exchange and upstream; REASON is

@@ -1,9 +1,17 @@
 #include <errno.h>
+#include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
 #include "io.h"
+
+/* One TLS record's worth: writes are gathered into it, so a head and the
+ * first body bytes still leave as one record and one send. */
+#define TLS_REC	16384
 
 void
 io_init(struct io *io, int fd)
@@ -14,6 +22,87 @@ io_init(struct io *io, int fd)
 	io->wr_wait = IO_WR;
 	io->eof = false;
 	io->reset = false;
+	io->plain_on_tls = false;
+	io->ssl = NULL;
+	io->wpend = 0;
+}
+
+void
+io_tls(struct io *io, struct ssl_st *ssl)
+{
+	io->ssl = ssl;
+	SSL_set_fd(ssl, io->fd);
+}
+
+/* What a TLS call that did not complete waits for. */
+static ssize_t
+tls_blocked(struct io *io, int ret, uint8_t *wait)
+{
+	unsigned long e;
+
+	switch (SSL_get_error(io->ssl, ret)) {
+	case SSL_ERROR_WANT_READ:
+		io->ready &= ~IO_RD;
+		*wait = IO_RD;
+		return IO_AGAIN;
+	case SSL_ERROR_WANT_WRITE:
+		io->ready &= ~IO_WR;
+		*wait = IO_WR;
+		return IO_AGAIN;
+	case SSL_ERROR_ZERO_RETURN:
+		return 0;		/* close_notify */
+	default:
+		e = ERR_peek_last_error();
+		if (ERR_GET_LIB(e) == ERR_LIB_SSL &&
+		    ERR_GET_REASON(e) == SSL_R_HTTP_REQUEST)
+			io->plain_on_tls = true;
+		ERR_clear_error();
+		return IO_ERR;
+	}
+}
+
+static ssize_t
+tls_read(struct io *io, void *buf, size_t len)
+{
+	size_t n = 0;
+	int rc;
+
+	ERR_clear_error();
+	rc = SSL_read_ex(io->ssl, buf, len, &n);
+	if (rc == 1) {
+		/* A short read says nothing about the socket: records may
+		 * wait there or in OpenSSL; read on until it wants more. */
+		io->rd_wait = IO_RD;
+		return (ssize_t)n;
+	}
+	return tls_blocked(io, rc, &io->rd_wait);
+}
+
+static ssize_t
+tls_writev(struct io *io, const struct iovec *iov, int iovcnt)
+{
+	static char rec[TLS_REC];
+	size_t n = 0, k, cap = io->wpend ? io->wpend : TLS_REC, w = 0;
+	int i, rc;
+
+	/* A write that blocked is repeated with the same bytes and length
+	 * (the caller still holds them: nothing was counted as written). */
+	for (i = 0; i < iovcnt && n < cap; i++) {
+		k = iov[i].iov_len < cap - n ? iov[i].iov_len : cap - n;
+		memcpy(rec + n, iov[i].iov_base, k);
+		n += k;
+	}
+	if (n == 0)
+		return 0;
+	ERR_clear_error();
+	rc = SSL_write_ex(io->ssl, rec, n, &w);
+	if (rc == 1) {
+		io->wpend = 0;
+		io->wr_wait = IO_WR;
+		return (ssize_t)w;
+	}
+	io->wpend = (uint32_t)n;
+	return tls_blocked(io, rc, &io->wr_wait);
 }
 
 void
@@ -36,6 +125,8 @@ io_read(struct io *io, void *buf, size_t len)
 {
 	ssize_t n;
 
+	if (io->ssl != NULL)
+		return tls_read(io, buf, len);
 	do
 		n = read(io->fd, buf, len);
 	while (n < 0 && errno == EINTR);
@@ -64,6 +155,8 @@ io_writev(struct io *io, const struct iovec *iov, int iovcnt)
 	ssize_t n;
 	int i;
 
+	if (io->ssl != NULL)
+		return tls_writev(io, iov, iovcnt);
 	/* sendmsg rather than writev: MSG_NOSIGNAL spares a SIGPIPE. */
 	do
 		n = sendmsg(io->fd, &mh, MSG_NOSIGNAL);
@@ -85,12 +178,22 @@ io_writev(struct io *io, const struct iovec *iov, int iovcnt)
 void
 io_shutdown_write(struct io *io)
 {
+	/* TLS: close_notify first (best effort: never waits). */
+	if (io->ssl != NULL && SSL_is_init_finished(io->ssl)) {
+		ERR_clear_error();
+		SSL_shutdown(io->ssl);
+		ERR_clear_error();
+	}
 	shutdown(io->fd, SHUT_WR);
 }
 
 void
 io_close(struct io *io)
 {
+	if (io->ssl != NULL) {
+		SSL_free(io->ssl);
+		io->ssl = NULL;
+	}
 	if (io->fd >= 0)
 		close(io->fd);
 	io->fd = -1;

@@ -29,6 +29,8 @@
 #define IO_RD		0x01	/* readable (or peer half-closed) */
 #define IO_WR		0x02	/* writable */
 
+struct ssl_st;
+
 struct io {
 	int fd;
 	uint8_t ready;		/* IO_RD / IO_WR seen and not used up */
@@ -36,10 +38,17 @@ struct io {
 	uint8_t wr_wait;	/* what a blocked write waits for */
 	bool eof;		/* the peer shut its write side (or failed) */
 	bool reset;		/* the peer reset, or the socket failed */
+	bool plain_on_tls;	/* a TLS session met a plain HTTP request */
+	struct ssl_st *ssl;	/* a TLS session, or NULL (plain TCP) */
+	uint32_t wpend;		/* TLS: bytes of a write to repeat */
 };
 
 /* io_init: a socket, nothing known of its readiness. */
 void io_init(struct io *io, int fd);
+/* io_tls: run a TLS session over the socket (SSL is an SSL * made from
+ * the right context, in accept or connect state): from now on reads and
+ * writes go through it, the handshake with the first of them. */
+void io_tls(struct io *io, struct ssl_st *ssl);
 /* io_event: record what an epoll event reports (EPOLLIN, EPOLLOUT,
  * EPOLLRDHUP, EPOLLHUP, EPOLLERR). */
 void io_event(struct io *io, uint32_t events);

@@ -124,7 +124,10 @@ build_request_head(struct exchange *x)
 	}
 	plen = conn_peer_text(c, peer, sizeof(peer));
 	hb_put(&b, peer, plen);
-	hb_lit(&b, "\r\nX-Forwarded-Proto: http\r\n");
+	if (c->io.ssl != NULL)
+		hb_lit(&b, "\r\nX-Forwarded-Proto: https\r\n");
+	else
+		hb_lit(&b, "\r\nX-Forwarded-Proto: http\r\n");
 	if (cx->host != NULL)
 		hb_header(&b, "X-Forwarded-Host", 16, cx->host, cx->host_len);
 	hb_header(&b, cfg->server.trace_header, w->trace_hdr_len, cx->trace,

@@ -31,6 +31,7 @@
 
 struct worker;
 struct exchange;
+struct tls_server;
 
 /* A client address kept compactly (an idle connection must stay small). */
 struct peer {
@@ -270,9 +271,13 @@ struct exchange {
 #define XCTX_EXCHANGE(cx) \
 	((struct exchange *)((char *)(cx) - offsetof(struct exchange, ctx)))
 
+struct ssl_ctx_st;
+
 struct listener {
 	struct loop_fd lfd;
 	struct worker *w;
+	struct ssl_ctx_st *tls;		/* TLS listener's default context */
+	bool strict_sni;
 };
 
 /*
@@ -303,6 +308,7 @@ struct worker {
 	unsigned slot, generation;
 	struct listener *ls;
 	size_t nls;
+	struct tls_server *tls;		/* the tls section's contexts */
 	struct service_rt *svc;
 	struct up_hooks up_hooks;
 	struct policy_set pset;		/* policies' worker states */

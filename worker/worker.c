@@ -11,7 +11,9 @@
 #include "../master/log.h"
 #include "../policies/ratelimit.h"
 #include "conn.h"
+#include "../shm/store.h"
 #include "pool.h"
+#include "tls.h"
 #include "upstream.h"
 #include "worker.h"
 
@@ -78,7 +80,7 @@ on_accept(struct loop *l, struct loop_fd *f, uint32_t ev)
 		/* Descriptors again: the count of a flood that ended. */
 		if (w->accept_log.held != 0)
 			log_limit_flush(&w->accept_log);
-		conn_accept(w, fd, (struct sockaddr *)&ss);
+		conn_accept(w, fd, (struct sockaddr *)&ss, ls);
 	}
 }
 
@@ -192,6 +194,24 @@ round_up(uint32_t v, uint32_t to)
 	return (v + to - 1) / to * to;
 }
 
+/* The tls section's contexts, with session-ticket keys shared through
+ * the store (the master makes and rotates them). */
+static int
+open_tls(struct worker *w)
+{
+	const struct config *cfg = w->cfg;
+	char why[512];
+
+	if (tls_server_new(cfg, &w->tls, why, sizeof(why)) < 0) {
+		log_error("tls: %s", why);
+		return -1;
+	}
+	if (w->tls != NULL)
+		tls_server_tickets(w->tls, store_proc(cfg->server.state_path,
+		    cfg->server.workers));
+	return 0;
+}
+
 int
 worker_open(struct worker *w, const struct worker_args *a)
 {
@@ -256,12 +276,22 @@ worker_open(struct worker *w, const struct worker_args *a)
 	if (w->sig.fd < 0 || loop_add(&w->loop, &w->sig, EPOLLIN) < 0)
 		return -1;
 
+	if (open_tls(w) < 0)
+		return -1;
 	w->nls = a->nlisten;
 	w->ls = calloc(w->nls ? w->nls : 1, sizeof(*w->ls));
 	if (w->ls == NULL)
 		return -1;
 	for (i = 0; i < w->nls; i++) {
+		const struct cfg_listen *li = i < cfg->server.nlisten ?
+		    &cfg->server.listen[i] : NULL;
 		w->ls[i].w = w;
+		if (li != NULL && li->tls != NULL) {
+			w->ls[i].tls = tls_server_ctx(w->tls, li->tls);
+			w->ls[i].strict_sni = li->strict_sni;
+			if (w->ls[i].tls == NULL)
+				return -1;
+		}
 		w->ls[i].lfd.fd = a->listen_fds[i];
 		w->ls[i].lfd.cb = on_accept;
 		w->ls[i].lfd.data = &w->ls[i];
@@ -319,6 +349,8 @@ worker_close(struct worker *w)
 	w->sig.fd = -1;
 	loop_free(&w->loop);
 	free(w->ls);
+	tls_server_free(w->tls);
+	w->tls = NULL;
 	free(w->hdrs);
 	free(w->path_scratch);
 	free(w->rewrite_scratch);

@@ -120,9 +120,12 @@ test_demo_loads(void **state)
 	assert_int_equal(cfg->nroutes, 8);
 	assert_string_equal(cfg->server.error_log, "-");
 	assert_string_equal(cfg->server.state_path, "/dev/shm/portico-demo");
-	assert_int_equal(cfg->server.nlisten, 1);
+	assert_int_equal(cfg->server.nlisten, 2);
 	assert_null(cfg->server.listen[0].tls);
+	assert_string_equal(cfg->server.listen[1].tls, "default");
+	assert_int_equal(cfg->server.ticket_rotate_s, 3600);
 	r = &cfg->routes[0];
+	assert_int_equal(r->auth, AUTH_JWT);
 	assert_string_equal(r->name, "orders");
 	assert_int_equal(r->service, config_service_index(cfg, "orders"));
 	assert_int_equal(r->methods, METHOD_BIT(M_GET) | METHOD_BIT(M_POST));
@@ -148,7 +151,7 @@ static void
 test_contract_trimmed_loads(void **state)
 {
 	struct config *cfg = NULL;
-	char err[512] = "", pre[64], path[160], cmd[512];
+	char err[512] = "", pre[64], path[160], cmd[1024];
 	const struct cfg_service *u;
 	FILE *f;
 
@@ -157,9 +160,12 @@ test_contract_trimmed_loads(void **state)
 	 * them (an RSA public key from the JWT fixtures). */
 	snprintf(pre, sizeof(pre), "/tmp/ptc-cfgkeys-XXXXXX");
 	assert_non_null(mkdtemp(pre));
-	snprintf(cmd, sizeof(cmd), "mkdir -p %s/etc/keys && cp "
+	snprintf(cmd, sizeof(cmd), "mkdir -p %s/etc/keys %s/etc/tls && cp "
 	    "test/unit/policies/fixtures/jwt/rsa.pub.pem "
-	    "%s/etc/keys/rs256.pub.pem", pre, pre);
+	    "%s/etc/keys/rs256.pub.pem && cd %s/etc/tls && "
+	    "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 "
+	    "-nodes -keyout server.key -out server.crt -days 30 "
+	    "-subj /CN=localhost 2>/dev/null", pre, pre, pre, pre);
 	assert_int_equal(system(cmd), 0);
 	snprintf(path, sizeof(path), "%s/etc/keys/hs256.secret", pre);
 	assert_non_null(f = fopen(path, "w"));
@@ -221,8 +227,8 @@ test_contract_full(void **state)
 	(void)state;
 	assert_int_equal(config_load(CONF_DIR "contract-full.conf", NULL, &cfg,
 	    err, sizeof(err)), -1);
-	assert_string_equal(err, CONF_DIR "contract-full.conf:7: 'tls' is "
-	    "not supported by this build yet");
+	assert_string_equal(err, CONF_DIR "contract-full.conf:84: "
+	    "'aggregate' is not supported by this build yet");
 
 	ld.file = CONF_DIR "contract-full.conf";
 	ld.cfg = calloc(1, sizeof(*ld.cfg));
@@ -574,10 +580,6 @@ static const struct err_case err_cases[] = {
 };
 
 static const struct err_case unbuilt_cases[] = {
-	{ "tls: { default = { cert = \"c\"; key = \"k\"; }; };\n"
-	  "server: { listen = (\n  { address = \"*:1\";\n"
-	  "    tls = \"default\"; } ); };\n", 4,
-	  "'tls' is not supported by this build yet" },
 	{ ROUTE("\n scopes = [\"a\"];"), 7,
 	  "route 'r': 'scopes' needs 'auth' (jwt, api_key or any): without a "
 	  "verified identity every request would lack them" },
@@ -647,6 +649,13 @@ test_auth_files_checked(void **state)
 	assert_string_equal(err, "/tmp/ptc-bad-keys.conf:1: keys #1: sha256 "
 	    "must be 64 hex digits (the key's SHA-256: gwctl key hash)");
 	unlink("/tmp/ptc-bad-keys.conf");
+	/* a certificate that does not load: its path and OpenSSL's word */
+	assert_int_equal(load_text("tls: { default = { cert = "
+	    "\"ptc-no-such.crt\"; key = \"k\"; }; };\n"
+	    "server: { listen = (\n  { address = \"*:1\";\n"
+	    "    tls = \"default\"; } ); };\n", &cfg, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "/tmp/ptc-no-such.crt: cannot load the "
+	    "certificate ("));
 }
 
 /*

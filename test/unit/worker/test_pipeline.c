@@ -238,7 +238,7 @@ exchange_raw(const char *raw, size_t n)
 	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0,
 	    sv), 0);
 	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	conn_accept(&W, sv[0], (struct sockaddr *)&sa);
+	conn_accept(&W, sv[0], (struct sockaddr *)&sa, NULL);
 	memset(&cli.buf, 0, 64);
 	cli.len = 0;
 	cli.eof = false;
@@ -483,7 +483,7 @@ t_pending_client_leaves(void **st)
 	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0,
 	    sv), 0);
 	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	conn_accept(&W, sv[0], (struct sockaddr *)&sa);
+	conn_accept(&W, sv[0], (struct sockaddr *)&sa, NULL);
 	assert_int_equal(write(sv[1], GET, strlen(GET)),
 	    (ssize_t)strlen(GET));
 	for (i = 0; i < 20 && tp.requests == 0; i++) {
