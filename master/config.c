@@ -396,7 +396,7 @@ parse_tls(struct ld *ld, const config_setting_t *tg)
 static const char *const service_keys[] = {
 	"instances", "balance", "connect_timeout_ms", "timeout_ms",
 	"keepalive", "keepalive_timeout_ms", "retries", "health", "breaker",
-	NULL
+	"tls", "verify", "ca_file", "sni", NULL
 };
 static const char *const health_keys[] = {
 	"path", "interval_ms", "timeout_ms", "fall", "rise", NULL
@@ -482,8 +482,20 @@ parse_service(struct ld *ld, const config_setting_t *e, struct cfg_service *sv)
 	    &sv->keepalive) < 0 ||
 	    cfg_get_unsigned(ld, e, "keepalive_timeout_ms", what, 1, 3600000,
 	    4000, &sv->keepalive_timeout_ms) < 0 ||
-	    cfg_get_unsigned(ld, e, "retries", what, 0, 10, 1, &sv->retries) < 0)
+	    cfg_get_unsigned(ld, e, "retries", what, 0, 10, 1, &sv->retries) < 0 ||
+	    cfg_get_bool(ld, e, "tls", what, false, &sv->tls) < 0 ||
+	    cfg_get_bool(ld, e, "verify", what, true, &sv->tls_verify) < 0 ||
+	    cfg_get_str(ld, e, "ca_file", what, NULL, &sv->ca_file) < 0 ||
+	    (sv->ca_file != NULL && cfg_resolve(ld, &sv->ca_file) < 0) ||
+	    cfg_get_str(ld, e, "sni", what, NULL, &sv->sni) < 0)
 		goto done;
+	if (!sv->tls && (cfg_member(e, "verify") != NULL ||
+	    sv->ca_file != NULL || sv->sni != NULL)) {
+		cfg_bad(ld, cfg_member(e, sv->ca_file != NULL ? "ca_file" :
+		    sv->sni != NULL ? "sni" : "verify"), "%s: 'verify', "
+		    "'ca_file' and 'sni' need 'tls = true'", what);
+		goto done;
+	}
 
 	if (cfg_get_group(ld, e, "health", what, &g) < 0)
 		goto done;
@@ -958,12 +970,26 @@ check_tls_files(struct ld *ld)
 {
 	struct tls_server *ts = NULL;
 	char why[512];
+	size_t i;
 
 	if (tls_server_new(ld->cfg, &ts, why, sizeof(why)) < 0) {
 		snprintf(ld->err, ld->errlen, "%s", why);
 		return -1;
 	}
 	tls_server_free(ts);
+	for (i = 0; i < ld->cfg->nservices; i++) {
+		const struct cfg_service *sv = &ld->cfg->services[i];
+		SSL_CTX *ctx;
+
+		if (!sv->tls)
+			continue;
+		if ((ctx = tls_client_ctx_new(sv, why, sizeof(why))) == NULL) {
+			snprintf(ld->err, ld->errlen, "%s:%d: service %s: %s",
+			    ld->file, sv->line, sv->name, why);
+			return -1;
+		}
+		SSL_CTX_free(ctx);
+	}
 	return 0;
 }
 
@@ -1036,6 +1062,8 @@ config_free(struct config *cfg)
 		free(cfg->services[i].name);
 		free(cfg->services[i].instances);
 		free(cfg->services[i].hash_header);
+		free(cfg->services[i].ca_file);
+		free(cfg->services[i].sni);
 		free(cfg->services[i].health.path);
 	}
 	free(cfg->services);

@@ -122,6 +122,12 @@ struct cfg_service {
 	unsigned keepalive;
 	unsigned keepalive_timeout_ms;	/* idle pooled connection closed after */
 	unsigned retries;
+	bool tls;			/* TLS to the instances */
+	bool tls_verify;		/* check their certificate (default) */
+	char *ca_file;			/* trust these CAs (absolute), or the
+					 * system's */
+	char *sni;			/* name to send and check, or NULL:
+					 * the instance's host */
 	struct cfg_health health;
 	struct cfg_breaker breaker;
 	int line;

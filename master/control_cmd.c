@@ -59,7 +59,7 @@ pack_worker(msgpack_packer *pk, const struct master *m,
 
 	if (m->counters != NULL && s->index < m->counters->nslots)
 		wc = &m->counters->slot[s->index];
-	msgpack_pack_map(pk, 11);
+	msgpack_pack_map(pk, 12);
 	msg_pack_kv_uint(pk, "slot", s->num);
 	msg_pack_kv_int(pk, "pid", s->pid);
 	msg_pack_kv_uint(pk, "generation", s->generation);
@@ -70,6 +70,8 @@ pack_worker(msgpack_packer *pk, const struct master *m,
 	msg_pack_kv_uint(pk, "conns_total",
 	    wc ? COUNTER_GET(&wc->conns_total) : 0);
 	msg_pack_kv_uint(pk, "requests", wc ? COUNTER_GET(&wc->requests) : 0);
+	msg_pack_kv_uint(pk, "tls_handshake_failures",
+	    wc ? COUNTER_GET(&wc->tls_handshake_failures) : 0);
 	msg_pack_str(pk, "status");
 	msgpack_pack_map(pk, 6);
 	for (i = 0; i < 6; i++)

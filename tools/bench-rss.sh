@@ -6,13 +6,19 @@
 # reads the response and keeps them all open; the RSS is read again.
 # Target: at most 1 KiB per connection above idle RSS.
 #
-#   N=10000 TARGETS="nginx haproxy portico"
+#   N=10000 TARGETS="nginx haproxy portico portico-tls"
+#
+# portico-tls: the same with every connection over TLS 1.3 (an ECDSA
+# certificate; record buffers are released while idle), N_TLS of them
+# (default 2000: the handshakes take the time). Its figure includes
+# OpenSSL's own per-connection state (the SSL object and its session).
 set -u
 cd "$(dirname "$0")/.." || exit 1
 . tools/bench/lib.sh
 
 N=${N:-10000}
-TARGETS=${TARGETS:-"nginx haproxy portico"}
+TARGETS=${TARGETS:-"nginx haproxy portico portico-tls"}
+N_TLS=${N_TLS:-2000}
 OUT=build/bench
 
 [ -x "$PY" ] || bench_die "$PY not found"
@@ -46,23 +52,47 @@ for t in $TARGETS; do
 	nginx) nginx_front_conf "$dir" "$port" "$ORIGIN_PORT" 1; start_nginx "$dir" ;;
 	haproxy) HAPROXY_MAXCONN=$((NH + 100)) haproxy_conf "$dir" "$port" "$ORIGIN_PORT" 1; start_haproxy "$dir" ;;
 	portico) portico_conf "$dir" "$port" "$(bench_ports 1)" "$ORIGIN_PORT" 1; start_portico "$dir" ;;
+	portico-tls)
+		mkdir -p "$dir"
+		openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 \
+			-nodes -keyout "$dir/tls.key" -out "$dir/tls.crt" -days 2 \
+			-subj /CN=localhost 2>/dev/null
+		portico_conf "$dir" "$port" "$(bench_ports 1)" "$ORIGIN_PORT" 1 "" \
+			"tls: { default = { cert = \"$dir/tls.crt\"; key = \"$dir/tls.key\"; }; };"
+		sed -i "s|listen = ( { address = \"127.0.0.1:$port\"; } );|listen = ( { address = \"127.0.0.1:$port\"; tls = \"default\"; } );|" \
+			"$dir/portico.conf"
+		start_portico "$dir" ;;
 	*) bench_log "bench-rss: unknown target $t"; continue ;;
 	esac
 	pid=$STARTED_PID
-	if ! bench_wait_http "$port" /small "$pid" 10; then
+	tls=""
+	[ "$t" = portico-tls ] && tls=tls
+	if [ -n "$tls" ]; then
+		# bench_wait_http speaks plain HTTP: wait for the TLS port
+		for ((i = 0; i < 100; i++)); do
+			curl -ksf -o /dev/null "https://127.0.0.1:$port/small" && break
+			sleep 0.1
+		done
+	elif ! bench_wait_http "$port" /small "$pid" 10; then
 		bench_log "bench-rss: $t did not start; last log lines:"
 		tail -n 5 "$dir/err.log" "$dir/stdout.log" 2>/dev/null | sed 's/^/    /' >&2
 		bench_stop "$pid"; bench_untrack "$pid"
 		continue
 	fi
 	if [ "$t" = haproxy ]; then wpid=$pid; else wpid=$(bench_children "$pid" | head -n 1); fi
+	[ -n "$wpid" ] || { bench_log "bench-rss: $t: no worker"; bench_stop "$pid"; bench_untrack "$pid"; continue; }
 	# warm-up: upstream pool, buffers and code pages in before the idle reading
-	"$PY" tools/bench/fixedload.py "$port" /small 2000 16 >/dev/null 2>&1
+	if [ -n "$tls" ]; then
+		for ((i = 0; i < 50; i++)); do curl -ks -o /dev/null "https://127.0.0.1:$port/small"; done
+	else
+		"$PY" tools/bench/fixedload.py "$port" /small 2000 16 >/dev/null 2>&1
+	fi
 	sleep 1
 	idle=$(rss_kib "$wpid")
 	n=$N
 	[ "$t" = haproxy ] && n=$NH
-	"$PY" tools/bench/idleconns.py "$port" /small "$n" 300 >"$dir/idle.txt" 2>&1 &
+	[ -n "$tls" ] && n=$N_TLS
+	"$PY" tools/bench/idleconns.py "$port" /small "$n" 300 $tls >"$dir/idle.txt" 2>&1 &
 	cpid=$!
 	bench_track "$cpid"
 	ok=""
@@ -92,5 +122,5 @@ done
 		awk -v t="$t" -v a="$1" -v b="$2" -v n="$3" \
 			'BEGIN { printf "%-10s %12d %12d %8d %10.2f\n", t, a, b, n, (b - a) / n }'
 	done
-	echo "target: portico at most 1 KiB/conn"
+	echo "target: portico at most 1 KiB/conn (plain); TLS: OpenSSL's session state plus under 4 KiB"
 } | tee "$OUT/rss.txt"

@@ -22,6 +22,7 @@
 #define LINGER_MS 2000
 
 static void conn_event(struct loop *l, struct loop_fd *f, uint32_t ev);
+static void handshake_failed(struct conn *c, const char *how);
 static void conn_timeout(struct loop *l, struct loop_timer *t);
 
 /* IPv4 text by hand (glibc's inet_ntop goes through sprintf), once per
@@ -359,8 +360,7 @@ read_head(struct conn *c)
 				plain_on_tls(c);
 			else if (c->io.ssl != NULL && n == IO_ERR &&
 			    !SSL_is_init_finished(c->io.ssl))
-				log_debug("client %d: TLS handshake failed",
-				    c->io.fd);
+				handshake_failed(c, "failed");
 			conn_close(c, n == 0 ? "client closed" : "read failed");
 			return;
 		}
@@ -449,6 +449,18 @@ conn_event(struct loop *l, struct loop_fd *f, uint32_t ev)
 	conn_run(c);
 }
 
+/* A client's TLS handshake failed: counted, and said at debug level (a
+ * scanner's noise must not fill the log). */
+static void
+handshake_failed(struct conn *c, const char *how)
+{
+	char peer[64];
+
+	COUNTER_ADD(&c->w->stats->tls_handshake_failures, 1);
+	conn_peer_text(c, peer, sizeof(peer));
+	log_debug("client %s: TLS handshake %s", peer, how);
+}
+
 static void
 conn_timeout(struct loop *l, struct loop_timer *t)
 {
@@ -460,6 +472,10 @@ conn_timeout(struct loop *l, struct loop_timer *t)
 
 	switch (c->state) {
 	case CONN_IDLE:
+		/* One that began a handshake and did not end it failed. */
+		if (c->io.ssl != NULL && !SSL_in_before(c->io.ssl) &&
+		    !SSL_is_init_finished(c->io.ssl))
+			handshake_failed(c, "timed out");
 		conn_close(c, "idle timeout");
 		return;
 	case CONN_HEAD:

@@ -25,6 +25,7 @@ io_init(struct io *io, int fd)
 	io->plain_on_tls = false;
 	io->ssl = NULL;
 	io->wpend = 0;
+	io->tls_err = 0;
 }
 
 void
@@ -53,12 +54,28 @@ tls_blocked(struct io *io, int ret, uint8_t *wait)
 		return 0;		/* close_notify */
 	default:
 		e = ERR_peek_last_error();
+		io->tls_err = e;
 		if (ERR_GET_LIB(e) == ERR_LIB_SSL &&
 		    ERR_GET_REASON(e) == SSL_R_HTTP_REQUEST)
 			io->plain_on_tls = true;
 		ERR_clear_error();
 		return IO_ERR;
 	}
+}
+
+int
+io_handshake(struct io *io)
+{
+	int rc;
+
+	ERR_clear_error();
+	rc = SSL_do_handshake(io->ssl);
+	if (rc == 1) {
+		io->rd_wait = IO_RD;
+		io->wr_wait = IO_WR;
+		return 1;
+	}
+	return (int)tls_blocked(io, rc, &io->rd_wait);
 }
 
 static ssize_t
@@ -191,6 +208,15 @@ void
 io_close(struct io *io)
 {
 	if (io->ssl != NULL) {
+		/* A close_notify (best effort, never waits) ends the session
+		 * cleanly: OpenSSL would otherwise count it unfinished and its
+		 * session as not to be resumed. */
+		if (!io->reset && SSL_is_init_finished(io->ssl) &&
+		    !(SSL_get_shutdown(io->ssl) & SSL_SENT_SHUTDOWN)) {
+			ERR_clear_error();
+			SSL_shutdown(io->ssl);
+		}
+		ERR_clear_error();
 		SSL_free(io->ssl);
 		io->ssl = NULL;
 	}

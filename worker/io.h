@@ -41,6 +41,7 @@ struct io {
 	bool plain_on_tls;	/* a TLS session met a plain HTTP request */
 	struct ssl_st *ssl;	/* a TLS session, or NULL (plain TCP) */
 	uint32_t wpend;		/* TLS: bytes of a write to repeat */
+	unsigned long tls_err;	/* TLS: OpenSSL's error of the failed call */
 };
 
 /* io_init: a socket, nothing known of its readiness. */
@@ -49,6 +50,10 @@ void io_init(struct io *io, int fd);
  * the right context, in accept or connect state): from now on reads and
  * writes go through it, the handshake with the first of them. */
 void io_tls(struct io *io, struct ssl_st *ssl);
+/* io_handshake: drive a TLS session's handshake (connect side: run it
+ * before the first write, so its time is the connect's). 1 when done,
+ * IO_AGAIN (wait for rd_wait), IO_ERR (failed: tls_err says why). */
+int io_handshake(struct io *io);
 /* io_event: record what an epoll event reports (EPOLLIN, EPOLLOUT,
  * EPOLLRDHUP, EPOLLHUP, EPOLLERR). */
 void io_event(struct io *io, uint32_t events);

@@ -1,3 +1,5 @@
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -322,4 +324,109 @@ tls_server_tickets(struct tls_server *ts, struct store *s)
 {
 	if (ts != NULL)
 		ts->store = s;
+}
+
+/* ---- client side: TLS to a service's instances ---------------------- */
+
+/* A new session from the instance (TLS 1.3 sends it after the handshake):
+ * kept in the slot the SSL points at, for the next connection. */
+static int
+client_new_session(SSL *ssl, SSL_SESSION *sess)
+{
+	SSL_SESSION **slot = SSL_get_app_data(ssl);
+
+	if (slot == NULL)
+		return 0;
+	SSL_SESSION_free(*slot);
+	*slot = sess;
+	return 1;		/* the reference is ours */
+}
+
+SSL_CTX *
+tls_client_ctx_new(const struct cfg_service *sv, char *why, size_t whylen)
+{
+	SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+	const char *file = sv->ca_file != NULL ? sv->ca_file : sv->name;
+
+	if (ctx == NULL) {
+		ssl_reason(why, whylen, file, "cannot make a TLS context");
+		return NULL;
+	}
+	if (SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) != 1 ||
+	    SSL_CTX_set_cipher_list(ctx, TLS_CIPHERS_12) != 1) {
+		ssl_reason(why, whylen, file, "cannot set versions or ciphers");
+		SSL_CTX_free(ctx);
+		return NULL;
+	}
+	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION |
+	    SSL_OP_NO_COMPRESSION);
+	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS |
+	    SSL_MODE_ENABLE_PARTIAL_WRITE |
+	    SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT |
+	    SSL_SESS_CACHE_NO_INTERNAL_STORE);
+	SSL_CTX_sess_set_new_cb(ctx, client_new_session);
+	if (sv->tls_verify) {
+		SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+		if (sv->ca_file != NULL ? SSL_CTX_load_verify_locations(ctx,
+		    sv->ca_file, NULL) != 1 :
+		    SSL_CTX_set_default_verify_paths(ctx) != 1) {
+			ssl_reason(why, whylen, file, "cannot load the CA "
+			    "certificates");
+			SSL_CTX_free(ctx);
+			return NULL;
+		}
+	} else
+		SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
+	return ctx;
+}
+
+SSL *
+tls_client_new(SSL_CTX *ctx, const struct cfg_service *sv,
+    const struct cfg_addr *a, SSL_SESSION **slot)
+{
+	SSL *ssl = SSL_new(ctx);
+	char ip[INET6_ADDRSTRLEN];
+	int ok = 1;
+
+	if (ssl == NULL)
+		return NULL;
+	SSL_set_connect_state(ssl);
+	SSL_set_app_data(ssl, slot);
+	if (sv->sni != NULL) {
+		ok = SSL_set_tlsext_host_name(ssl, sv->sni) == 1 &&
+		    (!sv->tls_verify || SSL_set1_host(ssl, sv->sni) == 1);
+	} else if (sv->tls_verify) {
+		/* No name: the certificate must name the instance's address
+		 * (and no SNI is sent: it carries host names only). */
+		if (a->ss.ss_family == AF_INET6)
+			inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)
+			    &a->ss)->sin6_addr, ip, sizeof(ip));
+		else
+			inet_ntop(AF_INET, &((const struct sockaddr_in *)
+			    &a->ss)->sin_addr, ip, sizeof(ip));
+		ok = X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl),
+		    ip) == 1;
+	}
+	if (ok && slot != NULL && *slot != NULL)
+		ok = SSL_set_session(ssl, *slot) == 1;
+	if (!ok) {
+		SSL_free(ssl);
+		ERR_clear_error();
+		return NULL;
+	}
+	return ssl;
+}
+
+const char *
+tls_client_failure(SSL *ssl, unsigned long err)
+{
+	long v = ssl != NULL ? SSL_get_verify_result(ssl) : X509_V_OK;
+	const char *r;
+
+	if (v != X509_V_OK)
+		return X509_verify_cert_error_string(v);
+	if (err != 0 && (r = ERR_reason_error_string(err)) != NULL)
+		return r;
+	return "handshake failed";
 }

@@ -67,4 +67,20 @@ void tls_server_tickets(struct tls_server *ts, struct store *s);
  * exactly, or "*.example.com": one label, case-insensitive). */
 bool tls_name_match(const char *pattern, const char *name);
 
+/* tls_client_ctx_new: the context for TLS to service SV's instances:
+ * TLS 1.2 or 1.3 with the suites above, their certificate checked
+ * against SV's ca_file or the system's CAs unless verify is off, and
+ * sessions kept for resumption. NULL with "FILE: reason" in WHY. */
+SSL_CTX *tls_client_ctx_new(const struct cfg_service *sv, char *why,
+    size_t whylen);
+/* tls_client_new: a session to instance A in connect state: SNI and the
+ * name checked are SV's sni (none set: no SNI, and the certificate must
+ * name A's IP address); resumes *SLOT when set, and a new session from
+ * the instance replaces it (SLOT must outlive the SSL). NULL on error. */
+SSL *tls_client_new(SSL_CTX *ctx, const struct cfg_service *sv,
+    const struct cfg_addr *a, SSL_SESSION **slot);
+/* tls_client_failure: why a handshake failed, in words: the certificate
+ * check's verdict, else ERR's reason ERR (as io.h's tls_err keeps it). */
+const char *tls_client_failure(SSL *ssl, unsigned long err);
+
 #endif

@@ -6,6 +6,7 @@
 
 #include "../master/log.h"
 #include "pool.h"
+#include "tls.h"
 #include "upclient.h"
 #include "upstream.h"
 
@@ -36,6 +37,11 @@ fail_words(const struct upclient *uc, enum up_fail why, char *msg,
 		snprintf(msg, cap, "no connection within %u ms (upstream "
 		    "stalled)", sc->connect_timeout_ms);
 		return "upstream_connect_timeout";
+	case UPF_TLS:
+		snprintf(msg, cap, "TLS handshake failed: %s",
+		    uc->u != NULL ? tls_client_failure(uc->u->io.ssl,
+		    uc->u->io.tls_err) : "handshake failed");
+		return "upstream_tls_failed";
 	case UPF_RESET:
 		snprintf(msg, cap, "connection reset");
 		return "upstream_reset";
@@ -101,12 +107,12 @@ fail(struct upclient *uc, enum up_fail why)
 		uc->attempts--;
 		uc->flags |= UC_RESENT;
 	} else if (why != UPF_UNAVAILABLE) {
-		observe(uc, why == UPF_CONNECT || why == UPF_CONNECT_TIMEOUT ?
-		    UPR_CONNECT : why == UPF_RESET ? UPR_RESET :
+		observe(uc, why == UPF_CONNECT || why == UPF_CONNECT_TIMEOUT ||
+		    why == UPF_TLS ? UPR_CONNECT : why == UPF_RESET ? UPR_RESET :
 		    why == UPF_TIMEOUT ? UPR_TIMEOUT : UPR_BAD, 0);
 	}
 	if (replayable && (why == UPF_CONNECT || why == UPF_CONNECT_TIMEOUT ||
-	    why == UPF_RESET) && uc->attempts <= sc->retries) {
+	    why == UPF_TLS || why == UPF_RESET) && uc->attempts <= sc->retries) {
 		uc->flags &= ~(UC_REQ_DONE | UC_HEAD_DONE);
 		uc->reason = NULL;
 		if (connect_next(uc) == 0)
@@ -203,7 +209,7 @@ upclient_start(struct upclient *uc, struct worker *w, struct service_rt *svc,
 static enum up_wait
 waiting(const struct upclient *uc, bool send_blocked)
 {
-	if (uc->u->state == UP_CONNECTING)
+	if (uc->u->state == UP_CONNECTING || uc->u->state == UP_HANDSHAKE)
 		return UW_CONNECT;
 	if (!(uc->flags & UC_REQ_DONE))
 		return send_blocked ? UW_SEND : UW_NONE;
@@ -252,7 +258,7 @@ bool
 upclient_waits_on_owner(const struct upclient *uc)
 {
 	return (uc->flags & UC_ACTIVE) && uc->u != NULL &&
-	    uc->u->state != UP_CONNECTING && !(uc->flags & UC_REQ_DONE) &&
+	    uc->u->state == UP_ACTIVE && !(uc->flags & UC_REQ_DONE) &&
 	    uc->wait == UW_NONE;
 }
 
@@ -541,6 +547,18 @@ run(struct upclient *uc)
 			fail(uc, UPF_CONNECT);
 			return;
 		}
+		u->state = u->io.ssl != NULL ? UP_HANDSHAKE : UP_ACTIVE;
+	}
+	if (u->state == UP_HANDSHAKE) {
+		rc = io_handshake(&u->io);
+		if (rc == IO_AGAIN) {
+			timer_sync(uc, false);
+			return;
+		}
+		if (rc != 1) {
+			fail(uc, UPF_TLS);
+			return;
+		}
 		u->state = UP_ACTIVE;
 	}
 	if (!(uc->flags & UC_REQ_DONE)) {
@@ -597,7 +615,11 @@ upclient_event(struct loop *l, struct loop_fd *f, uint32_t ev)
 		return;
 	if (u->state == UP_IDLE) {
 		/* The upstream closed (or spoke out of turn) on an idle
-		 * pooled connection: it cannot be used any more. */
+		 * pooled connection: it cannot be used any more. Over TLS,
+		 * a session ticket may come after the response. */
+		if ((ev & EPOLLIN) && !(ev & (EPOLLRDHUP | EPOLLHUP |
+		    EPOLLERR)) && upstream_idle_clean(u))
+			return;
 		if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
 			upstream_close(u);
 			return;

@@ -10,6 +10,7 @@
 #include "../master/log.h"
 #include "../shm/hash.h"
 #include "pool.h"
+#include "tls.h"
 #include "upclient.h"
 #include "upstream.h"
 
@@ -32,7 +33,19 @@ upstream_services(const struct config *cfg, unsigned slot)
 			upstream_services_free(cfg, svc);
 			return NULL;
 		}
+		if (cfg->services[i].tls) {
+			char why[256];
+			s->tls = tls_client_ctx_new(&cfg->services[i], why,
+			    sizeof(why));
+			if (s->tls == NULL) {
+				log_error("service %s: %s",
+				    cfg->services[i].name, why);
+				upstream_services_free(cfg, svc);
+				return NULL;
+			}
+		}
 		for (j = 0; j < s->ninst; j++) {
+			s->inst[j].svc = s;
 			s->inst[j].addr = &cfg->services[i].instances[j];
 			s->inst[j].index = j;
 			s->inst[j].keepalive = cfg->services[i].keepalive;
@@ -55,10 +68,13 @@ upstream_services_free(const struct config *cfg, struct service_rt *svc)
 		return;
 	for (i = 0; i < cfg->nservices; i++) {
 		struct service_rt *s = &svc[i];
-		for (j = 0; s->inst != NULL && j < s->ninst; j++)
+		for (j = 0; s->inst != NULL && j < s->ninst; j++) {
 			while (s->inst[j].idle != NULL)
 				upstream_close(s->inst[j].idle);
+			SSL_SESSION_free(s->inst[j].tls_sess);
+		}
 		free(s->inst);
+		SSL_CTX_free(s->tls);
 	}
 	free(svc);
 }
@@ -140,12 +156,29 @@ pool_unlink(struct upconn *u)
  * catches what arrived since the last epoll_wait, where a late body after
  * a bodiless response is most likely. */
 static bool
-unrequested_bytes(const struct upconn *u)
+unrequested_bytes(struct upconn *u)
 {
 	char b;
-	ssize_t n = recv(u->io.fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+	ssize_t n;
 
+	if (u->io.ssl != NULL)
+		return !upstream_idle_clean(u);
+	n = recv(u->io.fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
 	return !(n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK));
+}
+
+bool
+upstream_idle_clean(struct upconn *u)
+{
+	char b;
+
+	/* TLS: records that carry no data (a session ticket) are taken in
+	 * and leave the connection usable; data, an alert or an EOF do
+	 * not. */
+	if (u->io.ssl == NULL)
+		return false;
+	u->io.ready |= IO_RD;
+	return io_read(&u->io, &b, 1) == IO_AGAIN && u->io.rd_wait == IO_RD;
 }
 
 struct upconn *
@@ -199,9 +232,21 @@ upstream_acquire(struct worker *w, struct instance *inst, struct upclient *uc)
 	u->timer.data = u;
 	u->state = UP_CONNECTING;
 	u->uc = uc;
+	if (inst->svc->tls != NULL) {
+		SSL *ssl = tls_client_new(inst->svc->tls, inst->svc->cfg,
+		    a, &inst->tls_sess);
+		if (ssl == NULL) {
+			log_error("upstream %s: cannot start TLS", a->text);
+			close(fd);
+			pool_upconn_dead(w, u);
+			errno = ENOMEM;
+			return NULL;
+		}
+		io_tls(&u->io, ssl);
+	}
 	if (loop_add(&w->loop, &u->lfd, EPOLLIN | EPOLLOUT | EPOLLRDHUP |
 	    EPOLLET) < 0) {
-		close(fd);
+		io_close(&u->io);
 		pool_upconn_dead(w, u);
 		return NULL;
 	}

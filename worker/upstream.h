@@ -40,5 +40,9 @@ struct upconn *upstream_acquire(struct worker *w, struct instance *inst,
  * room, else closed. */
 void upstream_release(struct upconn *u, bool reusable);
 void upstream_close(struct upconn *u);
+/* upstream_idle_clean: an idle TLS connection became readable: whether
+ * what came were only records without data (a session ticket), so it
+ * stays usable. False for plain connections: any byte is unrequested. */
+bool upstream_idle_clean(struct upconn *u);
 
 #endif

@@ -78,6 +78,7 @@ struct conn {
 
 enum up_state {
 	UP_CONNECTING,	/* connect() in progress */
+	UP_HANDSHAKE,	/* TLS handshake in progress (connect's timer) */
 	UP_ACTIVE,	/* bound to an upstream client */
 	UP_IDLE,	/* in its instance's pool; timer = keepalive timeout */
 };
@@ -114,6 +115,8 @@ struct instance {
 	unsigned active;		/* bound to requests (least_conn) */
 	unsigned keepalive;		/* most idle connections kept */
 	unsigned idle_ms;		/* an idle connection is closed after */
+	struct service_rt *svc;
+	struct ssl_session_st *tls_sess; /* TLS: the session to resume */
 };
 
 struct service_rt {
@@ -122,6 +125,7 @@ struct service_rt {
 	struct instance *inst;
 	unsigned ninst;
 	unsigned rr;
+	struct ssl_ctx_st *tls;		/* TLS to the instances, or NULL */
 };
 
 /* What an upstream client waits on the upstream for; its timer runs only
@@ -139,6 +143,7 @@ enum up_wait {
 enum up_fail {
 	UPF_CONNECT,		/* refused / unreachable: 502, retryable */
 	UPF_CONNECT_TIMEOUT,	/* no connect in time: 504, retryable */
+	UPF_TLS,		/* TLS handshake failed: 502, retryable */
 	UPF_RESET,		/* closed before any response byte: 502 */
 	UPF_TIMEOUT,		/* no (complete) response in time: 504 */
 	UPF_BAD,		/* malformed response: 502 */

@@ -351,12 +351,13 @@ def tmp():
 
 @pytest.fixture
 def origin():
-    """origin(mode="ok", name=..., handler=...) -> a started Origin."""
+    """origin(mode="ok", name=..., handler=..., tls=SSLContext) -> a
+    started Origin."""
     made = []
 
-    def make(mode="ok", name=None, handler=None):
+    def make(mode="ok", name=None, handler=None, tls=None):
         o = Origin(mode=mode, name=name or "o%d" % (len(made) + 1),
-                   handler=handler)
+                   handler=handler, tls=tls)
         made.append(o)
         return o.start()
 

@@ -11,6 +11,7 @@ blocking call has a short timeout so stop() always finishes.
 
 import json
 import socket
+import ssl
 import struct
 import threading
 import time
@@ -209,8 +210,11 @@ class Origin:
     fixture from conftest.
     """
 
-    def __init__(self, mode="ok", name="origin", handler=None):
+    def __init__(self, mode="ok", name="origin", handler=None, tls=None):
         self.name = name
+        self.tls = tls              # an ssl.SSLContext: serve HTTPS
+        self.tls_failures = 0       # handshakes that failed
+        self.tls_resumed = 0        # handshakes that resumed a session
         self.handler = handler or MODES[mode]
         self.connections = 0
         self.bytes_received = 0
@@ -284,7 +288,34 @@ class Origin:
             t.start()
             self._threads.append(t)
 
+    def _handshake(self, s):
+        """The TLS handshake of an accepted socket (stop-aware): the
+        wrapped socket, or None when it failed."""
+        ts = self.tls.wrap_socket(s, server_side=True,
+                                  do_handshake_on_connect=False)
+        deadline = time.monotonic() + 5
+        while not self._stop.is_set() and time.monotonic() < deadline:
+            try:
+                ts.do_handshake()
+            except (socket.timeout, ssl.SSLWantReadError,
+                    ssl.SSLWantWriteError):
+                continue
+            except (ssl.SSLError, OSError):
+                break
+            with self._lock:
+                if ts.session_reused:
+                    self.tls_resumed += 1
+                self._socks.append(ts)
+            return ts
+        with self._lock:
+            self.tls_failures += 1
+        return None
+
     def _serve(self, s, conn_id):
+        if self.tls is not None:
+            s = self._handshake(s)
+            if s is None:
+                return
         c = _Conn(self, s, conn_id)
         with self._lock:
             self.conns.append(c)

@@ -1,18 +1,26 @@
 """TLS termination: versions and ciphers, ALPN, SNI with exact and wildcard
 names, RSA and ECDSA side by side, strict SNI, session resumption across
 workers and reloads (shared ticket keys), certificate reload, expiry in
-gwctl status, a plain request on the TLS port, X-Forwarded-Proto."""
+gwctl status, a plain request on the TLS port, X-Forwarded-Proto.
+TLS to upstreams: the certificate checked against ca_file by name (sni)
+or address, failures as 502 with the reason, verify off, pooled TLS
+connections and resumed sessions."""
 
+import hashlib
 import json
 import os
+import shutil
 import socket
 import ssl
 import subprocess
+import threading
 import time
 
 import pytest
 
-from conftest import GWCTL, free_port, route, service
+from conftest import (GWCTL, PORTICO, Client, assert_gateway_error,
+                      free_port, http, route, service, stop_pid)
+from origin import KEEP, response
 
 
 def openssl(*args):
@@ -30,7 +38,8 @@ def make_cert(tmp, name, cn, sans, kind="rsa", days=365):
                 "ec_paramgen_curve:P-256", "-out", key)
     openssl("req", "-x509", "-key", key, "-out", crt, "-days", str(days),
             "-subj", "/CN=" + cn,
-            "-addext", "subjectAltName=" + ",".join("DNS:" + s for s in sans))
+            "-addext", "subjectAltName=" + ",".join(
+                s if s.startswith("IP:") else "DNS:" + s for s in sans))
     return crt, key
 
 
@@ -47,6 +56,12 @@ def certs(tmp_path_factory):
                           ["*.wild.example.com"]),
         "soon": make_cert(d, "soon", "soon.example.com",
                           ["soon.example.com"], days=3),
+        # upstream certificates: one naming the loopback address, one
+        # naming only a host name
+        "origin_ip": make_cert(d, "origin-ip", "origin", ["IP:127.0.0.1"],
+                               kind="ec"),
+        "origin_name": make_cert(d, "origin-name", "origin.internal",
+                                 ["origin.internal"], kind="ec"),
     }
     c["dir"] = d
     return c
@@ -366,7 +381,332 @@ def test_handshake_bounded_by_header_timeout(gateway, origin, certs):
     except OSError:
         pass
     s.close()
+    # a client stalling mid-handshake (half a ClientHello) is cut by the
+    # same timer
+    hello = client_hello()
+    s = socket.create_connection(("127.0.0.1", tport), timeout=5)
+    s.sendall(hello[:len(hello) // 2])
+    t0 = time.monotonic()
+    try:
+        assert s.recv(10) == b""
+    except ConnectionResetError:
+        pass
+    assert time.monotonic() - t0 < 4
+    s.close()
     ts = connect(tport)
     assert get(ts)[0].startswith("HTTP/1.1 200")
     ts.close()
     assert g.alive()
+    # the garbage and the stalled handshake were counted (the silent
+    # connection, which never began one, was not)
+    r = gwctl(g, "--json", "status")
+    fails = sum(w["tls_handshake_failures"]
+                for w in json.loads(r.stdout)["workers"])
+    assert fails == 2, r.stdout
+
+
+def client_hello():
+    """The bytes of a real ClientHello (Python's, to localhost)."""
+    inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+    obj = client_ctx().wrap_bio(inc, out, server_hostname="localhost")
+    with pytest.raises(ssl.SSLWantReadError):
+        obj.do_handshake()
+    return out.read()
+
+
+def bio_session(port):
+    """A TLS 1.3 session driven by hand over memory BIOs, so a test can
+    put any part of a record on the wire: (socket, SSLObject, out BIO)."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+    inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+    obj = client_ctx().wrap_bio(inc, out, server_hostname="localhost")
+    for _ in range(50):
+        try:
+            obj.do_handshake()
+            break
+        except ssl.SSLWantReadError:
+            sock.sendall(out.read())
+            data = sock.recv(65536)
+            assert data, "closed during the handshake"
+            inc.write(data)
+    sock.sendall(out.read())
+    return sock, obj, out
+
+
+def test_client_closing_mid_record(gw):
+    for cut in ("head", "body"):
+        sock, obj, out = bio_session(gw.tls_port)
+        req = b"POST /mid HTTP/1.1\r\nHost: a\r\nContent-Length: 5000\r\n\r\n"
+        if cut == "body":
+            obj.write(req)
+            sock.sendall(out.read())
+            req = b"x" * 3000
+        obj.write(req)
+        rec = out.read()
+        sock.sendall(rec[:len(rec) // 2])   # half a record, then gone
+        time.sleep(0.1)
+        sock.close()
+    time.sleep(0.3)
+    assert gw.alive()
+    assert gw.origin.complete_requests("/mid") == []
+    ts = connect(gw.tls_port)
+    assert get(ts)[0].startswith("HTTP/1.1 200")
+    ts.close()
+
+
+def test_large_bodies_over_tls_with_back_pressure(gateway, origin, certs):
+    big = bytes(range(256)) * (8 * 4096)            # 8 MiB
+    digest = hashlib.sha256(big).hexdigest()
+
+    def handler(orig, req):
+        if req.target == "/down":
+            return response(200, big), KEEP
+        return response(200, hashlib.sha256(req.body).hexdigest()
+                        .encode()), KEEP
+
+    o = origin(handler=handler)
+    tport = free_port()
+    g = gateway({"up": service(o.addr)}, [route("all", "up", prefix="/")],
+                limits={"body_bytes": 16 << 20},
+                server={"listen": [{"address": "127.0.0.1:%d" % tport,
+                                    "tls": "default"}]},
+                extra={"tls": tls_section(certs)}, start=False)
+    g.port = tport
+    g.start()
+    ts = connect(tport)
+    ts.sendall(b"POST /up HTTP/1.1\r\nHost: a\r\nContent-Length: %d"
+               b"\r\n\r\n" % len(big) + big)
+    head, body = get_response(ts)
+    assert head.startswith("HTTP/1.1 200") and body.decode() == digest
+    # a download the client stops reading for a while, then reads
+    ts.sendall(b"GET /down HTTP/1.1\r\nHost: a\r\n\r\n")
+    first = ts.recv(1000)
+    time.sleep(1.0)
+    head, body = get_response(ts, first)
+    assert head.startswith("HTTP/1.1 200"), head
+    assert hashlib.sha256(body).hexdigest() == digest
+    ts.close()
+
+
+def get_response(ts, buf=b""):
+    while b"\r\n\r\n" not in buf:
+        d = ts.recv(65536)
+        if not d:
+            break
+        buf += d
+    head, _, body = buf.partition(b"\r\n\r\n")
+    cl = [ln for ln in head.split(b"\r\n")
+          if ln.lower().startswith(b"content-length:")]
+    n = int(cl[0].split(b":")[1]) if cl else 0
+    while len(body) < n:
+        d = ts.recv(1 << 20)
+        if not d:
+            break
+        body += d
+    return head.decode("latin-1"), body
+
+
+@pytest.mark.parametrize("version", ["--tlsv1.2 --tls-max 1.2",
+                                     "--tlsv1.3"])
+def test_curl_over_tls(gw, certs, tmp, version):
+    # the default entry has an RSA and an ECDSA certificate: trust both
+    bundle = os.path.join(tmp, "bundle.pem")
+    with open(bundle, "w") as f:
+        for c in (certs["default"][0], certs["default_ec"][0]):
+            f.write(open(c).read())
+    r = subprocess.run(["curl", "-sS", "--cacert", bundle,
+                        "--resolve", "localhost:%d:127.0.0.1" % gw.tls_port,
+                        "-w", "%{http_code}", "-o", "/dev/null"]
+                       + version.split() +
+                       ["https://localhost:%d/curl" % gw.tls_port],
+                       capture_output=True, text=True, timeout=20)
+    assert r.stdout == "200", r.stdout + r.stderr
+
+
+def s_client_session(port, sess_in=None, sess_out=None, tls="-tls1_3"):
+    """One request with openssl s_client, reading to the server's close;
+    whether the session was resumed."""
+    args = ["openssl", "s_client", "-connect", "127.0.0.1:%d" % port,
+            "-servername", "localhost", "-ign_eof", tls]
+    if sess_in:
+        args += ["-sess_in", sess_in]
+    if sess_out:
+        args += ["-sess_out", sess_out]
+    r = subprocess.run(args, input=b"GET /s HTTP/1.1\r\nHost: a\r\n"
+                       b"Connection: close\r\n\r\n", capture_output=True,
+                       timeout=20)
+    out = r.stdout.decode(errors="replace")
+    assert "HTTP/1.1 200" in out, out
+    return "\nReused," in out
+
+
+def test_s_client_resumes_after_upgrade(gateway, origin, certs, tmp):
+    o = origin()
+    tport = free_port()
+    g = gateway({"up": service(o.addr)}, [route("all", "up", prefix="/")],
+                workers=2,
+                server={"listen": [{"address": "127.0.0.1:%d" % tport,
+                                    "tls": "default"}]},
+                extra={"tls": tls_section(certs)}, start=False)
+    g.port = tport
+    g.start()
+    for tls in ("-tls1_2", "-tls1_3"):
+        sess = os.path.join(tmp, "sess" + tls)
+        assert not s_client_session(tport, sess_out=sess, tls=tls)
+        assert all(s_client_session(tport, sess_in=sess, tls=tls)
+                   for _ in range(4))
+    bin2 = os.path.join(tmp, "portico-copy")
+    shutil.copy(PORTICO, bin2)
+    r = gwctl(g, "upgrade", "--binary", bin2)
+    assert r.returncode == 0, r.stderr
+    g.proc.wait(timeout=15)
+    with open(os.path.join(tmp, "portico.pid")) as f:
+        new_pid = int(f.read().strip())
+    try:
+        for tls in ("-tls1_2", "-tls1_3"):
+            sess = os.path.join(tmp, "sess" + tls)
+            assert s_client_session(tport, sess_in=sess, tls=tls), tls
+    finally:
+        stop_pid(new_pid)
+
+
+# ------------------------------------------------------ TLS to upstreams
+
+def origin_ctx(cert):
+    c = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    c.load_cert_chain(cert[0], cert[1])
+    return c
+
+
+def access_lines(path, n, timeout=5.0):
+    deadline = time.monotonic() + timeout
+    lines = []
+    while time.monotonic() < deadline:
+        try:
+            with open(path) as f:
+                lines = [json.loads(ln) for ln in f if ln.strip()]
+        except OSError:
+            lines = []
+        if len(lines) >= n:
+            break
+        time.sleep(0.05)
+    return lines
+
+
+def up_gw(gateway, o, alog=None, **svc):
+    server = {"access_log": {"path": alog}} if alog else None
+    return gateway({"up": service(o.addr, **svc)},
+                   [route("all", "up", prefix="/")], server=server)
+
+
+def test_upstream_tls_checked_by_name(gateway, origin, certs):
+    o = origin(tls=origin_ctx(certs["origin_name"]))
+    g = up_gw(gateway, o, tls=True, ca_file=certs["origin_name"][0],
+              sni="origin.internal")
+    r = http(g.port, path="/over-tls")
+    assert r.status == 200, r
+    assert [q.target for q in o.complete_requests()] == ["/over-tls"]
+
+
+def test_upstream_tls_checked_by_address(gateway, origin, certs, tmp):
+    o = origin(tls=origin_ctx(certs["origin_ip"]))
+    g = up_gw(gateway, o, tls=True, ca_file=certs["origin_ip"][0])
+    assert http(g.port, path="/ip").status == 200
+    # a certificate for a name only does not pass for the address
+    o2 = origin(tls=origin_ctx(certs["origin_name"]))
+    alog = os.path.join(tmp, "up-access.log")
+    g2 = up_gw(gateway, o2, tls=True, ca_file=certs["origin_name"][0],
+               retries=0, alog=alog)
+    r = http(g2.port, path="/ip")
+    assert_gateway_error(r, 502)
+    assert o2.complete_requests() == []
+    assert "TLS handshake failed" in g2.error_log() and \
+        "mismatch" in g2.error_log(), g2.error_log()
+    line = access_lines(alog, 1)[0]
+    assert line["reason"] == "upstream_tls_failed", line
+
+
+def test_upstream_tls_untrusted_refused_unless_verify_off(gateway, origin,
+                                                         certs):
+    o = origin(tls=origin_ctx(certs["origin_name"]))
+    # trusts another CA
+    g = up_gw(gateway, o, tls=True, ca_file=certs["origin_ip"][0],
+              sni="origin.internal", retries=0)
+    assert_gateway_error(http(g.port), 502)
+    assert "certificate" in g.error_log(), g.error_log()
+    assert o.complete_requests() == []
+    g2 = up_gw(gateway, o, tls=True, verify=False)
+    assert http(g2.port, path="/unchecked").status == 200
+
+
+def test_upstream_tls_to_plain_origin_fails_cleanly(gateway, origin, certs):
+    # a plain HTTP server answers the ClientHello with a 400
+    ls = socket.socket()
+    ls.bind(("127.0.0.1", 0))
+    ls.listen(8)
+    ls.settimeout(5)
+
+    def answer():
+        try:
+            s, _ = ls.accept()
+            s.settimeout(5)
+            s.recv(4096)
+            s.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0"
+                      b"\r\nConnection: close\r\n\r\n")
+            s.close()
+        except OSError:
+            pass
+
+    t = threading.Thread(target=answer, daemon=True)
+    t.start()
+    g = gateway({"up": service("127.0.0.1:%d" % ls.getsockname()[1],
+                               tls=True, verify=False, retries=0)},
+                [route("all", "up", prefix="/")])
+    assert_gateway_error(http(g.port), 502)
+    t.join(5)
+    ls.close()
+    assert "TLS handshake failed" in g.error_log(), g.error_log()
+    # one that says nothing is a connect timeout (it covers the handshake)
+    o = origin()
+    g2 = up_gw(gateway, o, tls=True, verify=False, retries=0,
+               connect_timeout_ms=300)
+    t0 = time.monotonic()
+    assert_gateway_error(http(g2.port), 504)
+    assert time.monotonic() - t0 < 3
+    assert g.alive() and g2.alive()
+
+
+def test_upstream_tls_pooled_and_resumed(gateway, origin, certs):
+    o = origin(tls=origin_ctx(certs["origin_name"]))
+    g = up_gw(gateway, o, tls=True, ca_file=certs["origin_name"][0],
+              sni="origin.internal")
+    with Client(g.port) as c:
+        for i in range(4):
+            assert c.request(path="/k%d" % i).status == 200
+            time.sleep(0.05)    # a session ticket may come after a reply
+    assert o.connections == 1       # one pooled TLS connection
+    # without a pool, each request opens a connection that resumes
+    o2 = origin(tls=origin_ctx(certs["origin_name"]))
+    g2 = up_gw(gateway, o2, tls=True, ca_file=certs["origin_name"][0],
+               sni="origin.internal", keepalive=0)
+    for i in range(3):
+        assert http(g2.port, path="/r%d" % i).status == 200
+    assert o2.connections == 3
+    assert o2.tls_resumed >= 2, (o2.connections, o2.tls_resumed)
+
+
+def test_upstream_tls_settings_checked_at_load(gateway, origin, certs, tmp):
+    o = origin()
+    g = gateway({"up": service(o.addr, ca_file=certs["origin_ip"][0])},
+                [route("all", "up", prefix="/")], start=False)
+    r = subprocess.run([PORTICO, "-t", "-c", g.conf], capture_output=True,
+                       text=True)
+    assert r.returncode != 0
+    assert "need 'tls = true'" in r.stderr and g.conf + ":" in r.stderr
+    missing = os.path.join(tmp, "nope.pem")
+    g2 = gateway({"up": service(o.addr, tls=True, ca_file=missing)},
+                 [route("all", "up", prefix="/")], start=False)
+    r = subprocess.run([PORTICO, "-t", "-c", g2.conf], capture_output=True,
+                       text=True)
+    assert r.returncode != 0
+    assert missing in r.stderr, r.stderr

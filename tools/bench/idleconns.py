@@ -1,15 +1,17 @@
 #!/usr/bin/python3
-"""idleconns.py PORT PATH N [HOLD_S]
+"""idleconns.py PORT PATH N [HOLD_S] [tls]
 
 Open N keep-alive connections to 127.0.0.1:PORT, send one GET PATH on each
 and read its whole response (Content-Length), then keep every connection
 open and idle. Prints "ready N" on stdout once all N responses are in, then
 holds the connections until SIGTERM/SIGINT or HOLD_S seconds (default 600).
-Needs ulimit -n above N.
+Needs ulimit -n above N. With "tls" each connection is TLS (no
+certificate check; the session stays open and idle like the others).
 """
 import selectors
 import signal
 import socket
+import ssl
 import sys
 import time
 
@@ -27,7 +29,10 @@ def read_responses(socks, req_done):
     while pending and time.monotonic() < deadline:
         for key, _ in sel.select(1.0):
             s = key.fileobj
-            data = s.recv(65536)
+            try:
+                data = s.recv(65536)
+            except ssl.SSLWantReadError:
+                continue
             if not data:
                 raise SystemExit("idleconns: server closed a connection")
             bufs[s] += data
@@ -58,6 +63,11 @@ def main(argv):
         return 2
     port, path, n = int(argv[1]), argv[2], int(argv[3])
     hold = float(argv[4]) if len(argv) > 4 else 600.0
+    ctx = None
+    if len(argv) > 5 and argv[5] == "tls":
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
     req = ("GET %s HTTP/1.1\r\nHost: bench\r\n\r\n" % path).encode()
     stop = [False]
 
@@ -71,6 +81,8 @@ def main(argv):
         batch = []
         for _ in range(min(BATCH, n - len(socks))):
             s = socket.create_connection(("127.0.0.1", port), timeout=10)
+            if ctx is not None:
+                s = ctx.wrap_socket(s, server_hostname="localhost")
             s.sendall(req)
             s.setblocking(False)
             batch.append(s)
