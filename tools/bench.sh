@@ -4,7 +4,7 @@
 # every proxy alike; ratios are taken inside each round, then the median.
 #
 #   WORKERS=2 ROUNDS=5 DURATION=5 WRK_THREADS=1 CONNS=64
-#   SCENARIOS="small big close c256 ratelimit ratelimit10k accesslog"
+#   SCENARIOS="small big close c256 ratelimit ratelimit10k accesslog jwt gateway"
 #
 # Output: a table per scenario on stdout, also in build/bench/results.txt and
 # build/bench/results.json. BENCH_KEEP=1 keeps the temp dir (configs, logs).
@@ -17,18 +17,24 @@ ROUNDS=${ROUNDS:-5}
 DURATION=${DURATION:-5}
 WRK_THREADS=${WRK_THREADS:-1}
 CONNS=${CONNS:-64}
-SCENARIOS=${SCENARIOS:-"small big close c256 ratelimit ratelimit10k accesslog"}
+SCENARIOS=${SCENARIOS:-"small big close c256 ratelimit ratelimit10k accesslog jwt gateway"}
 OUT=build/bench
 
 # ---- fronts: name -> kind (nginx | haproxy | portico) and config function ----
 # A config function is called as FN DIR PORT and writes DIR's config.
-declare -A FRONT_KIND FRONT_CONF FRONT_PORT FRONT_PID
+declare -A FRONT_KIND FRONT_CONF FRONT_PORT FRONT_PID FRONT_HDR FRONT_CHECK
 FRONTS_ALL=()
 front() {	# NAME KIND CONF_FN
 	FRONT_KIND[$1]=$2
 	FRONT_CONF[$1]=$3
 	FRONTS_ALL+=("$1")
 }
+# A front that answers only with a credential: the start checks send this
+# header line ("Name: value"); the scenario's wrk arguments send it too.
+front_header() { FRONT_HDR[$1]=$2; }	# NAME HEADER
+# A further start check, run as FN NAME PORT once the front proxies;
+# non-zero (after saying why) drops the front.
+front_check() { FRONT_CHECK[$1]=$2; }	# NAME FN
 conf_nginx()   { nginx_front_conf "$1" "$2" "$ORIGIN_PORT" "$WORKERS"; }
 conf_haproxy() { haproxy_conf "$1" "$2" "$ORIGIN_PORT" "$WORKERS"; }
 conf_portico() { portico_conf "$1" "$2" "$(bench_ports 1)" "$ORIGIN_PORT" "$WORKERS"; }
@@ -123,7 +129,8 @@ for f in "${FRONTS_ALL[@]}"; do
 	"${FRONT_CONF[$f]}" "$dir" "$port"
 	"start_$kind" "$dir"
 	pid=$STARTED_PID
-	if ! bench_wait_http "$port" /small "$pid" 10; then
+	hdr=${FRONT_HDR[$f]:-}
+	if ! bench_wait_http "$port" /small "$pid" 10 "$hdr"; then
 		bench_log "bench: $f failed to start or to proxy GET /small; benchmarking without it"
 		bench_log "  config: $dir/, last log lines:"
 		tail -n 5 "$dir/err.log" "$dir/stdout.log" 2>/dev/null | sed 's/^/    /' >&2
@@ -132,9 +139,15 @@ for f in "${FRONTS_ALL[@]}"; do
 		continue
 	fi
 	# a proxy that answers but mangles bodies must not be timed
-	got=$(curl -s -o /dev/null -w '%{http_code} %{size_download}' "http://127.0.0.1:$port/big")
+	got=$(curl -s -o /dev/null -w '%{http_code} %{size_download}' ${hdr:+-H "$hdr"} "http://127.0.0.1:$port/big")
 	if [ "$got" != "200 16384" ]; then
 		bench_log "bench: $f: GET /big gave '$got', expected '200 16384'; benchmarking without it"
+		bench_stop "$pid"
+		bench_untrack "$pid"
+		continue
+	fi
+	if [ -n "${FRONT_CHECK[$f]:-}" ] && ! "${FRONT_CHECK[$f]}" "$f" "$port"; then
+		bench_log "bench: $f: failed its start check; benchmarking without it"
 		bench_stop "$pid"
 		bench_untrack "$pid"
 		continue

@@ -81,16 +81,18 @@ print(" ".join(str(s.getsockname()[1]) for s in socks))
 EOF
 }
 
-# bench_wait_http PORT PATH PID [SECONDS]: until PORT answers 200 on PATH, or
+# bench_wait_http PORT PATH PID [SECONDS] [HEADER]: until PORT answers 200
+# on PATH (sent with the header line HEADER, "Name: value", when given), or
 # the process PID has died, or the time is up.
 bench_wait_http() {
-	local port=$1 path=$2 pid=$3 secs=${4:-10} i
+	local port=$1 path=$2 pid=$3 secs=${4:-10} hdr=${5:-} i
 	for ((i = 0; i < secs * 10; i++)); do
 		kill -0 "$pid" 2>/dev/null || return 1
-		if "$PY" - "$port" "$path" 2>/dev/null <<'EOF'
+		if "$PY" - "$port" "$path" "$hdr" 2>/dev/null <<'EOF'
 import socket, sys
 s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=1)
-s.sendall(("GET %s HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n" % sys.argv[2]).encode())
+extra = sys.argv[3] + "\r\n" if sys.argv[3] else ""
+s.sendall(("GET %s HTTP/1.1\r\nHost: bench\r\n%sConnection: close\r\n\r\n" % (sys.argv[2], extra)).encode())
 data = b""
 while True:
     b = s.recv(65536)
@@ -176,12 +178,16 @@ $(nginx_head "$dir" 1)
 EOF
 }
 
-# nginx_front_conf DIR PORT ORIGIN_PORT WORKERS [EXTRA_MAIN]
+# nginx_front_conf DIR PORT ORIGIN_PORT WORKERS [EXTRA_MAIN] [HTTP_EXTRA]
+# [LOCATION_EXTRA]: HTTP_EXTRA goes in the http block (zones, log formats),
+# LOCATION_EXTRA in the proxying location - the hooks feature scenarios use.
 nginx_front_conf() {
 	local dir=$1 port=$2 oport=$3 workers=$4 extra=${5:-}
+	local http_extra=${6:-} loc_extra=${7:-}
 	mkdir -p "$dir"
 	cat >"$dir/nginx.conf" <<EOF
 $(nginx_head "$dir" "$workers" "$extra")
+	$http_extra
 	upstream origin {
 		server 127.0.0.1:$oport;
 		keepalive 512;
@@ -193,19 +199,24 @@ $(nginx_head "$dir" "$workers" "$extra")
 			proxy_pass http://origin;
 			proxy_http_version 1.1;
 			proxy_set_header Connection "";
+			$loc_extra
 		}
 	}
 }
 EOF
 }
 
-# haproxy_conf DIR PORT ORIGIN_PORT THREADS
+# haproxy_conf DIR PORT ORIGIN_PORT THREADS [GLOBAL_EXTRA] [FRONTEND_EXTRA]
+# GLOBAL_EXTRA goes in the global section (log targets), FRONTEND_EXTRA in
+# the frontend (http-request rules, a stick table, log-format).
 haproxy_conf() {
 	local dir=$1 port=$2 oport=$3 threads=$4
+	local global_extra=${5:-} fe_extra=${6:-}
 	mkdir -p "$dir"
 	cat >"$dir/haproxy.cfg" <<EOF
 global
 	nbthread $threads
+	$global_extra
 	maxconn ${HAPROXY_MAXCONN:-4096}
 	pidfile $dir/haproxy.pid
 	${HAPROXY_ULIMIT:+ulimit-n $HAPROXY_ULIMIT}
@@ -222,6 +233,7 @@ defaults
 
 frontend fe
 	bind 127.0.0.1:$port
+	$fe_extra
 	default_backend be
 
 backend be
