@@ -190,12 +190,15 @@ bearer(const struct http1_header *h, size_t *len)
 	return n > 0 ? v : NULL;
 }
 
+/* The exact clock (a vDSO read): a coarse one lags up to a tick behind
+ * the turn of a second, and a token made in that second would read as
+ * issued in the future. */
 static int64_t
 wall_s(void)
 {
 	struct timespec ts;
 
-	clock_gettime(CLOCK_REALTIME_COARSE, &ts);
+	clock_gettime(CLOCK_REALTIME, &ts);
 	return (int64_t)ts.tv_sec;
 }
 

@@ -303,3 +303,20 @@ def test_balancing_by_consumer(gateway, origin, tmp):
             assert r.status == 200
             hit.add(json.loads(r.body)["origin"])
         assert len(hit) == 1, (who, hit)
+
+
+def test_token_issued_this_second_accepted(gw):
+    """A token made in the second that just began (iat = now, leeway 0)
+    is not 'issued in the future': the gateway reads the exact wall
+    clock, not a coarse one that lags a tick behind the second's turn."""
+    with Client(gw.port) as c:
+        for i in range(4):
+            # just after a second begins (bounded: at most ~1 s each)
+            deadline = time.monotonic() + 1.5
+            while time.time() % 1.0 > 0.0005 and \
+                    time.monotonic() < deadline:
+                pass
+            tok = hs256(SECRET, claims("alice", scope="orders:read"),
+                        kid="hs1")
+            r = c.request(path="/orders/now%d" % i, headers=bearer(tok))
+            assert r.status == 200, r
