@@ -126,3 +126,29 @@ def test_sigusr1_reopens_every_workers_access_log(gateway, origin, tmp):
         old = [l for l in f.read().splitlines() if l]
     assert len(old) == 8 and all("/before/" in l for l in old), old
     assert g.alive()
+
+
+def test_gwctl_reopen_moves_access_log_to_new_file(gateway, origin, tmp):
+    """Rotation by `gwctl reopen`: lines written before the rename stay in
+    the moved file (none lost), new lines go to a new file at the path."""
+    o = origin()
+    log = os.path.join(tmp, "access.log")
+    g = gateway({"up": service(o.addr, retries=0)},
+                [route("api", "up", prefix="/")], workers=2,
+                server={"access_log": {"path": log, "format": "json"}})
+    for i in range(6):
+        assert http(g.port, path="/before/%d" % i).status == 200
+    # Not waited for: lines still buffered in a worker are flushed to the
+    # old file when it reopens.
+    os.rename(log, log + ".1")
+    r = subprocess.run([GWCTL, "-s", os.path.join(g.tmp, "portico.sock"),
+                        "reopen"], capture_output=True, text=True,
+                       timeout=10)
+    assert r.returncode == 0, r.stderr
+    assert "2 workers signalled" in r.stdout, r.stdout
+    for i in range(10):
+        assert http(g.port, path="/after/%d" % i).status == 200
+    lines = read_lines(log, 10)
+    assert len(lines) == 10 and all("/after/" in l for l in lines), lines
+    old = read_lines(log + ".1", 6)
+    assert len(old) == 6 and all("/before/" in l for l in old), old
