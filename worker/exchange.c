@@ -811,6 +811,15 @@ local_body(struct exchange *x)
 	return 0;
 }
 
+/* A request refused before its path is normalised is logged with its
+ * target as sent. */
+static void
+raw_target(struct exchange *x, const struct http1_request *req)
+{
+	if (x->flags & XF_LOG)
+		x->logpath_len = log_raw_target(x, req->path, req->path_len);
+}
+
 /* ---- the pipeline ------------------------------------------------ */
 
 /* Run the request hooks from x->stage on and act on the verdict. */
@@ -912,8 +921,6 @@ exchange_begin(struct conn *c, const struct http1_request *req, int head_len)
 		x->flags |= XF_LOG;
 		x->method_len = copy_text(x->method_text,
 		    sizeof(x->method_text), req->method, req->method_len);
-		/* Until normalised, the raw target. */
-		x->logpath_len = log_raw_target(x, req->path, req->path_len);
 	}
 	if (cx->method == M_HEAD)
 		x->flags |= XF_HEAD;
@@ -934,8 +941,10 @@ exchange_begin(struct conn *c, const struct http1_request *req, int head_len)
 	x->req_f = req->f;
 
 	if (req->f.content_length > 0 &&
-	    (uint64_t)req->f.content_length > cfg->server.limits.body_bytes)
+	    (uint64_t)req->f.content_length > cfg->server.limits.body_bytes) {
+		raw_target(x, req);
 		return exchange_error(c, 413, "payload_too_large", NULL, true);
+	}
 	/* Split the target into path and query; normalise the path. */
 	path = req->path;
 	plen = req->path_len;
@@ -951,9 +960,11 @@ exchange_begin(struct conn *c, const struct http1_request *req, int head_len)
 	}
 	n = route_normalize(path, plen, w->path_scratch,
 	    cfg->server.limits.header_bytes + 1);
-	if (n < 0)
+	if (n < 0) {
+		raw_target(x, req);
 		return exchange_error(c, n == -2 ? 414 : 400,
 		    n == -2 ? "uri_too_long" : "bad_path", NULL, true);
+	}
 	cx->path = w->path_scratch;
 	cx->path_len = n;
 	cx->query = qlen ? q : NULL;

@@ -241,6 +241,17 @@ def test_parse_error_fields(gw):
         assert "hunter2" not in f.read()
 
 
+def test_unnormalisable_path_logged_as_sent(gw):
+    raw = build_request("GET", "/../etc?password=hunter2",
+                        headers=[("X-Trace-ID", "norm-1")])
+    r, sent, got = exchange(gw.port, raw)
+    assert r.status == 400
+    e = entries(gw.log, 1)["norm-1"]
+    assert e["path"] == "/../etc?password=REDACTED"
+    assert (e["reason"], e["route"]) == ("bad_path", None)
+    assert e["bytes_in"] == sent and e["bytes_out"] == got
+
+
 # ---- redaction --------------------------------------------------------
 
 NAMES = ["token", "access_token", "id_token", "api_key", "apikey", "key",
