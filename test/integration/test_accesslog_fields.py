@@ -342,3 +342,44 @@ def test_log_off_still_serves(gateway, origin, tmp):
         assert c.request(path="/x?token=1").status == 200
     assert not os.path.exists(os.path.join(tmp, "logs", "access.log"))
     assert not [f for f in os.listdir(tmp) if "access" in f]
+
+
+def test_fifo_nobody_reads_never_blocks(gateway, origin, tmp):
+    """An access log on a FIFO whose reader stops reading: the worker keeps
+    serving (lines that do not fit are dropped and counted in the error
+    log), and what reaches the FIFO is whole lines."""
+    o = origin()
+    fifo = os.path.join(tmp, "access.fifo")
+    os.mkfifo(fifo)
+    rd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        g = gateway({"up": service(o.addr, retries=0)},
+                    [route("all", "up", prefix="/")],
+                    server={"access_log": {"path": fifo, "format": "json"}})
+        long_path = "/" + "p" * 1000
+        with Client(g.port, timeout=5) as c:
+            for i in range(300):
+                r = c.request(path="%s?i=%d" % (long_path, i))
+                assert r.status == 200, (i, r)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and \
+                "lines dropped" not in g.error_log():
+            time.sleep(0.05)
+        assert re.search(r"access log .*access\.fifo: \d+ lines dropped",
+                         g.error_log()), g.error_log()
+        data = b""
+        while True:
+            try:
+                chunk = os.read(rd, 65536)
+            except BlockingIOError:
+                break
+            if not chunk:
+                break
+            data += chunk
+        lines = data.split(b"\n")
+        assert lines[-1] == b"" and len(lines) > 10, len(lines)
+        for l in lines[:-1]:
+            assert json.loads(l)["path"].startswith(long_path), l[:80]
+        assert g.alive()
+    finally:
+        os.close(rd)
