@@ -345,22 +345,25 @@ def test_log_off_still_serves(gateway, origin, tmp):
 
 
 def test_fifo_nobody_reads_never_blocks(gateway, origin, tmp):
-    """An access log on a FIFO whose reader stops reading: the worker keeps
+    """An access log on a FIFO whose reader stops reading: the workers keep
     serving (lines that do not fit are dropped and counted in the error
-    log), and what reaches the FIFO is whole lines."""
+    log), and what reaches the FIFO is whole lines, never two workers'
+    lines mixed."""
     o = origin()
     fifo = os.path.join(tmp, "access.fifo")
     os.mkfifo(fifo)
     rd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
     try:
         g = gateway({"up": service(o.addr, retries=0)},
-                    [route("all", "up", prefix="/")],
+                    [route("all", "up", prefix="/")], workers=2,
                     server={"access_log": {"path": fifo, "format": "json"}})
         long_path = "/" + "p" * 1000
-        with Client(g.port, timeout=5) as c:
-            for i in range(300):
-                r = c.request(path="%s?i=%d" % (long_path, i))
-                assert r.status == 200, (i, r)
+        # Several connections, so both workers write into the FIFO.
+        for k in range(10):
+            with Client(g.port, timeout=5) as c:
+                for i in range(30):
+                    r = c.request(path="%s?i=%d" % (long_path, i))
+                    assert r.status == 200, (k, i, r)
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline and \
                 "lines dropped" not in g.error_log():

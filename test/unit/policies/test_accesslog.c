@@ -3,7 +3,8 @@
  * case, percent-encoded names, repeats, parameters without a value, cuts
  * that never show a secret), lines with every field (null where it does
  * not apply) that always fit, and a FIFO that takes nothing: the writer
- * never blocks, drops and counts, and what it writes are whole lines.
+ * never blocks, drops and counts, and what it writes are whole lines;
+ * stderr on a pipe is reopened non-blocking for the log alone.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -410,6 +411,37 @@ t_full_fifo_drops_never_blocks(void **st)
 	close(rd);
 }
 
+static void
+t_stderr_pipe_gets_its_own_nonblocking_file(void **st)
+{
+	struct config cfg;
+	struct accesslog *al;
+	int saved, p[2], err;
+
+	(void)st;
+	saved = dup(STDERR_FILENO);
+	assert_true(saved >= 0);
+	assert_int_equal(pipe(p), 0);
+	assert_true(dup2(p[1], STDERR_FILENO) >= 0);
+	memset(&cfg, 0, sizeof(cfg));
+	cfg.server.access_log = "-";
+	al = accesslog_open(&cfg, &err);
+	/* A file of its own, non-blocking; stderr itself (shared with the
+	 * master and the shell) left as it was. */
+	if (al != NULL) {
+		assert_int_equal(al->kind, AL_PIPE);
+		assert_true(al->own_fd && al->fd != STDERR_FILENO);
+		assert_true(fcntl(al->fd, F_GETFL) & O_NONBLOCK);
+		assert_false(fcntl(STDERR_FILENO, F_GETFL) & O_NONBLOCK);
+		accesslog_close(al);
+	}
+	dup2(saved, STDERR_FILENO);
+	close(saved);
+	close(p[0]);
+	close(p[1]);
+	assert_non_null(al);
+}
+
 int
 main(void)
 {
@@ -424,6 +456,7 @@ main(void)
 		cmocka_unit_test(t_longest_line_fits),
 		cmocka_unit_test(t_combined),
 		cmocka_unit_test(t_full_fifo_drops_never_blocks),
+		cmocka_unit_test(t_stderr_pipe_gets_its_own_nonblocking_file),
 	};
 
 	return cmocka_run_group_tests(tests, mk_tmp, rm_tmp);
