@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include <libconfig.h>
@@ -40,7 +41,8 @@ static const char *const limits_keys[] = {
 	"header_bytes", "field_bytes", "uri_bytes", "headers", "body_bytes",
 	"header_timeout_ms", "idle_timeout_ms", "drain_timeout_ms", NULL
 };
-static const char *const access_keys[] = { "path", "format", NULL };
+static const char *const access_keys[] = { "path", "format", "redact",
+	NULL };
 static const char *const error_keys[] = { "path", "level", NULL };
 
 static int
@@ -100,6 +102,46 @@ parse_listen(struct ld *ld, const config_setting_t *srv)
 				return cfg_bad(ld, s, "server.listen: address "
 				    "'%s' is listed twice (first on line %d)",
 				    v, sv->listen[j].line);
+	}
+	return 0;
+}
+
+/* server.access_log.redact: query parameter names, as they read once
+ * percent-decoded; a character no such name needs is refused, so that
+ * "token=" or "a&b" is caught as the mistake it is. */
+static int
+parse_redact(struct ld *ld, const config_setting_t *g)
+{
+	struct cfg_server *sv = &ld->cfg->server;
+	const config_setting_t *s;
+	size_t i, j, n;
+	const char *v;
+
+	if (cfg_get_strs(ld, g, "redact", "server.access_log", &s,
+	    &sv->access_redact, &n) < 0)
+		return -1;
+	if (n > 64)
+		return cfg_bad(ld, s, "server.access_log.redact: %zu names; at "
+		    "most 64", n);
+	for (i = 0; i < n; i++) {
+		v = sv->access_redact[i];
+		if (strlen(v) > 64)
+			return cfg_bad(ld, config_setting_get_elem(s, i),
+			    "server.access_log.redact: '%.64s...' is longer "
+			    "than 64 bytes", v);
+		for (j = 0; v[j] != '\0'; j++)
+			if (v[j] <= ' ' || v[j] >= 0x7f ||
+			    strchr("&;=#%", v[j]) != NULL)
+				return cfg_bad(ld, config_setting_get_elem(s,
+				    i), "server.access_log.redact: '%s' is not "
+				    "a parameter name (visible ASCII without "
+				    "& ; = # %%, as it reads percent-decoded)",
+				    v);
+		for (j = 0; j < i; j++)
+			if (strcasecmp(sv->access_redact[j], v) == 0)
+				return cfg_bad(ld, config_setting_get_elem(s,
+				    i), "server.access_log.redact: '%s' is "
+				    "listed twice", v);
 	}
 	return 0;
 }
@@ -215,6 +257,8 @@ parse_server(struct ld *ld, const config_setting_t *srv)
 	else
 		return cfg_bad(ld, s, "server.access_log: format '%s' is not "
 		    "json or combined", v);
+	if (parse_redact(ld, g) < 0)
+		return -1;
 
 	if (cfg_get_group(ld, srv, "error_log", "server", &g) < 0)
 		return -1;
@@ -248,6 +292,12 @@ parse_server(struct ld *ld, const config_setting_t *srv)
 	if (!cfg_is_token(sv->trace_header))
 		return cfg_bad(ld, cfg_member(srv, "trace_header"), "server."
 		    "trace_header: '%s' is not a valid header name",
+		    sv->trace_header);
+	if (strcasecmp(sv->trace_header, "traceparent") == 0 ||
+	    strcasecmp(sv->trace_header, "tracestate") == 0)
+		return cfg_bad(ld, cfg_member(srv, "trace_header"), "server."
+		    "trace_header: '%s' is the W3C trace context's own header "
+		    "(the gateway sends it besides the trace header)",
 		    sv->trace_header);
 
 	if (cfg_get_unsigned(ld, srv, "ticket_rotate_s", "server", 60,
@@ -1046,6 +1096,7 @@ config_free(struct config *cfg)
 	free(sv->pid_file);
 	free(sv->state_path);
 	free(sv->access_log);
+	cfg_free_strv(sv->access_redact);
 	free(sv->error_log);
 	free(sv->trace_header);
 	free(sv->trusted);

@@ -72,6 +72,9 @@ struct cfg_server {
 	struct cfg_limits limits;
 	char *access_log;		/* absolute path, "-" (stderr) or NULL (off) */
 	enum access_format access_format;
+	char **access_redact;		/* more query parameter names whose
+					 * values are logged as REDACTED
+					 * (NULL-terminated), or NULL */
 	char *error_log;		/* absolute path or "-" (stderr) */
 	enum log_level error_level;
 	char *trace_header;

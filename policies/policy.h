@@ -135,6 +135,25 @@ struct xctx_ops {
 	void (*resume)(struct xctx *x);
 };
 
+/* What the response cache did for a request (the access log's "cache";
+ * the cache policy sets it). */
+enum xctx_cache {
+	XCACHE_NONE = 0,	/* no cache on the route, or it never looked */
+	XCACHE_HIT,
+	XCACHE_MISS,
+	XCACHE_STALE,		/* served stale */
+	XCACHE_BYPASS,		/* the request may not use the cache */
+};
+
+/* What rate limiting decided (the access log's "rate_limit"; set by the
+ * ratelimit policy). */
+enum xctx_ratelimit {
+	XRL_NONE = 0,		/* no limit on the route, or it never ran */
+	XRL_ALLOWED,
+	XRL_LIMITED,		/* refused: 429 */
+	XRL_UNAVAILABLE,	/* the store could not decide: 503 */
+};
+
 /* The exchange as policies see it. The worker owns and fills it; policy
  * hooks read the request fields and write their results. (Large parts
  * come last: a new exchange resets only their counts.) */
@@ -160,8 +179,12 @@ struct xctx {
 	const uint8_t *peer_addr;	/* 4 or 16 bytes, network order */
 	uint64_t now_ms;		/* CLOCK_MONOTONIC ms, cached per turn */
 	uint8_t trace_len;
+	bool tracestate_ok;		/* the client's tracestate goes upstream
+					 * (its traceparent was valid) */
 	struct identity id;
 	const char *reason;		/* why the gateway answered (access log) */
+	enum xctx_cache cache;
+	enum xctx_ratelimit ratelimit;
 
 	/* request hooks' results: the answer (POLICY_RESPOND), and header
 	 * lines ("Name: value\r\n") for this request's response, proxied or
@@ -180,6 +203,8 @@ struct xctx {
 	const struct xctx_ops *ops;
 
 	char trace[33];			/* the trace id, NUL-terminated */
+	char traceparent[56];		/* the W3C traceparent sent upstream:
+					 * this hop's span (trace.h) */
 	struct policy_edits edits;	/* on the upstream request head */
 	struct policy_edits resp_edits;	/* on the response head */
 	struct body_filter req_filter[POLICY_MAX_FILTERS];

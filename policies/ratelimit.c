@@ -421,6 +421,7 @@ refuse(const struct rl_tier *tv, struct xctx *ctx, int status,
 {
 	if (retry_s == 0)
 		retry_s = 1;
+	ctx->ratelimit = status == 429 ? XRL_LIMITED : XRL_UNAVAILABLE;
 	headers(tv, ctx, 0, retry_s);
 	xctx_resp_header(ctx, "Retry-After", "%llu",
 	    (unsigned long long)retry_s);
@@ -437,6 +438,7 @@ lease_headers(const struct rl_tier *tv, struct xctx *ctx,
 {
 	uint64_t left = e->left + e->tokens;
 
+	ctx->ratelimit = XRL_ALLOWED;	/* every admit passes here */
 	if (left > tv->p.burst)
 		left = tv->p.burst;
 	headers(tv, ctx, left, e->full_at_ms > ctx->now_ms ?

@@ -129,7 +129,11 @@ conn_close(struct conn *c, const char *reason)
 
 	if (c->flags & CF_DEAD)
 		return;
-	log_debug("client %d closed: %s", c->io.fd, reason);
+	if (c->x != NULL)
+		log_debug("client %d closed: %s; trace %s", c->io.fd, reason,
+		    c->x->ctx.trace);
+	else
+		log_debug("client %d closed: %s", c->io.fd, reason);
 	/* Dead first: whatever the exchange's release calls back sees it. */
 	c->flags |= CF_DEAD;
 	exchange_release(c);
@@ -494,9 +498,10 @@ conn_timeout(struct loop *l, struct loop_timer *t)
 			return;
 		}
 		conn_peer_text(c, peer, sizeof(peer));
-		log_info("client %s: %s for %llu ms (client stalled)", peer,
-		    writing ? "took no response bytes" : "sent no body bytes",
-		    (unsigned long long)limit);
+		log_info("client %s: %s for %llu ms (client stalled); trace %s",
+		    peer, writing ? "took no response bytes" :
+		    "sent no body bytes", (unsigned long long)limit,
+		    c->x != NULL ? c->x->ctx.trace : "-");
 		if (!writing) {
 			/* Nothing answered yet: 408, as for a slow head. */
 			c->x->ctx.reason = "client_read_timeout";

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "../master/log.h"
+#include "../policies/trace.h"
 #include "conn.h"
 #include "exchange.h"
 #include "head.h"
@@ -13,55 +14,6 @@
 
 static int local_response(struct exchange *x, unsigned upto);
 static void pin_request(struct exchange *x);
-
-/* ---- trace ids --------------------------------------------------- */
-
-static void
-trace_new(struct worker *w, struct xctx *cx)
-{
-	static const char hex[] = "0123456789abcdef";
-	static char pairs[256][2];	/* byte -> two hex digits */
-	uint64_t v;
-	int i, j;
-
-	if (pairs[1][1] == 0)
-		for (i = 0; i < 256; i++) {
-			pairs[i][0] = hex[i >> 4];
-			pairs[i][1] = hex[i & 15];
-		}
-	for (i = 0; i < 2; i++) {
-		/* xorshift64*: unpredictability is not the point, uniqueness is */
-		w->trace_state ^= w->trace_state >> 12;
-		w->trace_state ^= w->trace_state << 25;
-		w->trace_state ^= w->trace_state >> 27;
-		v = w->trace_state * 2685821657736338717ull;
-		for (j = 0; j < 8; j++)
-			memcpy(cx->trace + i * 16 + j * 2,
-			    pairs[(v >> (56 - 8 * j)) & 255], 2);
-	}
-	cx->trace[32] = '\0';
-	cx->trace_len = 32;
-}
-
-/* A client's trace id is kept when it is short and plainly printable. */
-static bool
-trace_from_header(struct xctx *cx, const struct http1_header *h)
-{
-	size_t i;
-
-	if (h->value_len == 0 || h->value_len > 32)
-		return false;
-	for (i = 0; i < h->value_len; i++) {
-		char ch = h->value[i];
-		if (!((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') ||
-		    (ch >= 'A' && ch <= 'Z') || ch == '-' || ch == '_'))
-			return false;
-	}
-	memcpy(cx->trace, h->value, h->value_len);
-	cx->trace[h->value_len] = '\0';
-	cx->trace_len = h->value_len;
-	return true;
-}
 
 /* ---- waiting policies -------------------------------------------- */
 
@@ -140,12 +92,25 @@ copy_text(char *out, size_t cap, const char *p, size_t len)
 	return len;
 }
 
+/* The access log's target: PATH, then the query (from its '?') with
+ * credentials redacted. */
 static uint16_t
-copy_path(char *out, size_t cap, const char *p, size_t len)
+log_target(struct exchange *x, const char *path, size_t plen,
+    const char *q, size_t qlen)
 {
-	const char *q = memchr(p, '?', len);
+	return (uint16_t)accesslog_target(x->c->w->alog, path, plen,
+	    q != NULL ? q + 1 : NULL, q != NULL ? qlen - 1 : 0, x->logpath,
+	    sizeof(x->logpath));
+}
 
-	return copy_text(out, cap, p, q != NULL ? (size_t)(q - p) : len);
+/* A raw request-target split at its '?'. */
+static uint16_t
+log_raw_target(struct exchange *x, const char *t, size_t len)
+{
+	const char *q = memchr(t, '?', len);
+
+	return log_target(x, t, q != NULL ? (size_t)(q - t) : len, q,
+	    q != NULL ? len - (size_t)(q - t) : 0);
 }
 
 /* One access-log line; STATUS 0 = the exchange's own status. */
@@ -154,25 +119,40 @@ log_line(struct exchange *x, int status)
 {
 	struct conn *c = x->c;
 	struct worker *w = c->w;
+	const struct xctx *cx = &x->ctx;
+	const struct upclient *uc = &x->uc;
 	struct accesslog_entry e;
 	char remote[64];
 
 	if (w->alog == NULL || !(x->flags & XF_LOG))
 		return;
 	conn_peer_text(c, remote, sizeof(remote));
-	e.remote = remote;
+	e.client_ip = remote;
 	e.method = x->method_text;
 	e.method_len = x->method_len;
-	e.path = x->logpath;
-	e.path_len = x->logpath_len;
+	e.target = x->logpath;
+	e.target_len = x->logpath_len;
 	e.minor_version = x->minor_version;
 	e.status = status ? status : x->status;
-	e.bytes = x->bytes_out;
+	e.bytes_in = x->bytes_in;
+	e.bytes_out = x->bytes_out;
 	e.duration_us = w->loop.now_us - x->start_us;
-	e.route = x->ctx.route != NULL ? x->ctx.route->name : NULL;
+	e.route = cx->route != NULL ? cx->route->name : NULL;
+	e.service = cx->route != NULL ?
+	    w->cfg->services[cx->route->service].name : NULL;
 	e.upstream = x->up_addr;
-	e.trace = x->ctx.trace;
-	e.reason = x->ctx.reason;
+	e.upstream_us = x->up_addr != NULL ? x->up_us : ACCESSLOG_NO_TIME;
+	if (e.upstream == NULL && uc->svc != NULL && uc->inst_last >= 0) {
+		/* Still waiting on the upstream when the client left. */
+		e.upstream = uc->svc->inst[uc->inst_last].addr->text;
+		e.upstream_us = w->loop.now_us - uc->start_us;
+	}
+	e.trace = cx->trace;
+	e.reason = cx->reason;
+	e.cache = cx->cache;
+	e.ratelimit = cx->ratelimit;
+	e.consumer = cx->id.consumer;
+	e.consumer_len = cx->id.consumer_len;
 	e.user_agent = x->ua_len ? x->ua : NULL;
 	e.user_agent_len = x->ua_len;
 	e.referer = x->referer_len ? x->referer : NULL;
@@ -197,6 +177,7 @@ log_partial(struct exchange *x)
 		return;
 	x->flags |= XF_LOG;
 	x->minor_version = 1;
+	x->bytes_in = c->in_len;
 	x->method_len = copy_text(x->method_text, 1, "-", 1);
 	x->logpath_len = copy_text(x->logpath, 1, "-", 1);
 	if (p == NULL || c->in_len == 0)
@@ -213,8 +194,7 @@ log_partial(struct exchange *x)
 	for (te = t; te < e && *te != ' ' && *te != '\r' && *te != '\n'; te++)
 		;
 	if (te > t)
-		x->logpath_len = copy_path(x->logpath, sizeof(x->logpath), t,
-		    te - t);
+		x->logpath_len = log_raw_target(x, t, te - t);
 	if (e - te >= 9 && memcmp(te, " HTTP/1.0", 9) == 0)
 		x->minor_version = 0;
 }
@@ -627,7 +607,7 @@ exchange_error(struct conn *c, int status, const char *error,
 			conn_close(c, "out of memory");
 			return CONN_GONE;
 		}
-		trace_new(w, &x->ctx);
+		trace_settle(&x->ctx, &w->trace_state, NULL, 0, NULL, 0, 0);
 	}
 	upclient_abort(&x->uc);
 	x->flags &= ~(XF_UPSTREAM | XF_FILTERED | XF_PENDING);
@@ -831,6 +811,15 @@ local_body(struct exchange *x)
 	return 0;
 }
 
+/* A request refused before its path is normalised is logged with its
+ * target as sent. */
+static void
+raw_target(struct exchange *x, const struct http1_request *req)
+{
+	if (x->flags & XF_LOG)
+		x->logpath_len = log_raw_target(x, req->path, req->path_len);
+}
+
 /* ---- the pipeline ------------------------------------------------ */
 
 /* Run the request hooks from x->stage on and act on the verdict. */
@@ -886,9 +875,9 @@ exchange_begin(struct conn *c, const struct http1_request *req, int head_len)
 	const struct config *cfg = w->cfg;
 	struct exchange *x;
 	struct xctx *cx;
-	const char *path, *q;
-	size_t plen, qlen, i;
-	unsigned allow = 0;
+	const char *path, *q, *xt = NULL, *tp = NULL;
+	size_t plen, qlen, i, xtn = 0, tpn = 0;
+	unsigned allow = 0, ntp = 0;
 	bool has_body;
 	int n, ri;
 
@@ -916,19 +905,22 @@ exchange_begin(struct conn *c, const struct http1_request *req, int head_len)
 		else if (w->alog != NULL && http1_header_is(h, "referer"))
 			x->referer_len = copy_text(x->referer,
 			    sizeof(x->referer), h->value, h->value_len);
-		else if (cx->trace_len == 0 && http1_name_eq(h->name,
-		    h->name_len, cfg->server.trace_header, w->trace_hdr_len))
-			trace_from_header(cx, h);
+		else if (xt == NULL && http1_name_eq(h->name, h->name_len,
+		    cfg->server.trace_header, w->trace_hdr_len) &&
+		    trace_id_ok(h->value, h->value_len)) {
+			xt = h->value;
+			xtn = h->value_len;
+		} else if (http1_header_is(h, "traceparent") && ntp++ == 0) {
+			tp = h->value;
+			tpn = h->value_len;
+		}
 	}
-	if (cx->trace_len == 0)
-		trace_new(w, cx);
+	trace_settle(cx, &w->trace_state, xt, xtn, tp, tpn, ntp);
+	x->bytes_in = (uint64_t)head_len;
 	if (w->alog != NULL) {
 		x->flags |= XF_LOG;
 		x->method_len = copy_text(x->method_text,
 		    sizeof(x->method_text), req->method, req->method_len);
-		/* Until normalised, the raw path without its query. */
-		x->logpath_len = copy_path(x->logpath, sizeof(x->logpath),
-		    req->path, req->path_len);
 	}
 	if (cx->method == M_HEAD)
 		x->flags |= XF_HEAD;
@@ -949,8 +941,10 @@ exchange_begin(struct conn *c, const struct http1_request *req, int head_len)
 	x->req_f = req->f;
 
 	if (req->f.content_length > 0 &&
-	    (uint64_t)req->f.content_length > cfg->server.limits.body_bytes)
+	    (uint64_t)req->f.content_length > cfg->server.limits.body_bytes) {
+		raw_target(x, req);
 		return exchange_error(c, 413, "payload_too_large", NULL, true);
+	}
 	/* Split the target into path and query; normalise the path. */
 	path = req->path;
 	plen = req->path_len;
@@ -966,16 +960,18 @@ exchange_begin(struct conn *c, const struct http1_request *req, int head_len)
 	}
 	n = route_normalize(path, plen, w->path_scratch,
 	    cfg->server.limits.header_bytes + 1);
-	if (n < 0)
+	if (n < 0) {
+		raw_target(x, req);
 		return exchange_error(c, n == -2 ? 414 : 400,
 		    n == -2 ? "uri_too_long" : "bad_path", NULL, true);
+	}
 	cx->path = w->path_scratch;
 	cx->path_len = n;
 	cx->query = qlen ? q : NULL;
 	cx->query_len = qlen;
 	if (w->alog != NULL)
-		x->logpath_len = copy_path(x->logpath, sizeof(x->logpath),
-		    w->path_scratch, n);
+		x->logpath_len = log_target(x, w->path_scratch, n, cx->query,
+		    qlen);
 	ri = route_find(cfg, w->md, cx->method, req->host, req->host_len,
 	    w->path_scratch, n, &allow);
 	if (ri < 0) {

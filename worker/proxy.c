@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "../master/log.h"
+#include "../policies/trace.h"
 #include "conn.h"
 #include "exchange.h"
 #include "head.h"
@@ -95,8 +96,13 @@ build_request_head(struct exchange *x)
 				xff[nxff++] = h;
 			continue;
 		}
+		/* The client's trace context never passes as it came: the
+		 * gateway sends its own traceparent (a span for this hop),
+		 * and tracestate only with a valid traceparent. */
 		if (http1_header_is(h, "x-forwarded-proto") ||
 		    http1_header_is(h, "x-forwarded-host") ||
+		    http1_header_is(h, "traceparent") ||
+		    (!cx->tracestate_ok && http1_header_is(h, "tracestate")) ||
 		    is_gateway_header(w, h) ||
 		    head_edited_away(h, &cx->edits))
 			continue;
@@ -132,6 +138,7 @@ build_request_head(struct exchange *x)
 		hb_header(&b, "X-Forwarded-Host", 16, cx->host, cx->host_len);
 	hb_header(&b, cfg->server.trace_header, w->trace_hdr_len, cx->trace,
 	    cx->trace_len);
+	hb_header(&b, "traceparent", 11, cx->traceparent, TRACEPARENT_LEN);
 	hb_edits(&b, &cx->edits);
 	hb_lit(&b, "\r\n");
 	if (!b.ok)
@@ -223,6 +230,7 @@ assign_body(struct exchange *x)
 		    ck->trailer_bytes + x->req_head_bytes > lim->header_bytes ||
 		    ck->trailer_line_max > lim->field_bytes)
 			return -431;
+		x->bytes_in += (uint64_t)k;
 		if ((size_t)k > kept) {
 			char *p = c->in + x->req_ready;
 			memmove(p + kept, p + k, c->in_len - x->req_ready - k);
@@ -236,6 +244,7 @@ assign_body(struct exchange *x)
 		k = avail < x->req_left ? avail : x->req_left;
 		x->req_ready += k;
 		x->req_left -= k;
+		x->bytes_in += (uint64_t)k;
 	}
 	if (x->ctx.nreq_filters > 0 && !(x->flags & XF_REQ_FED) &&
 	    (x->req_ready > from || !body_pending(x))) {
@@ -504,6 +513,7 @@ proxy_start(struct exchange *x)
 	loop_timer_set(&w->loop, &c->timer,
 	    w->cfg->server.limits.idle_timeout_ms);
 	x->flags |= XF_UPSTREAM;
+	uc->trace = cx->trace;
 	upclient_start(uc, w, s, &proxy_ops, x);
 	return gone(c);
 }

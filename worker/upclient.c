@@ -96,8 +96,8 @@ fail(struct upclient *uc, enum up_fail why)
 
 	uc->reason = fail_words(uc, why, msg, sizeof(msg));
 	if (u != NULL) {
-		log_warn("upstream %s (%s): %s", u->inst->addr->text, sc->name,
-		    msg);
+		log_warn("upstream %s (%s): %s; trace %s", u->inst->addr->text,
+		    sc->name, msg, uc->trace != NULL ? uc->trace : "-");
 		uc->u = NULL;
 		upstream_close(u);
 	}
@@ -165,8 +165,9 @@ connect_next(struct upclient *uc)
 		uc->u = upstream_acquire(uc->w, &s->inst[idx], uc);
 		if (uc->u != NULL)
 			break;
-		log_warn("upstream %s (%s): connect: %s",
-		    s->inst[idx].addr->text, s->cfg->name, strerror(errno));
+		log_warn("upstream %s (%s): connect: %s; trace %s",
+		    s->inst[idx].addr->text, s->cfg->name, strerror(errno),
+		    uc->trace != NULL ? uc->trace : "-");
 		observe(uc, UPR_CONNECT, 0);
 		if (!(uc->flags & UC_IDEMPOTENT) || (uc->flags & UC_HAS_BODY) ||
 		    uc->attempts > s->cfg->retries) {

@@ -195,6 +195,8 @@ struct upclient {
 					 * owner ([off, ready) in u->buf) */
 	int status;
 	const char *reason;		/* access-log reason of a failure */
+	const char *trace;		/* the request's trace id, for the
+					 * error log (set by the owner) */
 };
 
 #define XF_HEAD		0x0001	/* HEAD request: response has no body */
@@ -244,6 +246,7 @@ struct exchange {
 	struct obuf fmid;		/* between two filters */
 	int status;			/* response status */
 	uint64_t bytes_out;		/* bytes written to the client */
+	uint64_t bytes_in;		/* request bytes read: head + body */
 	/* the gateway's own body */
 	const char *lbody;
 	size_t lbody_len, lbody_off;
@@ -266,7 +269,8 @@ struct exchange {
 	 * counts say how much of the rest is valid. */
 	struct xctx ctx;		/* what policies see */
 	char method_text[16];
-	char logpath[256];		/* path for the access log */
+	char logpath[1024];		/* path and redacted query (access
+					 * log) */
 	char extra[384];		/* ctx.resp_extra */
 	char ua[256];			/* User-Agent, Referer (access log) */
 	char referer[256];

@@ -3,6 +3,7 @@ referer and user agent in the combined format."""
 
 import json
 import os
+import re
 import time
 
 import pytest
@@ -58,7 +59,7 @@ def test_refused_request_logged(gateway, origin, tmp, status):
     assert len(lines) == 1, lines
     e = json.loads(lines[0])
     assert e["status"] == status, e
-    assert e["remote"] == "127.0.0.1"
+    assert e["client_ip"] == "127.0.0.1"
     assert e["trace_id"] == r.header("x-trace-id") or \
         e["trace_id"] == r.json()["trace_id"]
     if status in (400, 413, 431, 505):
@@ -87,7 +88,8 @@ def test_combined_has_referer_and_user_agent(gateway, origin, tmp):
         r = c.request(path="/none")
     lines = read_lines(log, 2)
     assert len(lines) == 2, lines
-    assert lines[0].endswith(
-        '"https://example.com/from?q=1" "curl/8.0 \\"quoted\\" \\\\ back"'), \
-        lines[0]
-    assert lines[1].endswith('"-" "-"'), lines[1]
+    trace = r.header("x-trace-id")
+    assert re.search(
+        r' "https://example.com/from\?q=1" "curl/8.0 \\"quoted\\" '
+        r'\\\\ back" "[0-9a-f]{32}"$', lines[0]), lines[0]
+    assert lines[1].endswith('"-" "-" "%s"' % trace), lines[1]

@@ -300,6 +300,7 @@ test_defaults(void **state)
 	assert_false(sv->refuse_underscores);
 	assert_string_equal(sv->access_log, "/tmp/logs/access.log");
 	assert_int_equal(sv->access_format, ACCESS_JSON);
+	assert_null(sv->access_redact);
 	assert_string_equal(sv->error_log, "/tmp/logs/error.log");
 	assert_int_equal(sv->error_level, LOG_INFO);
 	assert_string_equal(sv->trace_header, "X-Trace-ID");
@@ -328,7 +329,8 @@ test_defaults(void **state)
 	    "services: { a = { instances = [\"127.0.0.1:1\"]; };\n"
 	    "  b = { instances = [\"127.0.0.1:2\"]; health = {}; breaker = {};"
 	    " }; };\n"
-	    "server: { admin = \"off\"; access_log = { path = \"off\"; };\n"
+	    "server: { admin = \"off\"; access_log = { path = \"off\";\n"
+	    "  redact = [\"session\", \"X-Auth[]\"]; };\n"
 	    "  error_log = { path = \"-\"; level = \"warn\"; };\n"
 	    "  limits = { body_bytes = 20000000000L; };\n"
 	    "  trusted_proxies = [\"10.0.0.0/8\", \"::1\"]; };\n"
@@ -358,6 +360,9 @@ test_defaults(void **state)
 	assert_int_equal(s->breaker.half_open, 1);
 	assert_false(cfg->server.has_admin);
 	assert_null(cfg->server.access_log);
+	assert_string_equal(cfg->server.access_redact[0], "session");
+	assert_string_equal(cfg->server.access_redact[1], "X-Auth[]");
+	assert_null(cfg->server.access_redact[2]);
 	assert_string_equal(cfg->server.error_log, "-");
 	assert_int_equal(cfg->server.error_level, LOG_WARN);
 	assert_int_equal(cfg->server.limits.body_bytes, 20000000000ULL);
@@ -540,6 +545,27 @@ static const struct err_case err_cases[] = {
 	  "error" },
 	{ "server: {\n  access_log = { format = \"clf\"; };\n};\n", 2,
 	  "server.access_log: format 'clf' is not json or combined" },
+	{ "server: {\n  access_log = { redact = [\"session\",\n"
+	  "   \"token=\"]; };\n};\n", 3, "server.access_log.redact: 'token=' "
+	  "is not a parameter name (visible ASCII without & ; = # %, as it "
+	  "reads percent-decoded)" },
+	{ "server: {\n  access_log = { redact = [\"a b\"]; };\n};\n", 2,
+	  "server.access_log.redact: 'a b' is not a parameter name (visible "
+	  "ASCII without & ; = # %, as it reads percent-decoded)" },
+	{ "server: {\n  access_log = {\n redact = [\"%74oken\"]; };\n};\n", 3,
+	  "server.access_log.redact: '%74oken' is not a parameter name "
+	  "(visible ASCII without & ; = # %, as it reads percent-decoded)" },
+	{ "server: {\n  access_log = { redact = [\"Session\",\n"
+	  "   \"session\"]; };\n};\n", 3, "server.access_log.redact: "
+	  "'session' is listed twice" },
+	{ "server: {\n  access_log = {\n redact = \"session\"; };\n};\n", 3,
+	  "'redact' in server.access_log must be an array of strings "
+	  "[ \"...\", ... ]" },
+	{ "server: {\n  access_log = { redact = [\"\"]; };\n};\n", 2,
+	  "'redact' in server.access_log holds an empty string" },
+	{ "server: {\n  trace_header = \"TraceParent\";\n};\n", 2,
+	  "server.trace_header: 'TraceParent' is the W3C trace context's own "
+	  "header (the gateway sends it besides the trace header)" },
 	{ "server: {\n  error_log = { path = \"off\"; };\n};\n", 2,
 	  "server.error_log: path cannot be off (use \"-\" for stderr)" },
 	/* tiers, tls, auth */
