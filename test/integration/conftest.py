@@ -339,6 +339,46 @@ class Demo:
         return self.proc.pid
 
 
+# ------------------------------------------------------------- log files
+
+def read_lines(path, n, timeout=5.0):
+    """The non-empty lines of PATH once it has at least N of them (or
+    what it has after TIMEOUT seconds)."""
+    deadline = time.monotonic() + timeout
+    lines = []
+    while time.monotonic() < deadline:
+        try:
+            with open(path) as f:
+                lines = [ln for ln in f.read().splitlines() if ln]
+        except OSError:
+            lines = []
+        if len(lines) >= n:
+            break
+        time.sleep(0.05)
+    return lines
+
+
+def access_lines(path, n, timeout=5.0):
+    """The JSON access-log lines of PATH, once there are N."""
+    out = []
+    for ln in read_lines(path, n, timeout):
+        try:
+            out.append(json.loads(ln))
+        except ValueError:
+            return []           # a line still being written
+    return out
+
+
+def wait_log(g, text, count=1, timeout=5.0):
+    """Wait until G's error log holds TEXT at least COUNT times."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if g.error_log().count(text) >= count:
+            return True
+        time.sleep(0.05)
+    return False
+
+
 # ------------------------------------------------------------- fixtures
 
 @pytest.fixture

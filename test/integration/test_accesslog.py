@@ -10,23 +10,10 @@ import struct
 import subprocess
 import time
 
-from conftest import GWCTL, http, route, service
+from conftest import GWCTL, http, read_lines, route, service, wait_log
 from origin import HANG, ok_handler
 
 
-def read_lines(path, n, timeout=5.0):
-    deadline = time.monotonic() + timeout
-    lines = []
-    while time.monotonic() < deadline:
-        try:
-            with open(path) as f:
-                lines = [l for l in f.read().splitlines() if l]
-        except OSError:
-            lines = []
-        if len(lines) >= n:
-            return lines
-        time.sleep(0.05)
-    return lines
 
 
 def test_json_lines(gateway, origin, tmp):
@@ -78,14 +65,6 @@ def test_combined_and_client_gone(gateway, origin, tmp):
     assert '"GET /slow HTTP/1.1" 499 ' in lines[1]
 
 
-def wait_log(g, text, count=1, timeout=5.0):
-    """Wait until the error log holds TEXT at least COUNT times."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if g.error_log().count(text) >= count:
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def worker_requests(g):

@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from conftest import Client, build_request, route, service
+from conftest import build_request, Client, read_lines, route, service
 from jwtlib import claims, hs256
 from test_auth import SECRET, auth_section
 
@@ -28,19 +28,6 @@ FIELDS = ["time", "trace_id", "client_ip", "method", "path", "status",
 TIME_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 
 
-def read_lines(path, n, timeout=5.0):
-    deadline = time.monotonic() + timeout
-    lines = []
-    while time.monotonic() < deadline:
-        try:
-            with open(path) as f:
-                lines = [l for l in f.read().splitlines() if l]
-        except OSError:
-            lines = []
-        if len(lines) >= n:
-            break
-        time.sleep(0.05)
-    return lines
 
 
 def entries(path, n):

@@ -14,8 +14,6 @@ import shutil
 import subprocess
 import time
 
-import pytest
-
 from conftest import GWCTL, REPO, need_binary
 
 ENTRY_RE = re.compile(r'^\{ sha256 = "([0-9a-f]{64})"; consumer = "(.*?)";'

@@ -6,12 +6,12 @@ head, for body bytes it has room to take). While the gateway waits on the
 client (body bytes still to come, or a full output buffer the client does
 not read), idle_timeout_ms governs. Logs name the side that stalled."""
 
-import json
 import os
 import socket
 import time
 
-from conftest import Client, assert_gateway_error, route, service
+from conftest import (access_lines, assert_gateway_error, Client, route,
+                      service, wait_log)
 from origin import HANG, KEEP, response
 
 
@@ -28,29 +28,8 @@ def gw(gateway, o, tmp=None, timeout_ms=1000, idle_timeout_ms=10000,
                    server=server)
 
 
-def access_lines(tmp, n, timeout=5.0):
-    path = os.path.join(tmp, "access.log")
-    deadline = time.monotonic() + timeout
-    lines = []
-    while time.monotonic() < deadline:
-        try:
-            with open(path) as f:
-                lines = [json.loads(x) for x in f.read().splitlines() if x]
-        except (OSError, ValueError):
-            lines = []
-        if len(lines) >= n:
-            break
-        time.sleep(0.05)
-    return lines
 
 
-def wait_log(g, needle, timeout=5.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if needle in g.error_log():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def test_slow_upload_is_not_an_upstream_timeout(gateway, origin):
@@ -157,7 +136,7 @@ def test_upstream_stall_named_in_logs(gateway, origin, tmp):
         r = c.request(path="/stall")
     assert_gateway_error(r, 504)
     assert wait_log(g, "upstream stalled"), g.error_log()
-    line = access_lines(tmp, 1)[0]
+    line = access_lines(os.path.join(tmp, "access.log"), 1)[0]
     assert line["status"] == 504
     assert line["reason"] == "upstream_head_timeout", line
 
@@ -174,7 +153,7 @@ def test_upstream_body_stall_named(gateway, origin, tmp):
             pass
         assert c.eof and len(c.buf) == 10, c.buf
     assert wait_log(g, "upstream stalled"), g.error_log()
-    line = access_lines(tmp, 1)[0]
+    line = access_lines(os.path.join(tmp, "access.log"), 1)[0]
     assert line["reason"] == "upstream_read_timeout", line
 
 
@@ -189,7 +168,7 @@ def test_client_stall_on_download_named(gateway, origin, tmp):
         c.send(b"GET /no-read HTTP/1.1\r\nHost: a\r\n\r\n")
         assert wait_log(g, "client stalled", timeout=8), g.error_log()
     assert "upstream stalled" not in g.error_log()
-    line = access_lines(tmp, 1)[0]
+    line = access_lines(os.path.join(tmp, "access.log"), 1)[0]
     assert line["reason"] == "client_write_timeout", line
     assert line["status"] == 200
 
@@ -205,6 +184,6 @@ def test_client_stall_on_upload_named(gateway, origin, tmp):
         assert_gateway_error(r, 408)
         assert c.is_closed(timeout=5)
     assert wait_log(g, "client stalled"), g.error_log()
-    line = access_lines(tmp, 1)[0]
+    line = access_lines(os.path.join(tmp, "access.log"), 1)[0]
     assert line["status"] == 408
     assert line["reason"] == "client_read_timeout", line

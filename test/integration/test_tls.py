@@ -18,8 +18,9 @@ import time
 
 import pytest
 
-from conftest import (GWCTL, PORTICO, Client, assert_gateway_error,
-                      free_port, http, route, service, stop_pid)
+from conftest import (GWCTL, PORTICO, Client, access_lines,
+                      assert_gateway_error, free_port, http, route, service,
+                      stop_pid)
 from origin import KEEP, response
 
 
@@ -578,19 +579,6 @@ def origin_ctx(cert):
     return c
 
 
-def access_lines(path, n, timeout=5.0):
-    deadline = time.monotonic() + timeout
-    lines = []
-    while time.monotonic() < deadline:
-        try:
-            with open(path) as f:
-                lines = [json.loads(ln) for ln in f if ln.strip()]
-        except OSError:
-            lines = []
-        if len(lines) >= n:
-            break
-        time.sleep(0.05)
-    return lines
 
 
 def up_gw(gateway, o, alog=None, **svc):

@@ -9,11 +9,11 @@ tracestate passes unchanged only with a valid traceparent."""
 
 import re
 import socket
-import time
 
 import pytest
 
-from conftest import Client, assert_gateway_error, http, route, service
+from conftest import (assert_gateway_error, Client, http, route, service,
+                      wait_log)
 from origin import HANG
 
 TID = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -213,13 +213,6 @@ def test_each_hop_adds_its_span(gateway, origin):
 
 # ---- the trace id in error bodies and error-log lines ----------------
 
-def wait_log(g, needle, timeout=5.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if needle in g.error_log():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def test_error_bodies_carry_the_trace_id(gateway, origin):
