@@ -118,22 +118,7 @@ def connect(port, ctx=None, sni="localhost", session=None):
 def get(ts, path="/", host="localhost"):
     ts.sendall(("GET %s HTTP/1.1\r\nHost: %s\r\n\r\n" % (path, host))
                .encode())
-    buf = b""
-    while b"\r\n\r\n" not in buf:
-        d = ts.recv(65536)
-        if not d:
-            break
-        buf += d
-    head, _, body = buf.partition(b"\r\n\r\n")
-    cl = [ln for ln in head.split(b"\r\n")
-          if ln.lower().startswith(b"content-length:")]
-    n = int(cl[0].split(b":")[1]) if cl else 0
-    while len(body) < n:
-        d = ts.recv(65536)
-        if not d:
-            break
-        body += d
-    return head.decode("latin-1"), body
+    return get_response(ts)
 
 
 def peer_cert_cn(ts):
