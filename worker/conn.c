@@ -12,6 +12,7 @@
 #include "../master/log.h"
 #include "conn.h"
 #include "exchange.h"
+#include "metrics.h"
 #include "pool.h"
 
 /* How long a closing connection keeps reading (and dropping) what the
@@ -322,6 +323,7 @@ read_head(struct conn *c)
 			    lim->header_timeout_ms);
 		}
 		c->in_len += n;
+		metrics_bytes_in(w, n);
 	}
 }
 
