@@ -116,6 +116,7 @@ static bool
 is_ready(struct master *m, char *why, size_t len)
 {
 	unsigned i, ready = 0;
+	bool all = supervise_all_ready(m, m->slots, m->nslots);
 
 	for (i = 0; i < m->nslots; i++)
 		if (m->slots[i].pid > 0 && m->slots[i].ready)
@@ -129,7 +130,7 @@ is_ready(struct master *m, char *why, size_t len)
 		    "draining" : "stopping");
 		return false;
 	}
-	if (!supervise_all_ready(m, m->slots, m->nslots)) {
+	if (!all) {
 		snprintf(why, len, "%u of %u workers ready", ready, m->nslots);
 		return false;
 	}
