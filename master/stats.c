@@ -23,6 +23,8 @@ struct rkey {
 struct ikey {
 	char *service;
 	char *addr;
+	bool checks;			/* its service has health checks */
+	bool breaker;			/* its service has a breaker */
 	bool used;
 	struct metrics_inst carried;
 };
@@ -317,6 +319,8 @@ stats_gen_new(struct stats *st, const struct config *cfg)
 				goto fail;
 			g->ik[b] = (unsigned)k;
 			st->i[k].used = true;
+			st->i[k].checks = s->health.enabled;
+			st->i[k].breaker = s->breaker.enabled;
 		}
 	}
 	g->svc_first[g->nsvc] = (unsigned)b;
@@ -577,11 +581,18 @@ add_services(struct master *m, struct stats_view *v)
 	return 0;
 }
 
-/* Health and breaker state of an instance: read from the shared store
- * once resilience lands; until then neither is known. */
+/*
+ * Health and breaker state of instance K, as the shared store shows them.
+ * This build acts on neither (health checks and breakers are accepted,
+ * not built), so neither is known: STATS_UNKNOWN. The resilience work
+ * plugs in here: one read of the instance's records (keyed by service
+ * name and address as configured), health up/down where its service has
+ * checks, the breaker's state (no record: closed) where it has one.
+ */
 static void
-inst_state(struct stats_inst *si)
+inst_state(const struct ikey *k, struct stats_inst *si)
 {
+	(void)k;
 	si->health = STATS_UNKNOWN;
 	si->breaker = STATS_UNKNOWN;
 }
@@ -700,7 +711,7 @@ stats_view(struct master *m, struct stats_view *v)
 		v->insts[k].service = st->i[order[k]].service;
 		v->insts[k].addr = st->i[order[k]].addr;
 		v->insts[k].m = in[order[k]];
-		inst_state(&v->insts[k]);
+		inst_state(&st->i[order[k]], &v->insts[k]);
 	}
 	rc = add_services(m, v);
 done:

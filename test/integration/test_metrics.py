@@ -255,8 +255,11 @@ def send_mix(port):
     """Every request on a fresh connection, so both workers take some."""
     for _ in range(10):
         assert http(port, path="/api/ok").status == 200
-    for _ in range(5):
+    for _ in range(3):
         assert http(port, path="/api/s/404").status == 404
+    # an upstream's own 401 and 429 are not the gateway's refusals
+    assert http(port, path="/api/s/401").status == 401
+    assert http(port, path="/api/s/429").status == 429
     for _ in range(3):
         assert http(port, path="/api/s/500").status == 500
     got = [http(port, path="/lim/x").status for _ in range(5)]
@@ -431,6 +434,74 @@ def test_admin_connections_are_capped_and_timed_out(mgw):
         for s in idle:
             if s is not None:
                 s.close()
+
+
+def test_slow_scraper_is_cut_off_and_master_keeps_answering(mgw):
+    """A client that pipelines /metrics requests and never reads: once
+    its socket is full the master stops at the pending response, keeps
+    serving everyone else, and closes it after the 10 s write limit."""
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.connect(("127.0.0.1", mgw.admin))
+    s.settimeout(5)
+    req = build_request(path="/metrics", host="h")
+    n = 2000
+    sent = 0
+    try:
+        while sent < n:
+            s.sendall(req * 50)
+            sent += 50
+    except (socket.timeout, OSError):
+        pass                                # the master stopped reading
+    try:
+        t0 = time.monotonic()
+        # meanwhile the master answers others at once
+        assert http(mgw.admin, path="/healthz", host="h").status == 200
+        assert stats_json(mgw)["ok"]
+        assert time.monotonic() - t0 < 5
+        time.sleep(11)
+        s.settimeout(5)
+        got = b""
+        while True:
+            try:
+                d = s.recv(1 << 20)
+            except ConnectionResetError:
+                break
+            if not d:
+                break
+            got += d
+            assert len(got) < 200 << 20
+        answered = got.count(b"HTTP/1.1 200 OK")
+        assert 0 < answered < sent, (answered, sent)
+    finally:
+        s.close()
+
+
+def test_readyz_503_until_a_dead_worker_is_back(gateway, origin, tmp):
+    """Three quick deaths in a row: the respawn waits 400 ms (backoff),
+    and /readyz says 503 in between, then 200 again."""
+    o = origin(handler=app_handler)
+    admin = free_port()
+    g = gateway({"app": service(o.addr)}, [route("api", "app", prefix="/")],
+                workers=1, server={"admin": "127.0.0.1:%d" % admin})
+    assert wait_ready(admin).status == 200
+    seen = []
+    for i in range(3):
+        w = g.worker_pids()
+        assert len(w) == 1, w
+        os.kill(w[0], signal.SIGKILL)
+        if i == 2:
+            deadline = time.monotonic() + 3
+            while time.monotonic() < deadline:
+                r = http(admin, path="/readyz", host="h")
+                seen.append(r.status)
+                if r.status == 503:
+                    assert b"0 of 1 workers ready" in r.body, r
+                    break
+                time.sleep(0.01)
+        assert g.wait_workers(1, exclude=w), "no respawn"
+    assert 503 in seen, seen
+    assert wait_ready(admin).status == 200
 
 
 def test_readyz_503_while_draining(gateway, origin, tmp):
