@@ -221,7 +221,10 @@ conn_close(struct aconn *c, const char *why)
 	if (c->dead)
 		return;
 	log_debug("admin: connection %d closed: %s", c->ev.fd, why);
-	close(c->ev.fd);	/* leaves the epoll set with it */
+	/* Out of the epoll set first: a worker forked a moment ago may
+	 * still hold a copy of the descriptor, and the set would keep it. */
+	epoll_ctl(a->m->epfd, EPOLL_CTL_DEL, c->ev.fd, NULL);
+	close(c->ev.fd);
 	c->ev.fd = -1;
 	c->dead = true;
 	abuf_free(&c->out);
@@ -505,6 +508,9 @@ admin_stop_listening(struct admin *a)
 {
 	if (a == NULL || a->lis.fd < 0)
 		return;
+	/* After an upgrade the new master holds the same socket: only an
+	 * explicit delete takes it out of our set. */
+	epoll_ctl(a->m->epfd, EPOLL_CTL_DEL, a->lis.fd, NULL);
 	close(a->lis.fd);
 	a->lis.fd = -1;
 }

@@ -143,6 +143,8 @@ static void
 pack_common(msgpack_packer *pk, const struct metrics_route *m, double rate,
     const struct metrics_hist *lat)
 {
+	unsigned k;
+
 	msg_pack_kv_uint(pk, "requests", stats_requests(m));
 	kv_double(pk, "rate", rate);
 	kv_status(pk, m->status);
@@ -156,7 +158,7 @@ pack_common(msgpack_packer *pk, const struct metrics_route *m, double rate,
 	msg_pack_kv_uint(pk, "bytes_out", m->bytes_out);
 	msg_pack_str(pk, "cache");
 	msgpack_pack_map(pk, MC__COUNT);
-	for (int k = 0; k < MC__COUNT; k++)
+	for (k = 0; k < MC__COUNT; k++)
 		msg_pack_kv_uint(pk, cache[k], m->cache[k]);
 }
 
