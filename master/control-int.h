@@ -25,6 +25,10 @@ int control_dispatch(struct master *m, const msgpack_object *req,
 /* control_reply_error: {"ok": false, "error": TEXT}. */
 int control_reply_error(struct msg_out *o, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+/* control_reply_stats: per route, per service and per worker figures
+ * (control_stats.c); "route": NAME asks for one route in detail. */
+int control_reply_stats(struct master *m, const msgpack_object *req,
+    struct msg_out *o);
 /* control_reply_routes: the routing table with each route's service,
  * rewrite and policies. */
 int control_reply_routes(const struct config *cfg, struct msg_out *o);

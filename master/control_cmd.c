@@ -233,104 +233,6 @@ reply_upgrade(struct master *m, const msgpack_object *req,
 	return 0;
 }
 
-/* Status classes in the order an operator reads them; the index of each
- * in worker_counters.status. */
-static const char *const sclass[] = { "1xx", "2xx", "3xx", "4xx", "5xx",
-    "other" };
-static const int sclass_ix[] = { 1, 2, 3, 4, 5, 0 };
-
-struct wrow {
-	unsigned slot;
-	uint64_t pid, generation;
-	bool draining;
-	uint64_t conns, conns_total, requests, upstream, status[6];
-};
-
-/* Five key/value pairs of a map. */
-static void
-pack_counts(msgpack_packer *pk, const struct wrow *r)
-{
-	int i;
-
-	msg_pack_kv_uint(pk, "conns", r->conns);
-	msg_pack_kv_uint(pk, "conns_total", r->conns_total);
-	msg_pack_kv_uint(pk, "requests", r->requests);
-	msg_pack_kv_uint(pk, "upstream_conns", r->upstream);
-	msg_pack_str(pk, "status");
-	msgpack_pack_map(pk, 6);
-	for (i = 0; i < 6; i++)
-		msg_pack_kv_uint(pk, sclass[i], r->status[sclass_ix[i]]);
-}
-
-/*
- * stats: every counters slot with a live process, whatever its
- * generation (a draining one still serves its connections), and the sum.
- * The slots are copied first so the list and the total agree.
- */
-static int
-reply_stats(struct master *m, struct msg_out *o)
-{
-	const struct counters *ct = m->counters;
-	struct wrow *rows, total;
-	unsigned i, n = 0;
-	int k;
-
-	if (ct == NULL)
-		return control_reply_error(o, "the counters are not mapped");
-	rows = calloc(ct->nslots + 1, sizeof(*rows));
-	if (rows == NULL)
-		return -1;
-	memset(&total, 0, sizeof(total));
-	for (i = 0; i < ct->nslots; i++) {
-		const struct worker_counters *wc = &ct->slot[i];
-		struct wrow *r = &rows[n];
-
-		r->pid = COUNTER_GET(&wc->pid);
-		if (r->pid == 0)
-			continue;
-		r->slot = i;
-		r->generation = COUNTER_GET(&wc->generation);
-		r->draining = COUNTER_GET(&wc->draining) != 0;
-		r->conns = COUNTER_GET(&wc->conns_open);
-		r->conns_total = COUNTER_GET(&wc->conns_total);
-		r->requests = COUNTER_GET(&wc->requests);
-		r->upstream = COUNTER_GET(&wc->upstream_conns);
-		for (k = 0; k < 6; k++)
-			r->status[k] = COUNTER_GET(&wc->status[k]);
-		total.conns += r->conns;
-		total.conns_total += r->conns_total;
-		total.requests += r->requests;
-		total.upstream += r->upstream;
-		for (k = 0; k < 6; k++)
-			total.status[k] += r->status[k];
-		n++;
-	}
-	if (msg_out_init(o, 4) < 0) {
-		free(rows);
-		return -1;
-	}
-	msg_pack_kv_bool(&o->pk, "ok", true);
-	msg_pack_str(&o->pk, "workers");
-	msgpack_pack_array(&o->pk, n);
-	for (i = 0; i < n; i++) {
-		msgpack_pack_map(&o->pk, 9);
-		msg_pack_kv_uint(&o->pk, "slot", rows[i].slot);
-		msg_pack_kv_uint(&o->pk, "pid", rows[i].pid);
-		msg_pack_kv_uint(&o->pk, "generation", rows[i].generation);
-		msg_pack_kv_bool(&o->pk, "draining", rows[i].draining);
-		pack_counts(&o->pk, &rows[i]);
-	}
-	msg_pack_str(&o->pk, "total");
-	msgpack_pack_map(&o->pk, 6);
-	msg_pack_kv_uint(&o->pk, "workers", n);
-	pack_counts(&o->pk, &total);
-	/* Per-route counters need per-worker per-route slots in shm. */
-	msg_pack_kv_str(&o->pk, "routes", "per-route stats come with the "
-	    "observability issue");
-	free(rows);
-	return 0;
-}
-
 /* reopen: the master's error log, then every worker's error and access
  * logs, after a rotation (what SIGUSR1 does too). */
 static int
@@ -366,7 +268,7 @@ control_dispatch(struct master *m, const msgpack_object *req,
 	if (msg_str_eq(cmd, "limits"))	/* ratelimit */
 		return control_reply_limits(req, o);
 	if (msg_str_eq(cmd, "stats"))
-		return reply_stats(m, o);
+		return control_reply_stats(m, req, o);
 	if (msg_str_eq(cmd, "routes"))
 		return control_reply_routes(m->cfg, o);
 	if (msg_str_eq(cmd, "explain"))

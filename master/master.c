@@ -12,12 +12,14 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "admin.h"
 #include "control.h"
 #include "listeners.h"
 #include "log.h"
 #include "master.h"
 #include "notify.h"
 #include "reload.h"
+#include "stats.h"
 #include "supervise.h"
 #include "upgrade.h"
 #include "../shm/store.h"	/* ratelimit: shared store hooks */
@@ -325,6 +327,9 @@ next_timeout(const struct master *m, uint64_t now)
 	c = control_deadline(m->ctl);
 	if (c != 0 && c < t)
 		t = c;
+	c = admin_deadline(m->admin);
+	if (c != 0 && c < t)
+		t = c;
 	return t > now ? (int)(t - now) : 0;
 }
 
@@ -371,6 +376,8 @@ loop(struct master *m)
 		}
 		now = master_now_ms();
 		control_tick(m->ctl, now);
+		admin_tick(m->admin, now);
+		stats_tick(m, now);
 		if (!m->upgraded) {
 			/* reader check, sweep, ticket keys: 1/s */
 			tickets_set_rotation(m->cfg->server.ticket_rotate_s);
@@ -421,10 +428,6 @@ warn_unbuilt(const struct config *cfg)
 {
 	size_t i;
 
-	if (cfg->server.has_admin)
-		log_warn("admin listener %s: not built yet (the observability "
-		    "issue builds /metrics, /healthz, /readyz)",
-		    cfg->server.admin.text);
 	for (i = 0; i < cfg->nservices; i++) {
 		const struct cfg_service *s = &cfg->services[i];
 		if (s->health.enabled)
@@ -468,6 +471,7 @@ int
 master_run(struct config *cfg)
 {
 	struct upgrade_set set;
+	struct stats_gen *mg;
 	struct master *m;
 	struct epoll_event e;
 	char err[512];
@@ -476,6 +480,7 @@ master_run(struct config *cfg)
 
 	memset(&set, 0, sizeof(set));
 	set.control_fd = -1;
+	set.admin_fd = -1;
 	m = calloc(1, sizeof(*m));
 	if (m == NULL) {
 		fprintf(stderr, "portico: out of memory\n");
@@ -521,12 +526,17 @@ master_run(struct config *cfg)
 	m->counters = counters_map(MASTER_COUNTER_SLOTS);
 	m->cused = calloc(MASTER_COUNTER_SLOTS, 1);
 	m->slots = calloc(m->nslots, sizeof(*m->slots));
-	if (m->counters == NULL || m->slots == NULL || m->cused == NULL) {
+	m->stats = stats_new();
+	mg = m->stats != NULL ? stats_gen_new(m->stats, cfg) : NULL;
+	if (m->counters == NULL || m->slots == NULL || m->cused == NULL ||
+	    mg == NULL) {
 		fatal(cfg, "cannot map counters: %s", strerror(errno));
 		goto done;
 	}
-	for (i = 0; i < m->nslots; i++)
+	for (i = 0; i < m->nslots; i++) {
 		supervise_slot_init(m, &m->slots[i], i);
+		m->slots[i].mg = mg;
+	}
 	if (m->handoff_fd >= 0) {
 		log_info("upgrade: taking over from pid %d", (int)getppid());
 		if (upgrade_receive(m->handoff_fd, &set, err,
@@ -555,6 +565,18 @@ master_run(struct config *cfg)
 		fatal(cfg, "%s", err);
 		goto done;
 	}
+	/* The old master's admin socket when it listens where we would. */
+	if (set.admin_fd >= 0 && (!cfg->server.has_admin ||
+	    strcmp(set.admin_addr, cfg->server.admin.text) != 0)) {
+		close(set.admin_fd);
+		set.admin_fd = -1;
+	}
+	if (admin_open(m, set.admin_fd, err, sizeof(err)) < 0) {
+		set.admin_fd = -1;
+		fatal(cfg, "%s", err);
+		goto done;
+	}
+	set.admin_fd = -1;
 	upgrade_set_free(&set);
 	/* Before any fork. */
 	if (store_master_init(cfg->server.state_path,
@@ -597,6 +619,7 @@ done:
 	if (m->upgraded)
 		control_detach(m->ctl);
 	control_close(m->ctl);
+	admin_close(m->admin);
 	upgrade_close(m);
 	listeners_close(m);
 	if (m->slots != NULL)
@@ -605,6 +628,7 @@ done:
 	free(m->slots);
 	free(m->old);
 	free(m->cused);
+	stats_free(m->stats);
 	if (m->epfd >= 0)
 		close(m->epfd);
 	if (m->sig.fd >= 0)

@@ -51,6 +51,7 @@ struct master_sock {
 /* One worker: the process serving a slot number of a generation. */
 struct master_slot {
 	unsigned index;			/* counters slot (unique while alive) */
+	struct stats_gen *mg;		/* its generation's metrics (stats.h) */
 	unsigned num;			/* slot number: which sockets it gets */
 	int *fds;			/* its sockets, one per listen entry */
 	pid_t pid;			/* 0 = no process right now */
@@ -80,6 +81,9 @@ enum master_state {
 };
 
 struct control;
+struct stats;
+struct stats_gen;
+struct admin;
 
 struct master {
 	struct config *cfg;		/* the serving generation's */
@@ -90,6 +94,8 @@ struct master {
 	struct master_ev sig;		/* signalfd */
 	struct counters *counters;
 	unsigned char *cused;		/* counters slots in use */
+	struct stats *stats;		/* metrics regions and totals */
+	struct admin *admin;		/* the admin listener, or NULL */
 	struct master_sock *socks;
 	size_t nsocks;
 	struct master_slot *slots;	/* the serving generation */

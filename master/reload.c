@@ -1,3 +1,4 @@
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,6 +10,7 @@
 #include "msg.h"
 #include "notify.h"
 #include "reload.h"
+#include "stats.h"
 #include "supervise.h"
 
 /* Settings a running master cannot take over at reload: the files it
@@ -27,6 +29,10 @@ immutable_changed(const struct config *a, const struct config *b,
 	else if (DIFF(a->server.state_path, b->server.state_path) ||
 	    a->server.state_max_mb != b->server.state_max_mb)
 		what = "server.state";
+	else if (a->server.has_admin != b->server.has_admin ||
+	    (a->server.has_admin && strcmp(a->server.admin.text,
+	    b->server.admin.text) != 0))
+		what = "server.admin";
 #undef DIFF
 	if (what == NULL)
 		return 0;
@@ -54,6 +60,7 @@ reload_begin(struct master *m, char *err, size_t errlen)
 {
 	struct config *nc = NULL;
 	struct master_slot *next = NULL;
+	struct stats_gen *mg;
 	unsigned i, n;
 	size_t j;
 
@@ -88,8 +95,10 @@ reload_begin(struct master *m, char *err, size_t errlen)
 		    errlen) < 0)
 			goto refuse;
 	next = calloc(n, sizeof(*next));
-	if (next == NULL) {
-		snprintf(err, errlen, "out of memory");
+	if (next == NULL || (mg = stats_gen_new(m->stats, nc)) == NULL) {
+		snprintf(err, errlen, "cannot map the metrics of the new "
+		    "generation: %s", strerror(errno));
+		free(next);
 		goto refuse;
 	}
 	m->next = next;
@@ -100,6 +109,7 @@ reload_begin(struct master *m, char *err, size_t errlen)
 	m->op_err[0] = '\0';
 	for (i = 0; i < n; i++) {
 		supervise_slot_init(m, &next[i], i);	/* counted above */
+		next[i].mg = mg;
 		if (supervise_spawn(m, &next[i], nc, m->generation + 1) < 0) {
 			snprintf(m->op_err, sizeof(m->op_err), "cannot start "
 			    "worker %u", i);
@@ -110,6 +120,7 @@ reload_begin(struct master *m, char *err, size_t errlen)
 	    m->generation + 1, n);
 	return 0;
 refuse:
+	stats_reloaded(m->stats, false);
 	config_free(nc);
 	listeners_prune(m);
 	log_error("reload refused: %s", err);
@@ -137,6 +148,7 @@ reload_finish(struct master *m, bool ok, const char *why)
 	struct msg_out o;
 	unsigned draining;
 
+	stats_reloaded(m->stats, ok);
 	if (ok) {
 		supervise_retire(m, m->slots, m->nslots, false);
 		free(m->slots);

@@ -8,10 +8,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "admin.h"
 #include "control.h"
 #include "listeners.h"
 #include "log.h"
 #include "master.h"
+#include "stats.h"
 #include "supervise.h"
 #include "upgrade.h"
 #include "../worker/worker.h"
@@ -90,6 +92,7 @@ become_worker(struct master *m, struct master_slot *s,
 	if (m->hand.fd >= 0)
 		close(m->hand.fd);
 	control_close_fds(m->ctl);
+	admin_close_fds(m->admin);
 	/* Die with the master, and do not outlive a master that died
 	 * between fork and prctl. */
 	prctl(PR_SET_PDEATHSIG, SIGTERM);
@@ -103,6 +106,8 @@ become_worker(struct master *m, struct master_slot *s,
 	a.listen_fds = s->fds;
 	a.nlisten = cfg->server.nlisten;
 	a.stats = &m->counters->slot[s->index];
+	a.metrics = s->mg != NULL ? stats_gen_region(s->mg) : NULL;
+	a.metrics_slot = s->num;
 	worker_main(&a);
 }
 
@@ -252,7 +257,7 @@ supervise_describe(int status, char *buf, size_t len)
 }
 
 static void
-schedule_respawn(struct master_slot *s, int status)
+schedule_respawn(struct master *m, struct master_slot *s, int status)
 {
 	uint64_t now = master_now_ms();
 	char how[128];
@@ -270,6 +275,7 @@ schedule_respawn(struct master_slot *s, int status)
 	    BACKOFF_MAX_MS : s->backoff_ms * 2;
 	s->respawn_at = now + delay;
 	s->restarts++;
+	stats_restarted(m->stats);
 	supervise_describe(status, how, sizeof(how));
 	crash = WIFSIGNALED(status) && (WTERMSIG(status) == SIGSEGV ||
 	    WTERMSIG(status) == SIGBUS || WTERMSIG(status) == SIGABRT ||
@@ -342,7 +348,7 @@ supervise_reap(struct master *m)
 		COUNTER_SET(&m->counters->slot[s->index].conns_open, 0);
 		store_reader_check();	/* free a dead worker's reader slot */
 		if (m->state == MASTER_RUNNING)
-			schedule_respawn(s, status);
+			schedule_respawn(m, s, status);
 		else
 			log_info("worker %u (pid %d) %s", s->num, (int)pid,
 			    how);

@@ -271,6 +271,7 @@ upgrade_receive(int fd, struct upgrade_set *set, char *err, size_t errlen)
 
 	memset(set, 0, sizeof(*set));
 	set->control_fd = -1;
+	set->admin_fd = -1;
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	/* Bounded: 256 slots x a few addresses, plus control and end. */
 	for (i = 0; i < 65536; i++) {
@@ -286,10 +287,12 @@ upgrade_receive(int fd, struct upgrade_set *set, char *err, size_t errlen)
 			if (sfd >= 0)
 				close(sfd);
 			if ((size_t)val != set->n +
-			    (set->control_fd >= 0 ? 1 : 0)) {
+			    (set->control_fd >= 0 ? 1 : 0) +
+			    (set->admin_fd >= 0 ? 1 : 0)) {
 				snprintf(err, errlen, "socket handoff: %ld "
 				    "sockets announced, %zu received", val,
-				    set->n + (set->control_fd >= 0 ? 1 : 0));
+				    set->n + (set->control_fd >= 0 ? 1 : 0) +
+				    (set->admin_fd >= 0 ? 1 : 0));
 				return -1;
 			}
 			return 0;
@@ -304,6 +307,14 @@ upgrade_receive(int fd, struct upgrade_set *set, char *err, size_t errlen)
 				close(set->control_fd);
 			set->control_fd = sfd;
 			snprintf(set->control_path, sizeof(set->control_path),
+			    "%s", addr);
+			continue;
+		}
+		if (strcmp(kind, "admin") == 0) {
+			if (set->admin_fd >= 0)
+				close(set->admin_fd);
+			set->admin_fd = sfd;
+			snprintf(set->admin_addr, sizeof(set->admin_addr),
 			    "%s", addr);
 			continue;
 		}
@@ -344,4 +355,7 @@ upgrade_set_free(struct upgrade_set *set)
 	if (set->control_fd >= 0)
 		close(set->control_fd);
 	set->control_fd = -1;
+	if (set->admin_fd >= 0)
+		close(set->admin_fd);
+	set->admin_fd = -1;
 }

@@ -6,6 +6,7 @@
  * described by a msgpack map in the msg.h framing:
  *   {"kind": "listener", "address": "127.0.0.1:8080", "slot": 0} + fd
  *   {"kind": "control", "address": "/run/portico.sock", "slot": -1} + fd
+ *   {"kind": "admin", "address": "127.0.0.1:9901", "slot": -1} + fd
  *   {"kind": "end", "count": N}
  * The new master adopts them instead of binding, starts its workers and
  * answers {"kind": "ready", "pid": P} (or {"kind": "error", "error": T}).
@@ -38,6 +39,8 @@ struct upgrade_set {
 	size_t n;
 	int control_fd;			/* -1 if none */
 	char control_path[108];
+	int admin_fd;			/* -1 if none */
+	char admin_addr[108];
 };
 
 /* upgrade_spawn_check: start `BIN -t -c FILE -p PREFIX` with its stdout

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "../shm/store.h"
+#include "admin.h"
 #include "control.h"
 #include "log.h"
 #include "master.h"
@@ -101,6 +102,7 @@ succeeded(struct master *m, pid_t newpid)
 	/* The new master owns the control socket's file and the pid file
 	 * now; we only drain our workers. */
 	m->upgraded = true;
+	admin_stop_listening(m->admin);	/* the new master answers */
 	store_master_detach();	/* the new master may have grown the map */
 	master_stop(m, true);
 }
@@ -235,6 +237,12 @@ send_sockets(struct master *m)
 	if (control_listen_fd(m->ctl) >= 0) {
 		if (upgrade_send(fd, "control", m->cfg->server.control_socket,
 		    -1, control_listen_fd(m->ctl)) < 0)
+			goto fail;
+		count++;
+	}
+	if (admin_listen_fd(m->admin) >= 0) {
+		if (upgrade_send(fd, "admin", m->cfg->server.admin.text, -1,
+		    admin_listen_fd(m->admin)) < 0)
 			goto fail;
 		count++;
 	}

@@ -12,11 +12,13 @@
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "master/config.h"
 #include "master/msg.h"
 #include "tools/gwctl_key.h"
+#include "tools/gwctl_stats.h"
 #include "tools/gwctl_token.h"
 
 #define DEFAULT_CONF	"etc/portico.conf"
@@ -64,8 +66,12 @@ static const struct cmd cmds[] = {
 	    "(no master needed)", run_check },
 	{ "status", "status", "master pid, generation, uptime and each "
 	    "worker's pid, generation, connections, requests", run_status },
-	{ "stats", "stats", "per worker and in total: connections, requests, "
-	    "responses by status class, upstream connections", run_stats },
+	{ "stats", "stats [--route NAME] [--watch SECONDS [--count N]]",
+	    "per route and per service: requests, rate over the last 10 s, "
+	    "status classes, error rate, p50/p90/p99, cache hit ratio, "
+	    "rate-limited and auth-refused counts, breakers; per worker "
+	    "totals; --route: one route in detail; --watch: redraw like top",
+	    run_stats },
 	{ "reload", "reload", "validate the configuration and reload it; "
 	    "the old one stays on error", run_reload },
 	{ "upgrade", "upgrade [--binary PATH]", "zero-downtime binary "
@@ -693,63 +699,96 @@ no_args(struct ctx *x, const struct cmd *c)
 	return 1;
 }
 
-static void
-print_wrow(const char *slot, const msgpack_object *w)
+/* Seconds as a timespec for nanosleep. */
+static struct timespec
+secs(double s)
 {
-	const msgpack_object *st = msg_get(w, "status");
-	char pid[24], gen[24];
-	bool draining = false;
+	struct timespec ts;
 
-	if (msg_get(w, "pid") != NULL) {
-		snprintf(pid, sizeof(pid), "%" PRIu64, get_u(w, "pid"));
-		snprintf(gen, sizeof(gen), "%" PRIu64, get_u(w, "generation"));
-	} else {
-		snprintf(pid, sizeof(pid), "%" PRIu64 " wkr",
-		    get_u(w, "workers"));
-		snprintf(gen, sizeof(gen), "-");
-	}
-	msg_get_bool(w, "draining", &draining);
-	printf("%-6s %-10s %-4s %-6" PRIu64 " %-10" PRIu64 " %-6" PRIu64
-	    " %-8" PRIu64 " %-6" PRIu64 " %-6" PRIu64 " %-6" PRIu64 " %-6"
-	    PRIu64 " %-9" PRIu64 " %s\n", slot, pid, gen, get_u(w, "conns"),
-	    get_u(w, "requests"), get_u(st, "1xx"), get_u(st, "2xx"),
-	    get_u(st, "3xx"), get_u(st, "4xx"), get_u(st, "5xx"),
-	    get_u(st, "other"), get_u(w, "upstream_conns"),
-	    msg_get(w, "pid") == NULL ? "" : draining ? "draining" :
-	    "serving");
+	ts.tv_sec = (time_t)s;
+	ts.tv_nsec = (long)((s - (double)ts.tv_sec) * 1e9);
+	return ts;
 }
 
+/* stats [--route NAME] [--watch SECONDS [--count N]]: the tables, or one
+ * route in detail; --watch redraws them in place every SECONDS (each
+ * --json reply on a line of its own) until interrupted, or N times. */
 static int
 run_stats(struct ctx *x, const struct cmd *self)
 {
-	const msgpack_object *ws, *tot;
+	const char *route = NULL;
+	struct msg_out req;
 	struct msg_in in;
-	char slot[24], note[256];
-	uint32_t i;
-	int rc;
+	struct timespec ts;
+	double every = 0;
+	long count = 0, n;
+	char *end;
+	int i, rc = 1;
 
-	if (no_args(x, self) != 0)
-		return 1;
-	rc = ask(x, "stats", &in);
-	if (rc != 0 || x->json)
-		goto done;
-	printf("%-6s %-10s %-4s %-6s %-10s %-6s %-8s %-6s %-6s %-6s %-6s "
-	    "%-9s %s\n", "WORKER", "PID", "GEN", "CONNS", "REQUESTS", "1XX",
-	    "2XX", "3XX", "4XX", "5XX", "OTHER", "UPSTREAM", "STATE");
-	ws = msg_get(in.map, "workers");
-	for (i = 0; ws != NULL && ws->type == MSGPACK_OBJECT_ARRAY &&
-	    i < ws->via.array.size; i++) {
-		snprintf(slot, sizeof(slot), "%" PRIu64,
-		    get_u(&ws->via.array.ptr[i], "slot"));
-		print_wrow(slot, &ws->via.array.ptr[i]);
+	for (i = 0; i < x->argc; i++) {
+		const char *a = x->argv[i];
+
+		if ((strcmp(a, "--route") == 0 || strcmp(a, "--watch") == 0 ||
+		    strcmp(a, "--count") == 0) && i + 1 >= x->argc) {
+			fprintf(stderr, "gwctl: stats: %s needs a value\n", a);
+			return 1;
+		}
+		if (strcmp(a, "--route") == 0) {
+			route = x->argv[++i];
+		} else if (strcmp(a, "--watch") == 0) {
+			every = strtod(x->argv[++i], &end);
+			if (*end != '\0' || !(every >= 0.1 && every <= 3600)) {
+				fprintf(stderr, "gwctl: stats: --watch takes "
+				    "seconds between 0.1 and 3600\n");
+				return 1;
+			}
+		} else if (strcmp(a, "--count") == 0) {
+			count = strtol(x->argv[++i], &end, 10);
+			if (*end != '\0' || count < 1) {
+				fprintf(stderr, "gwctl: stats: --count takes a "
+				    "positive number\n");
+				return 1;
+			}
+		} else {
+			fprintf(stderr, "gwctl: stats: unexpected argument "
+			    "'%s' (usage: gwctl %s)\n", a, self->usage);
+			return 1;
+		}
 	}
-	tot = msg_get(in.map, "total");
-	if (tot != NULL && tot->type == MSGPACK_OBJECT_MAP)
-		print_wrow("total", tot);
-	if (msg_get_str(in.map, "routes", note, sizeof(note)) == 0)
-		printf("(%s)\n", note);
-done:
-	msg_in_free(&in);
+	if (count > 0 && every == 0) {
+		fprintf(stderr, "gwctl: stats: --count goes with --watch\n");
+		return 1;
+	}
+	for (n = 0; every == 0 ? n < 1 : count == 0 || n < count; n++) {
+		if (n > 0) {
+			ts = secs(every);
+			while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+				;
+		}
+		if (msg_out_init(&req, route != NULL ? 2 : 1) < 0)
+			return 1;
+		msg_pack_kv_str(&req.pk, "cmd", "stats");
+		if (route != NULL)
+			msg_pack_kv_str(&req.pk, "route", route);
+		rc = transact(x, &req, &in) < 0 ? 1 : reply_ok(x, in.map);
+		msg_out_free(&req);
+		if (rc == 0 && !x->json) {
+			/* Like top: home, clear, draw. */
+			if (every > 0)
+				printf("\033[H\033[2J");
+			if (route != NULL)
+				gwctl_stats_print_route(stdout, in.map);
+			else
+				gwctl_stats_print(stdout, in.map);
+			if (every > 0)
+				printf("\n(every %.1f s; Ctrl-C stops)\n",
+				    every);
+		}
+		fflush(stdout);
+		msg_in_free(&in);
+		if (rc != 0)
+			break;
+	}
 	return rc;
 }
 

@@ -14,6 +14,7 @@
 #include "../master/log.h"
 #include "conn.h"
 #include "exchange.h"
+#include "metrics.h"
 #include "pool.h"
 #include "tls.h"
 
@@ -374,6 +375,7 @@ read_head(struct conn *c)
 			    lim->header_timeout_ms);
 		}
 		c->in_len += n;
+		metrics_bytes_in(w, n);
 	}
 }
 

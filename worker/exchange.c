@@ -8,6 +8,7 @@
 #include "conn.h"
 #include "exchange.h"
 #include "head.h"
+#include "metrics.h"
 #include "pool.h"
 #include "proxy.h"
 #include "upclient.h"
@@ -211,6 +212,7 @@ exchange_release(struct conn *c)
 	 * of its response (499, as nginx), or was cut mid-response (the
 	 * status it was getting, with the reason). */
 	log_line(x, x->bytes_out > 0 && x->status ? 0 : 499);
+	metrics_exchange(w, x);
 	if (x->ctx.route_index >= 0)
 		policy_run_done(&w->chains[x->ctx.route_index], &x->ctx,
 		    x->ran);

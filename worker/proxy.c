@@ -9,6 +9,7 @@
 #include "conn.h"
 #include "exchange.h"
 #include "head.h"
+#include "metrics.h"
 #include "pool.h"
 #include "proxy.h"
 #include "upclient.h"
@@ -285,6 +286,7 @@ read_body(struct exchange *x)
 		return CONN_GONE;
 	}
 	c->in_len += n;
+	metrics_bytes_in(w, n);
 	c->active_ms = w->loop.now_ms;
 	if ((rc = assign_body(x)) < 0)
 		return body_error(x, rc) == CONN_GONE ? CONN_GONE : 0;

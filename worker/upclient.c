@@ -5,6 +5,7 @@
 #include <sys/socket.h>
 
 #include "../master/log.h"
+#include "metrics.h"
 #include "pool.h"
 #include "tls.h"
 #include "upclient.h"
@@ -94,6 +95,7 @@ fail(struct upclient *uc, enum up_fail why)
 	    !(uc->flags & UC_RESENT);
 	char msg[96];
 
+	metrics_upstream_error(uc, why);
 	uc->reason = fail_words(uc, why, msg, sizeof(msg));
 	if (u != NULL) {
 		log_warn("upstream %s (%s): %s; trace %s", u->inst->addr->text,

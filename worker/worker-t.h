@@ -24,6 +24,7 @@
 #include "../policies/arena.h"
 #include "../policies/policy.h"
 #include "../shm/counters.h"
+#include "../shm/metrics.h"
 #include "http1.h"
 #include "io.h"
 #include "loop.h"
@@ -310,10 +311,21 @@ struct up_hooks {
 	void *arg;
 };
 
+/* The worker's blocks in its generation's metrics region (metrics.h). */
+struct worker_metrics {
+	struct metrics_region *own;	/* mapped here (no master), or NULL */
+	struct metrics_whdr *hdr;
+	struct metrics_route *routes;	/* by route index; [nroutes]: none */
+	struct metrics_inst *inst;	/* by metrics_inst_index */
+	unsigned *inst_base;		/* by service: its first block */
+	unsigned unrouted;		/* the no-route block */
+};
+
 struct worker {
 	const struct config *cfg;
 	struct loop loop;
 	struct worker_counters *stats;
+	struct worker_metrics mx;
 	unsigned slot, generation;
 	struct listener *ls;
 	size_t nls;

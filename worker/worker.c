@@ -12,6 +12,7 @@
 #include "../policies/ratelimit.h"
 #include "conn.h"
 #include "../shm/store.h"
+#include "metrics.h"
 #include "pool.h"
 #include "tls.h"
 #include "upstream.h"
@@ -309,7 +310,7 @@ worker_open(struct worker *w, const struct worker_args *a)
 			    strerror(err));
 	}
 	w->svc = upstream_services(cfg, w->slot);
-	if (w->svc == NULL)
+	if (w->svc == NULL || metrics_open(w, a->metrics, a->metrics_slot) < 0)
 		return -1;
 	w->md = route_match_data_new(cfg);
 	w->chains = calloc(cfg->nroutes ? cfg->nroutes : 1,
@@ -341,6 +342,7 @@ worker_close(struct worker *w)
 	free(w->chains);
 	w->chains = NULL;
 	policy_set_free(&w->pset);
+	metrics_close(w);
 	arena_cache_free(&w->arenas);
 	route_match_data_free(w->md);
 	w->md = NULL;

@@ -14,6 +14,7 @@
 #include <stddef.h>
 #include "../master/config.h"
 #include "../shm/counters.h"
+#include "../shm/metrics.h"
 
 struct worker_args {
 	const struct config *cfg;
@@ -24,6 +25,8 @@ struct worker_args {
 					 * and non-blocking */
 	size_t nlisten;
 	struct worker_counters *stats;	/* this worker's slot */
+	struct metrics_region *metrics;	/* its generation's metrics, or NULL */
+	unsigned metrics_slot;		/* its slot there (the slot number) */
 };
 
 void worker_main(const struct worker_args *a) __attribute__((noreturn));

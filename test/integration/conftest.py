@@ -197,6 +197,7 @@ def write_config(tmp, services, routes, port=None, workers=1, limits=None,
         "state": {"path": os.path.join(tmp, "state"), "max_mb": 16},
         "limits": lim,
         "access_log": {"path": "off"},
+        "admin": "off",         # a test that wants it names a free port
         "error_log": {"path": os.path.join(tmp, "error.log"),
                       "level": os.environ.get("PORTICO_LOG_LEVEL", "info")},
     }

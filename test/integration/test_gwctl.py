@@ -108,13 +108,19 @@ def test_stats_table_and_json(gw):
     assert http(gw.port, path="/nope").status == 404
     out = ok(gw, "stats")
     lines = out.splitlines()
-    assert lines[0].split()[:5] == ["WORKER", "PID", "GEN", "CONNS",
-                                    "REQUESTS"], out
+    # the per-worker table follows the route and service tables
+    at = [i for i, ln in enumerate(lines) if ln.startswith("WORKER ")]
+    assert len(at) == 1, out
+    head = lines[at[0]]
+    assert head.split()[:5] == ["WORKER", "PID", "GEN", "CONNS",
+                                "REQUESTS"], out
     for h in ("1XX", "2XX", "3XX", "4XX", "5XX", "UPSTREAM"):
-        assert h in lines[0], out
-    assert sum(1 for ln in lines if ln.split()[:1] in (["0"], ["1"])) == 2
+        assert h in head, out
+    assert sum(1 for ln in lines[at[0]:]
+               if ln.split()[:1] in (["0"], ["1"])) == 2
     assert any(ln.startswith("total") for ln in lines), out
-    assert "per-route stats" in out
+    assert lines[0].startswith("generation 1; rates over the last"), out
+    assert any(ln.startswith("exact ") for ln in lines), out
     j = js(gw, "stats")
     assert len(j["workers"]) == 2
     for w in j["workers"]:
@@ -267,7 +273,8 @@ def test_reopen(gw):
 
 def test_unknown_command_and_no_master(gw, tmp):
     fails(gwctl(gw, "frobnicate"), "unknown command 'frobnicate'")
-    fails(gwctl(gw, "stats", "extra"), "takes no arguments")
+    fails(gwctl(gw, "stats", "extra"), "unexpected argument 'extra'")
+    fails(gwctl(gw, "routes", "extra"), "takes no arguments")
     r = subprocess.run([GWCTL, "-s", os.path.join(tmp, "none.sock"),
                         "stats"], capture_output=True, text=True,
                        timeout=15)

@@ -283,6 +283,7 @@ def test_relative_paths_resolve_against_prefix(tmp, origin):
 server: {
   workers = 1;
   listen = ( { address = "127.0.0.1:%d"; } );
+  admin = "off";
   control_socket = "run/portico.sock";
   pid_file = "run/portico.pid";
   state = { path = "state"; max_mb = 16; };

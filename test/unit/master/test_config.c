@@ -143,7 +143,9 @@ test_demo_loads(void **state)
 	    config_service_index(cfg, "orders"));
 	/* health checks are not built: the demo leaves them off */
 	assert_false(cfg->services[0].health.enabled);
-	assert_false(cfg->server.has_admin);
+	/* the demo serves /metrics on the default admin address */
+	assert_true(cfg->server.has_admin);
+	assert_string_equal(cfg->server.admin.text, "127.0.0.1:9901");
 	config_free(cfg);
 }
 
