@@ -223,6 +223,10 @@ process(struct abuf *b, struct master *m, const struct stats_view *v)
 	    "connections open now (pooled or in use).");
 	abuf_printf(b, "portico_upstream_connections_open %llu\n",
 	    (unsigned long long)v->upstream_conns);
+	family(b, "portico_tls_handshake_failures_total", "counter", "Client "
+	    "TLS handshakes that failed or did not finish in time.");
+	abuf_printf(b, "portico_tls_handshake_failures_total %llu\n",
+	    (unsigned long long)v->tls_handshake_failures);
 	family(b, "portico_received_bytes_total", "counter", "Bytes read from "
 	    "clients.");
 	abuf_printf(b, "portico_received_bytes_total %llu\n",

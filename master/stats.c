@@ -618,6 +618,11 @@ count_workers(struct master *m, struct stats_view *v)
 			v->conns_open += COUNTER_GET(&wc->conns_open);
 			v->upstream_conns += COUNTER_GET(&wc->upstream_conns);
 		}
+	/* A slot's counts are never reset (a new worker in it adds on), so
+	 * the sum over every slot only grows. */
+	for (i = 0; i < m->counters->nslots; i++)
+		v->tls_handshake_failures += COUNTER_GET(
+		    &m->counters->slot[i].tls_handshake_failures);
 }
 
 /* The view's order of keys: the serving generation's first, in its

@@ -72,6 +72,7 @@ struct stats_view {
 	double window_s;		/* what the rates span (0: none yet) */
 	uint64_t bytes_in;
 	uint64_t conns_open, upstream_conns;
+	uint64_t tls_handshake_failures; /* every slot, ever: monotonic */
 	uint64_t reloads_ok, reloads_failed, restarts;
 	unsigned workers_serving, workers_starting, workers_draining;
 	uint64_t start_unix_ms;		/* when the master started */

@@ -17,7 +17,7 @@ ROUNDS=${ROUNDS:-5}
 DURATION=${DURATION:-5}
 WRK_THREADS=${WRK_THREADS:-1}
 CONNS=${CONNS:-64}
-SCENARIOS=${SCENARIOS:-"small big close c256 ratelimit ratelimit10k accesslog jwt gateway"}
+SCENARIOS=${SCENARIOS:-"small big close c256 ratelimit ratelimit10k accesslog metrics jwt gateway"}
 OUT=build/bench
 
 # ---- fronts: name -> kind (nginx | haproxy | portico) and config function ----

@@ -346,11 +346,12 @@ def test_plain_http_on_tls_port_gets_400(gw):
 
 def test_handshake_bounded_by_header_timeout(gateway, origin, certs):
     o = origin()
-    tport = free_port()
+    tport, aport = free_port(), free_port()
     g = gateway({"up": service(o.addr)}, [route("all", "up", prefix="/")],
                 limits={"header_timeout_ms": 300},
                 server={"listen": [{"address": "127.0.0.1:%d" % tport,
-                                    "tls": "default"}]},
+                                    "tls": "default"}],
+                        "admin": "127.0.0.1:%d" % aport},
                 extra={"tls": tls_section(certs)}, start=False)
     g.port = tport
     g.start()
@@ -389,6 +390,8 @@ def test_handshake_bounded_by_header_timeout(gateway, origin, certs):
     fails = sum(w["tls_handshake_failures"]
                 for w in json.loads(r.stdout)["workers"])
     assert fails == 2, r.stdout
+    m = http(aport, path="/metrics").body.decode()
+    assert "\nportico_tls_handshake_failures_total 2\n" in m, m
 
 
 def client_hello():
