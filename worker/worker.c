@@ -12,6 +12,7 @@
 #include "../policies/ratelimit.h"
 #include "conn.h"
 #include "pool.h"
+#include "resilience.h"
 #include "upstream.h"
 #include "worker.h"
 
@@ -279,7 +280,7 @@ worker_open(struct worker *w, const struct worker_args *a)
 			    strerror(err));
 	}
 	w->svc = upstream_services(cfg, w->slot);
-	if (w->svc == NULL)
+	if (w->svc == NULL || resilience_init(w) < 0)
 		return -1;
 	w->md = route_match_data_new(cfg);
 	w->chains = calloc(cfg->nroutes ? cfg->nroutes : 1,
@@ -303,6 +304,7 @@ worker_close(struct worker *w)
 	conn_close_all(w, "worker stopping");
 	upstream_services_free(w->cfg, w->svc);	/* pooled connections */
 	w->svc = NULL;
+	resilience_free(w);
 	pool_destroy(w);
 	accesslog_close(w->alog);
 	w->alog = NULL;
