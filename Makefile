@@ -37,7 +37,8 @@ $(B)/portico: $(B)/obj/master/main.o $(B)/libportico.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(B)/gwctl: $(B)/obj/tools/gwctl.o $(B)/obj/tools/gwctl_key.o \
-	    $(B)/obj/tools/gwctl_token.o $(B)/libportico.a
+	    $(B)/obj/tools/gwctl_token.o $(B)/obj/tools/gwctl_breakers.o \
+	    $(B)/libportico.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(B)/demo: $(B)/obj/tools/demo.o $(B)/obj/tools/demo_http.o

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "control.h"
+#include "health.h"
 #include "listeners.h"
 #include "log.h"
 #include "master.h"
@@ -323,6 +324,9 @@ next_timeout(const struct master *m, uint64_t now)
 	c = control_deadline(m->ctl);
 	if (c != 0 && c < t)
 		t = c;
+	c = health_checks_deadline(m->health);
+	if (c != 0 && c < t)
+		t = c;
 	return t > now ? (int)(t - now) : 0;
 }
 
@@ -369,6 +373,7 @@ loop(struct master *m)
 		}
 		now = master_now_ms();
 		control_tick(m->ctl, now);
+		health_checks_tick(m->health, now);
 		if (!m->upgraded)
 			store_tick(now);	/* reader check + sweep, 1/s */
 		operations(m, now);
@@ -414,21 +419,10 @@ find_exe(struct master *m)
 static void
 warn_unbuilt(const struct config *cfg)
 {
-	size_t i;
-
 	if (cfg->server.has_admin)
 		log_warn("admin listener %s: not built yet (the observability "
 		    "issue builds /metrics, /healthz, /readyz)",
 		    cfg->server.admin.text);
-	for (i = 0; i < cfg->nservices; i++) {
-		const struct cfg_service *s = &cfg->services[i];
-		if (s->health.enabled)
-			log_warn("service '%s': active health checks are not "
-			    "built yet; every instance counts as up", s->name);
-		if (s->breaker.enabled)
-			log_warn("service '%s': circuit breakers are not built "
-			    "yet", s->name);
-	}
 }
 
 int
@@ -529,6 +523,8 @@ master_run(struct config *cfg)
 		fatal(cfg, "shared store %s unusable", cfg->server.state_path);
 		goto done;
 	}
+	/* Before any fork too: workers find every instance's health. */
+	m->health = health_checks_open(m);
 	/* An upgrade's new master writes it once ready (upgrade_ready). */
 	if (m->handoff_fd < 0 && master_pidfile_write(m) < 0)
 		goto done;
@@ -560,6 +556,7 @@ done:
 	if (m->upgraded)
 		control_detach(m->ctl);
 	control_close(m->ctl);
+	health_checks_close(m->health);
 	upgrade_close(m);
 	listeners_close(m);
 	if (m->slots != NULL)
