@@ -178,6 +178,11 @@ int
 cfg_parse_resilience(struct ld *ld, const config_setting_t *e,
     struct cfg_service *sv, const char *what)
 {
+	/* The store keys breakers and health by the service's name. */
+	if ((cfg_member(e, "health") != NULL ||
+	    cfg_member(e, "breaker") != NULL) && strlen(sv->name) > 255)
+		return cfg_bad(ld, e, "%.64s...: a service with health checks "
+		    "or a breaker needs a name of at most 255 bytes", what);
 	if (parse_health(ld, e, sv, what) < 0 ||
 	    parse_breaker(ld, e, sv, what) < 0 ||
 	    parse_budget(ld, e, sv, what) < 0 ||

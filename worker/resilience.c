@@ -117,11 +117,18 @@ refill(struct retry_budget *b, uint64_t now_ns)
 		b->reserve_ns = now_ns;
 		return;
 	}
-	add = (now_ns - b->reserve_ns) / 1000 * b->rate / 1000000;
-	if (add == 0)
-		return;		/* the time is kept until it adds a unit */
-	b->reserve = add >= b->cap - b->reserve ? b->cap : b->reserve + add;
-	b->reserve_ns = now_ns;
+	add = (uint64_t)((unsigned __int128)(now_ns - b->reserve_ns) *
+	    b->rate / NS_PER_S);
+	if (add >= b->cap - b->reserve) {
+		b->reserve = b->cap;
+		b->reserve_ns = now_ns;
+		return;
+	}
+	b->reserve += add;
+	/* Only the time those units took: the fraction left is counted by
+	 * the next refill, not lost. */
+	b->reserve_ns += (uint64_t)(((unsigned __int128)add * NS_PER_S +
+	    b->rate - 1) / b->rate);
 }
 
 bool

@@ -1,0 +1,134 @@
+/*
+ * The retry budget's arithmetic at fixed times (no sleeps): the share of
+ * requests, the window, the reserve and its split between workers.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "worker/resilience.h"
+
+#define MS	1000000ull
+#define SEC	1000000000ull
+#define T0	(1000 * SEC)
+
+static unsigned
+retries(struct retry_budget *b, unsigned n, uint64_t t)
+{
+	unsigned k = 0;
+
+	while (n-- > 0)
+		k += budget_retry(b, t);
+	return k;
+}
+
+static void
+test_share_of_requests(void **st)
+{
+	struct retry_budget b;
+	unsigned i;
+
+	(void)st;
+	/* 20 % over 10 s, no reserve. */
+	budget_init(&b, 20, 10, 0, 1, T0);
+	assert_int_equal(retries(&b, 1, T0), 0);	/* no request yet */
+	assert_int_equal(b.refused, 1);
+	for (i = 0; i < 100; i++)
+		budget_request(&b, T0);
+	assert_int_equal(retries(&b, 50, T0), 20);
+	assert_int_equal(b.refused, 31);
+	/* Five more requests: one more retry. */
+	for (i = 0; i < 5; i++)
+		budget_request(&b, T0 + 500 * MS);
+	assert_int_equal(retries(&b, 5, T0 + 500 * MS), 1);
+}
+
+static void
+test_window_slides(void **st)
+{
+	struct retry_budget b;
+	uint64_t reqs, rets;
+	unsigned i;
+
+	(void)st;
+	budget_init(&b, 20, 10, 0, 1, T0);
+	for (i = 0; i < 100; i++)
+		budget_request(&b, T0);
+	assert_int_equal(retries(&b, 20, T0), 20);
+	/* 9.9 s later the same second still counts: nothing left. */
+	assert_int_equal(retries(&b, 1, T0 + 9 * SEC + 900 * MS), 0);
+	budget_window(&b, T0 + 9 * SEC, &reqs, &rets);
+	assert_int_equal(reqs, 100);
+	assert_int_equal(rets, 20);
+	/* 10 s later its requests and retries have left the window. */
+	budget_window(&b, T0 + 10 * SEC, &reqs, &rets);
+	assert_int_equal(reqs, 0);
+	assert_int_equal(rets, 0);
+	for (i = 0; i < 10; i++)
+		budget_request(&b, T0 + 10 * SEC);
+	assert_int_equal(retries(&b, 5, T0 + 10 * SEC), 2);
+	/* A long idle gap: old slots never count again. */
+	budget_window(&b, T0 + 3600 * SEC, &reqs, &rets);
+	assert_int_equal(reqs + rets, 0);
+}
+
+static void
+test_reserve_per_second(void **st)
+{
+	struct retry_budget b;
+
+	(void)st;
+	/* No requests (an outage with little traffic): 3 a second, from a
+	 * reserve that starts full and holds at most one second's worth. */
+	budget_init(&b, 20, 10, 3, 1, T0);
+	assert_int_equal(retries(&b, 10, T0), 3);
+	assert_int_equal(retries(&b, 10, T0 + 300 * MS), 0);
+	assert_int_equal(retries(&b, 10, T0 + 334 * MS), 1);
+	assert_int_equal(retries(&b, 10, T0 + 10 * SEC), 3);
+	/* Over a minute, at most the rate (plus the first full reserve). */
+	{
+		unsigned got = 0, ms;
+
+		budget_init(&b, 20, 10, 3, 1, T0);
+		for (ms = 0; ms <= 60000; ms += 10)
+			got += retries(&b, 1, T0 + ms * MS);
+		assert_true(got >= 180 && got <= 183);
+	}
+}
+
+static void
+test_reserve_split_between_workers(void **st)
+{
+	struct retry_budget b;
+	unsigned got = 0, ms;
+
+	(void)st;
+	/* 3 a second node-wide over 4 workers: 0.75 each; a worker still
+	 * holds one whole retry at a time. */
+	budget_init(&b, 0, 10, 3, 4, T0);
+	assert_int_equal(b.rate, 750);
+	assert_int_equal(b.cap, BUDGET_ONE);
+	for (ms = 0; ms <= 40000; ms += 10)
+		got += retries(&b, 1, T0 + ms * MS);
+	/* 0.75/s over 40 s = 30, plus the one it started with. */
+	assert_true(got >= 30 && got <= 31);
+	/* No minimum, no share: never. */
+	budget_init(&b, 0, 10, 0, 4, T0);
+	budget_request(&b, T0);
+	assert_int_equal(retries(&b, 3, T0 + SEC), 0);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_share_of_requests),
+		cmocka_unit_test(test_window_slides),
+		cmocka_unit_test(test_reserve_per_second),
+		cmocka_unit_test(test_reserve_split_between_workers),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
