@@ -38,14 +38,9 @@ breaker_admit(struct breaker *b, const struct breaker_params *p,
 	*ch = BREAKER_SAME;
 	switch (b->state) {
 	case BREAKER_OPEN:
-		/* A start time ahead of now is another clock's (the store
-		 * outlived a reboot): the open time counts from now. */
-		if (b->since_ns > now_ns) {
-			b->since_ns = now_ns;
-			*ch = BREAKER_COUNTED;
-			return 0;
-		}
-		if (now_ns - b->since_ns < len)
+		/* Each process reads the clock once per loop turn: a time a
+		 * little ahead of ours is another worker's, and recent. */
+		if (b->since_ns > now_ns || now_ns - b->since_ns < len)
 			return 0;
 		b->state = BREAKER_HALF_OPEN;
 		b->since_ns = now_ns;
@@ -55,8 +50,8 @@ breaker_admit(struct breaker *b, const struct breaker_params *p,
 		*ch = BREAKER_HALF;
 		return 1;
 	case BREAKER_HALF_OPEN:
-		if (b->probes >= p->half_open && b->probe_ns <= now_ns &&
-		    now_ns - b->probe_ns < len)
+		if (b->probes >= p->half_open && (b->probe_ns > now_ns ||
+		    now_ns - b->probe_ns < len))
 			return 0;
 		/* A probe free, or the last ones never reported back. */
 		b->probes = b->probes >= p->half_open ? 1 : b->probes + 1;
