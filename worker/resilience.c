@@ -52,7 +52,7 @@ now_ns(const struct resil *r)
 
 void
 budget_init(struct retry_budget *b, unsigned pct, unsigned window_s,
-    unsigned min_per_s, unsigned workers, uint64_t now_ns)
+    unsigned min_per_s, unsigned workers)
 {
 	memset(b, 0, sizeof(*b));
 	b->pct = pct;
@@ -60,12 +60,9 @@ budget_init(struct retry_budget *b, unsigned pct, unsigned window_s,
 	    BUDGET_SLOTS : window_s;
 	if (workers == 0)
 		workers = 1;
-	/* This worker's share of the node's minimum, rounded up; it may
-	 * hold one whole retry even when its share is below one a second. */
-	b->rate = ((uint64_t)min_per_s * BUDGET_ONE + workers - 1) / workers;
-	b->cap = b->rate > BUDGET_ONE ? b->rate : BUDGET_ONE;
-	b->reserve = b->rate > 0 ? b->cap : 0;
-	b->reserve_ns = now_ns;
+	/* This worker's share of the node's minimum, rounded up. */
+	b->reserve = ((uint64_t)min_per_s * b->window_s + workers - 1) /
+	    workers;
 }
 
 /* The slot of the current second, emptied when it last counted another. */
@@ -106,45 +103,17 @@ budget_request(struct retry_budget *b, uint64_t now_ns)
 		b->req[i]++;
 }
 
-static void
-refill(struct retry_budget *b, uint64_t now_ns)
-{
-	uint64_t add;
-
-	if (now_ns <= b->reserve_ns || b->rate == 0)
-		return;
-	if (b->reserve >= b->cap) {
-		b->reserve_ns = now_ns;
-		return;
-	}
-	add = (uint64_t)((unsigned __int128)(now_ns - b->reserve_ns) *
-	    b->rate / NS_PER_S);
-	if (add >= b->cap - b->reserve) {
-		b->reserve = b->cap;
-		b->reserve_ns = now_ns;
-		return;
-	}
-	b->reserve += add;
-	/* Only the time those units took: the fraction left is counted by
-	 * the next refill, not lost. */
-	b->reserve_ns += (uint64_t)(((unsigned __int128)add * NS_PER_S +
-	    b->rate - 1) / b->rate);
-}
-
 bool
 budget_retry(struct retry_budget *b, uint64_t now_ns)
 {
 	uint64_t reqs, rets;
 	unsigned i = slot(b, now_ns);
 
-	refill(b, now_ns);
 	budget_window(b, now_ns, &reqs, &rets);
-	if ((rets + 1) * 100 > (uint64_t)b->pct * reqs) {
-		if (b->reserve < BUDGET_ONE) {
-			b->refused++;
-			return false;
-		}
-		b->reserve -= BUDGET_ONE;
+	/* rets + 1 <= pct % of reqs + reserve, in hundredths. */
+	if ((rets + 1) * 100 > (uint64_t)b->pct * reqs + b->reserve * 100) {
+		b->refused++;
+		return false;
 	}
 	if (b->ret[i] < UINT32_MAX)
 		b->ret[i]++;
@@ -512,7 +481,7 @@ resilience_init(struct worker *w)
 		    (sc->max_inflight + workers - 1) / workers;
 		budget_init(&ss->budget, sc->retry_budget.percent,
 		    sc->retry_budget.window_s, sc->retry_budget.min_per_s,
-		    workers, w->loop.now_us * 1000);
+		    workers);
 		ss->inst = calloc(sc->ninstances ? sc->ninstances : 1,
 		    sizeof(*ss->inst));
 		if (ss->inst == NULL)

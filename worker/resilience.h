@@ -42,24 +42,21 @@ void resilience_free(struct worker *w);
 unsigned resilience_retry_after(struct worker *w, const struct service_rt *s);
 
 /*
- * The retry budget of one service in one worker: a retry may go while
- * the retries of the last window_s seconds stay within pct % of the
- * requests of that window, or, beyond that, while a reserve refilled at
- * min_per_s / workers a second (so about min_per_s node-wide) has a whole
- * retry. Per worker, because counting requests in the store would be a
- * write per request; the kernel spreads connections over the workers,
- * so each worker's share of requests and retries is about the same
- * ratio. Time is CLOCK_MONOTONIC ns; the functions read no clock.
+ * The retry budget of one service in one worker: over the last window_s
+ * seconds, retries may be at most pct % of the requests plus a reserve
+ * of min_per_s a second (this worker's share of it: min_per_s x window_s
+ * / workers, rounded up), so a client that sends few requests can still
+ * retry while an outage cannot multiply the load (Finagle's retry budget
+ * does the same). Per worker, because counting requests in the store
+ * would be a write per request; the kernel spreads connections over the
+ * workers, so each worker's share of requests and retries keeps the
+ * node's ratio. Time is CLOCK_MONOTONIC ns; the functions read no clock.
  */
 #define BUDGET_SLOTS	60		/* window_s is at most this */
-#define BUDGET_ONE	1000ull		/* one retry, in reserve units */
 struct retry_budget {
 	uint32_t pct;			/* retries per 100 requests */
 	uint32_t window_s;
-	uint64_t rate;			/* reserve units gained a second */
-	uint64_t cap;			/* the reserve holds at most this */
-	uint64_t reserve;		/* units, BUDGET_ONE a retry */
-	uint64_t reserve_ns;		/* refilled up to this time */
+	uint64_t reserve;		/* retries a window always allows */
 	uint64_t sec[BUDGET_SLOTS];	/* the second each slot counts */
 	uint32_t req[BUDGET_SLOTS];
 	uint32_t ret[BUDGET_SLOTS];
@@ -67,7 +64,7 @@ struct retry_budget {
 };
 
 void budget_init(struct retry_budget *b, unsigned pct, unsigned window_s,
-    unsigned min_per_s, unsigned workers, uint64_t now_ns);
+    unsigned min_per_s, unsigned workers);
 /* budget_request: one request started. */
 void budget_request(struct retry_budget *b, uint64_t now_ns);
 /* budget_retry: whether one retry may go now (it is counted), or not

@@ -1,6 +1,7 @@
 /*
  * The retry budget's arithmetic at fixed times (no sleeps): the share of
- * requests, the window, the reserve and its split between workers.
+ * requests, the sliding window, the reserve and its split between
+ * workers.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -32,7 +33,7 @@ test_share_of_requests(void **st)
 
 	(void)st;
 	/* 20 % over 10 s, no reserve. */
-	budget_init(&b, 20, 10, 0, 1, T0);
+	budget_init(&b, 20, 10, 0, 1);
 	assert_int_equal(retries(&b, 1, T0), 0);	/* no request yet */
 	assert_int_equal(b.refused, 1);
 	for (i = 0; i < 100; i++)
@@ -43,6 +44,13 @@ test_share_of_requests(void **st)
 	for (i = 0; i < 5; i++)
 		budget_request(&b, T0 + 500 * MS);
 	assert_int_equal(retries(&b, 5, T0 + 500 * MS), 1);
+	/* 4 requests: 0.8 of a retry is not one. */
+	budget_init(&b, 20, 10, 0, 1);
+	for (i = 0; i < 4; i++)
+		budget_request(&b, T0);
+	assert_int_equal(retries(&b, 1, T0), 0);
+	budget_request(&b, T0);
+	assert_int_equal(retries(&b, 2, T0), 1);
 }
 
 static void
@@ -53,7 +61,7 @@ test_window_slides(void **st)
 	unsigned i;
 
 	(void)st;
-	budget_init(&b, 20, 10, 0, 1, T0);
+	budget_init(&b, 20, 10, 0, 1);
 	for (i = 0; i < 100; i++)
 		budget_request(&b, T0);
 	assert_int_equal(retries(&b, 20, T0), 20);
@@ -75,49 +83,54 @@ test_window_slides(void **st)
 }
 
 static void
-test_reserve_per_second(void **st)
+test_reserve(void **st)
 {
 	struct retry_budget b;
+	unsigned i, got;
 
 	(void)st;
-	/* No requests (an outage with little traffic): 3 a second, from a
-	 * reserve that starts full and holds at most one second's worth. */
-	budget_init(&b, 20, 10, 3, 1, T0);
-	assert_int_equal(retries(&b, 10, T0), 3);
-	assert_int_equal(retries(&b, 10, T0 + 300 * MS), 0);
-	assert_int_equal(retries(&b, 10, T0 + 334 * MS), 1);
-	assert_int_equal(retries(&b, 10, T0 + 10 * SEC), 3);
-	/* Over a minute, at most the rate (plus the first full reserve). */
-	{
-		unsigned got = 0, ms;
+	/* No requests (little traffic): 3 a second over 10 s, so 30 in any
+	 * window, at once if need be. */
+	budget_init(&b, 20, 10, 3, 1);
+	assert_int_equal(b.reserve, 30);
+	assert_int_equal(retries(&b, 40, T0), 30);
+	assert_int_equal(retries(&b, 1, T0 + 9 * SEC), 0);
+	assert_int_equal(retries(&b, 40, T0 + 10 * SEC), 30);
+	/* On top of the share: 100 requests and the reserve, 50 in all. */
+	budget_init(&b, 20, 10, 3, 1);
+	for (i = 0; i < 100; i++)
+		budget_request(&b, T0);
+	assert_int_equal(retries(&b, 60, T0), 50);
+	/* Steady: 10 requests a second for a minute, every one wanting a
+	 * retry: a window never holds more than 20 % + 30. */
+	budget_init(&b, 20, 10, 3, 1);
+	for (i = 0, got = 0; i < 600; i++) {
+		uint64_t t = T0 + i * 100 * MS, reqs, rets;
 
-		budget_init(&b, 20, 10, 3, 1, T0);
-		for (ms = 0; ms <= 60000; ms += 10)
-			got += retries(&b, 1, T0 + ms * MS);
-		assert_true(got >= 180 && got <= 183);
+		budget_request(&b, t);
+		got += retries(&b, 1, t);
+		budget_window(&b, t, &reqs, &rets);
+		assert_true(rets * 100 <= 20 * reqs + 30 * 100);
 	}
+	assert_true(got >= 250 && got <= 300);
 }
 
 static void
 test_reserve_split_between_workers(void **st)
 {
 	struct retry_budget b;
-	unsigned got = 0, ms;
 
 	(void)st;
-	/* 3 a second node-wide over 4 workers: 0.75 each; a worker still
-	 * holds one whole retry at a time. */
-	budget_init(&b, 0, 10, 3, 4, T0);
-	assert_int_equal(b.rate, 750);
-	assert_int_equal(b.cap, BUDGET_ONE);
-	for (ms = 0; ms <= 40000; ms += 10)
-		got += retries(&b, 1, T0 + ms * MS);
-	/* 0.75/s over 40 s = 30, plus the one it started with. */
-	assert_true(got >= 30 && got <= 31);
+	/* 3 a second node-wide over 4 workers: 30 a window, 8 each
+	 * (rounded up). */
+	budget_init(&b, 0, 10, 3, 4);
+	assert_int_equal(b.reserve, 8);
+	assert_int_equal(retries(&b, 10, T0), 8);
 	/* No minimum, no share: never. */
-	budget_init(&b, 0, 10, 0, 4, T0);
+	budget_init(&b, 0, 10, 0, 4);
 	budget_request(&b, T0);
 	assert_int_equal(retries(&b, 3, T0 + SEC), 0);
+	assert_int_equal(b.refused, 3);
 }
 
 int
@@ -126,7 +139,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_share_of_requests),
 		cmocka_unit_test(test_window_slides),
-		cmocka_unit_test(test_reserve_per_second),
+		cmocka_unit_test(test_reserve),
 		cmocka_unit_test(test_reserve_split_between_workers),
 	};
 
