@@ -412,14 +412,16 @@ log_result(const struct probe *p, enum health_change ch,
 		log_info("health %s/%s: up (first check: %s)", p->svc,
 		    p->addr, p->last.what);
 	else if (ch == HEALTH_WENT_UP)
-		log_info("health %s/%s: up (%u checks passed: %s)", p->svc,
-		    p->addr, h->ok_run, p->last.what);
+		log_info("health %s/%s: up (%u check%s passed: %s)", p->svc,
+		    p->addr, h->ok_run, h->ok_run == 1 ? "" : "s",
+		    p->last.what);
 	else if (ch == HEALTH_WENT_DOWN && h->fail_run < p->fall)
 		log_warn("health %s/%s: down (first check: %s)", p->svc,
 		    p->addr, p->last.what);
 	else if (ch == HEALTH_WENT_DOWN)
-		log_warn("health %s/%s: down (%u checks failed: %s)", p->svc,
-		    p->addr, h->fail_run, p->last.what);
+		log_warn("health %s/%s: down (%u check%s failed: %s)", p->svc,
+		    p->addr, h->fail_run, h->fail_run == 1 ? "" : "s",
+		    p->last.what);
 }
 
 /* Pending results into the store: one short write txn each, taken only

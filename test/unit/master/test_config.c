@@ -138,8 +138,13 @@ test_demo_loads(void **state)
 	assert_int_equal(r->service, config_service_index(cfg, "users"));
 	assert_int_equal(cfg->routes[5].service,
 	    config_service_index(cfg, "orders"));
-	/* health checks are not built: the demo leaves them off */
-	assert_false(cfg->services[0].health.enabled);
+	/* users: two instances with health checks and a breaker (the
+	 * README's resilience walk-through) */
+	assert_string_equal(cfg->services[0].name, "users");
+	assert_int_equal(cfg->services[0].ninstances, 2);
+	assert_true(cfg->services[0].health.enabled);
+	assert_true(cfg->services[0].breaker.enabled);
+	assert_int_equal(cfg->services[0].breaker.failures, 3);
 	assert_false(cfg->server.has_admin);
 	config_free(cfg);
 }
