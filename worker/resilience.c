@@ -40,6 +40,7 @@ struct resil {
 	size_t nsvc;
 	struct loop_timer flush;
 	struct log_limit store_log;
+	struct store *st;		/* this process's, once opened */
 };
 
 static uint64_t
@@ -122,11 +123,16 @@ budget_retry(struct retry_budget *b, uint64_t now_ns)
 
 /* ---- the store's view of an instance ------------------------------- */
 
+/* The worker's store handle, kept: store_proc checks the pid on every
+ * call (a system call), twice a request would cost more than the rest
+ * of the checks. */
 static struct store *
 store_of(struct resil *r)
 {
-	return store_proc(r->w->cfg->server.state_path,
-	    r->w->cfg->server.workers);
+	if (r->st == NULL)
+		r->st = store_proc(r->w->cfg->server.state_path,
+		    r->w->cfg->server.workers);
+	return r->st;
 }
 
 static void
