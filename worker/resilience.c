@@ -66,17 +66,25 @@ budget_init(struct retry_budget *b, unsigned pct, unsigned window_s,
 	    workers;
 }
 
-/* The slot of the current second, emptied when it last counted another. */
+/* The slot of the current second, emptied when it last counted another.
+ * Every request comes here: the divisions only when a second turns. */
 static unsigned
 slot(struct retry_budget *b, uint64_t now_ns)
 {
-	uint64_t s = now_ns / NS_PER_S;
-	unsigned i = (unsigned)(s % b->window_s);
+	uint64_t s;
+	unsigned i;
 
+	if (now_ns >= b->cur_from && now_ns < b->cur_until)
+		return b->cur;
+	s = now_ns / NS_PER_S;
+	i = (unsigned)(s % b->window_s);
 	if (b->sec[i] != s) {
 		b->sec[i] = s;
 		b->req[i] = b->ret[i] = 0;
 	}
+	b->cur = i;
+	b->cur_from = s * NS_PER_S;
+	b->cur_until = b->cur_from + NS_PER_S;
 	return i;
 }
 

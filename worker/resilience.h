@@ -61,6 +61,8 @@ struct retry_budget {
 	uint32_t req[BUDGET_SLOTS];
 	uint32_t ret[BUDGET_SLOTS];
 	uint64_t refused;		/* retries refused, ever */
+	unsigned cur;			/* the slot of [cur_from, cur_until) */
+	uint64_t cur_from, cur_until;
 };
 
 void budget_init(struct retry_budget *b, unsigned pct, unsigned window_s,
