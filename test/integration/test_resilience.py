@@ -7,12 +7,14 @@ No assertion is about timing: waits poll gwctl or the origin, bounded in
 count and time."""
 
 import json
+import os
+import shutil
 import subprocess
 import threading
 import time
 
-from conftest import GWCTL, Client, assert_gateway_error, http, \
-    need_binary, route, service, write_config
+from conftest import GWCTL, PORTICO, Client, assert_gateway_error, http, \
+    need_binary, route, service, stop_pid, write_config
 from origin import RESET, ok_handler, response
 
 
@@ -367,9 +369,11 @@ def test_instance_added_by_reload_waits_for_its_first_check(demo, gateway,
         g.error_log()
 
 
-def test_health_and_breakers_survive_a_reload(demo, gateway, tmp):
+def test_health_and_breakers_survive_reload_and_upgrade(demo, gateway,
+                                                        tmp):
     """Keyed by service and address: a reload that reorders the
-    instances keeps an open breaker and a down instance where they are."""
+    instances, then a binary upgrade, keep an open breaker and a down
+    instance where they are."""
     a, b, c = demo("users"), demo("users"), demo("users")
     svc = dict(retries=0, breaker={"failures": 1, "open_ms": 60000},
                health={"interval_ms": 100, "fall": 1, "rise": 2})
@@ -393,6 +397,23 @@ def test_health_and_breakers_survive_a_reload(demo, gateway, tmp):
     for _ in range(20):
         r = get(g.port)
         assert r.status == 200 and r.header("x-demo-port") == str(a.port)
+    bin2 = os.path.join(tmp, "portico-copy")
+    shutil.copy(PORTICO, bin2)
+    r = gwctl(g, "upgrade", "--binary", bin2, timeout=40)
+    assert r.returncode == 0, r.stderr
+    g.proc.wait(timeout=15)
+    with open(os.path.join(tmp, "portico.pid")) as f:
+        new_pid = int(f.read().strip())
+    try:
+        j = breakers(g)
+        assert inst(j, "users", b.addr)["health"] == "down", j
+        assert inst(j, "users", c.addr)["breaker"] == "open", j
+        for _ in range(20):
+            r = get(g.port)
+            assert r.status == 200 and \
+                r.header("x-demo-port") == str(a.port)
+    finally:
+        stop_pid(new_pid)
 
 
 # ------------------------------------------------- retry budget, bulkhead
