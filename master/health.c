@@ -436,8 +436,12 @@ write_results(struct health_checks *hc, uint64_t now)
 	int rc;
 
 	hc->dirty = false;
-	if (store_master_open(&st) < 0)
+	if (store_master_open(&st) < 0) {
+		/* Logged by the store; the next checks try again. */
+		for (i = 0; i < hc->n; i++)
+			hc->p[i]->pending = false;
 		return;
+	}
 	for (i = 0; i < hc->n; i++) {
 		struct probe *p = hc->p[i];
 
@@ -572,8 +576,8 @@ health_checks_deadline(const struct health_checks *hc)
 	uint64_t t = 0, d;
 	size_t i;
 
-	if (hc == NULL || hc->m->upgraded)
-		return 0;
+	if (hc == NULL || hc->m->upgraded || hc->m->state != MASTER_RUNNING)
+		return 0;	/* nothing runs: no wake-up */
 	for (i = 0; i < hc->n; i++) {
 		const struct probe *p = hc->p[i];
 
