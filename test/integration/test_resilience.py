@@ -311,6 +311,32 @@ def test_health_checks_take_a_dead_instance_out_and_back(demo, gateway):
     assert log.count("health users/%s: up (3 checks passed" % b.addr) == 1
 
 
+def test_health_checks_never_block_the_master(gateway, origin, tmp):
+    """A check the instance never answers runs beside gwctl, a reload
+    and the answering of requests; it fails at its timeout."""
+    hang = origin("hang")
+    ok = origin()
+    svc = {"hang": service(hang.addr, health={"interval_ms": 100,
+                                              "timeout_ms": 3000}),
+           "ok": service(ok.addr)}
+    routes = [route("ok", "ok", prefix="/")]
+    g = gateway(svc, routes, workers=1)
+    hang.wait_requests(1)
+    assert any(q.target == "/health" for q in hang.requests)
+    for _ in range(5):
+        r = gwctl(g, "status", timeout=5)
+        assert r.returncode == 0, r.stderr
+    write_config(tmp, svc, routes, port=g.port, workers=1)
+    r = gwctl(g, "reload", timeout=10)
+    assert r.returncode == 0, r.stderr
+    assert get(g.port, "/x").status == 200
+    j = wait_for("the check to time out", lambda: (lambda i: i if i[
+        "last_check"] is not None else None)(inst(breakers(g), "hang",
+                                                   hang.addr)))
+    assert j["last_check"]["result"] == "no status line within 3000 ms", j
+    assert j["health"] == "down", j
+
+
 def test_breaker_marks_instance_down_until_checks_pass(demo, gateway):
     """Passive health: a breaker that opens marks the instance down
     between checks; `rise` passing checks bring it back up (the breaker
