@@ -38,6 +38,7 @@ $(B)/portico: $(B)/obj/master/main.o $(B)/libportico.a
 
 $(B)/gwctl: $(B)/obj/tools/gwctl.o $(B)/obj/tools/gwctl_key.o \
 	    $(B)/obj/tools/gwctl_token.o $(B)/obj/tools/gwctl_stats.o \
+	    $(B)/obj/tools/gwctl_breakers.o \
 	    $(B)/libportico.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 

@@ -82,6 +82,13 @@ bool cfg_json_valid(const char *s);
 /* ---- config.c ------------------------------------------------------ */
 
 
+/* ---- config_resil.c ------------------------------------------------ */
+
+/* cfg_parse_resilience: a service's health, breaker, retry_budget and
+ * max_inflight settings (E is its group, WHAT names it). */
+int cfg_parse_resilience(struct ld *ld, const config_setting_t *e,
+    struct cfg_service *sv, const char *what);
+
 /* ---- config_route.c ------------------------------------------------ */
 
 int cfg_parse_routes(struct ld *ld, const config_setting_t *root);

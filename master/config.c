@@ -446,13 +446,8 @@ parse_tls(struct ld *ld, const config_setting_t *tg)
 static const char *const service_keys[] = {
 	"instances", "balance", "connect_timeout_ms", "timeout_ms",
 	"keepalive", "keepalive_timeout_ms", "retries", "health", "breaker",
-	"tls", "verify", "ca_file", "sni", NULL
-};
-static const char *const health_keys[] = {
-	"path", "interval_ms", "timeout_ms", "fall", "rise", NULL
-};
-static const char *const breaker_keys[] = {
-	"failures", "open_ms", "half_open", NULL
+	"tls", "verify", "ca_file", "sni", "retry_budget", "max_inflight",
+	NULL
 };
 
 static int
@@ -488,7 +483,7 @@ parse_balance(struct ld *ld, const config_setting_t *e, struct cfg_service *sv,
 static int
 parse_service(struct ld *ld, const config_setting_t *e, struct cfg_service *sv)
 {
-	const config_setting_t *s, *g;
+	const config_setting_t *s;
 	char **inst = NULL;
 	char what[160], sub[200];
 	size_t i, n = 0;
@@ -547,36 +542,7 @@ parse_service(struct ld *ld, const config_setting_t *e, struct cfg_service *sv)
 		goto done;
 	}
 
-	if (cfg_get_group(ld, e, "health", what, &g) < 0)
-		goto done;
-	snprintf(sub, sizeof(sub), "%s health", what);
-	sv->health.enabled = g != NULL;
-	if ((g != NULL && cfg_check_keys(ld, g, health_keys, sub) < 0) ||
-	    cfg_get_str(ld, g, "path", sub, "/health", &sv->health.path) < 0 ||
-	    cfg_get_unsigned(ld, g, "interval_ms", sub, 1, 86400000, 5000,
-	    &sv->health.interval_ms) < 0 ||
-	    cfg_get_unsigned(ld, g, "timeout_ms", sub, 1, 600000, 1000,
-	    &sv->health.timeout_ms) < 0 ||
-	    cfg_get_unsigned(ld, g, "fall", sub, 1, 1000, 3, &sv->health.fall) < 0 ||
-	    cfg_get_unsigned(ld, g, "rise", sub, 1, 1000, 2, &sv->health.rise) < 0)
-		goto done;
-	if (sv->health.path[0] != '/') {
-		cfg_bad(ld, cfg_member(g, "path"), "%s: path '%s' must start with "
-		    "'/'", sub, sv->health.path);
-		goto done;
-	}
-
-	if (cfg_get_group(ld, e, "breaker", what, &g) < 0)
-		goto done;
-	snprintf(sub, sizeof(sub), "%s breaker", what);
-	sv->breaker.enabled = g != NULL;
-	if ((g != NULL && cfg_check_keys(ld, g, breaker_keys, sub) < 0) ||
-	    cfg_get_unsigned(ld, g, "failures", sub, 1, 1000000, 5,
-	    &sv->breaker.failures) < 0 ||
-	    cfg_get_unsigned(ld, g, "open_ms", sub, 1, 86400000, 30000,
-	    &sv->breaker.open_ms) < 0 ||
-	    cfg_get_unsigned(ld, g, "half_open", sub, 1, 1000, 1,
-	    &sv->breaker.half_open) < 0)
+	if (cfg_parse_resilience(ld, e, sv, what) < 0)
 		goto done;
 	rc = 0;
 done:

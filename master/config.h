@@ -107,11 +107,32 @@ struct cfg_health {
 	bool enabled;
 	char *path;
 	unsigned interval_ms, timeout_ms, fall, rise;
+	unsigned status_min, status_max;	/* a check passes with a status
+						 * in [min, max] (200-299) */
 };
 
+/* Statuses a breaker may count as failures: 100..599, a bit each. */
+#define CFG_STATUS_WORDS	10
 struct cfg_breaker {
 	bool enabled;
 	unsigned failures, open_ms, half_open;
+	uint64_t statuses[CFG_STATUS_WORDS];	/* bit s: status s fails */
+};
+
+/* cfg_breaker_counts: whether response status S counts as a failure. */
+static inline bool
+cfg_breaker_counts(const struct cfg_breaker *b, int s)
+{
+	return s >= 0 && s < 64 * CFG_STATUS_WORDS &&
+	    (b->statuses[s / 64] >> (s % 64) & 1) != 0;
+}
+
+/* The retry budget of a service: retries may add at most `percent` of
+ * its requests over `window_s`, plus `min_per_s` a second node-wide. */
+struct cfg_retry_budget {
+	unsigned percent;		/* 0..100 (20) */
+	unsigned window_s;		/* 1..60 (10) */
+	unsigned min_per_s;		/* 0..1000 (3) */
 };
 
 struct cfg_service {
@@ -131,6 +152,8 @@ struct cfg_service {
 					 * system's */
 	char *sni;			/* name to send and check, or NULL:
 					 * the instance's host */
+	struct cfg_retry_budget retry_budget;
+	unsigned max_inflight;		/* per node, 0 = no cap (bulkhead) */
 	struct cfg_health health;
 	struct cfg_breaker breaker;
 	int line;

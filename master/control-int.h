@@ -38,4 +38,10 @@ int control_reply_routes(const struct config *cfg, struct msg_out *o);
 int control_reply_explain(const struct config *cfg,
     const msgpack_object *req, struct msg_out *o);
 
+/* control_reply_breakers: {"cmd":"breakers", "reset":SPEC}: every
+ * instance's breaker and health (after closing the breakers SPEC names,
+ * "SERVICE" or "SERVICE/ADDRESS", when given). */
+int control_reply_breakers(struct master *m, const msgpack_object *req,
+    struct msg_out *o);
+
 #endif

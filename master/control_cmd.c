@@ -276,8 +276,7 @@ control_dispatch(struct master *m, const msgpack_object *req,
 	if (msg_str_eq(cmd, "reopen"))
 		return reply_reopen(m, o);
 	if (msg_str_eq(cmd, "breakers"))
-		return control_reply_error(o, "circuit breakers are not built "
-		    "yet");
+		return control_reply_breakers(m, req, o);
 	if (msg_str_eq(cmd, "cache"))
 		return control_reply_error(o, "the response cache is not built "
 		    "yet");

@@ -14,6 +14,7 @@
 
 #include "admin.h"
 #include "control.h"
+#include "health.h"
 #include "listeners.h"
 #include "log.h"
 #include "master.h"
@@ -330,6 +331,9 @@ next_timeout(const struct master *m, uint64_t now)
 	c = admin_deadline(m->admin);
 	if (c != 0 && c < t)
 		t = c;
+	c = health_checks_deadline(m->health);
+	if (c != 0 && c < t)
+		t = c;
 	return t > now ? (int)(t - now) : 0;
 }
 
@@ -378,6 +382,7 @@ loop(struct master *m)
 		control_tick(m->ctl, now);
 		admin_tick(m->admin, now);
 		stats_tick(m, now);
+		health_checks_tick(m->health, now);
 		if (!m->upgraded) {
 			/* reader check, sweep, ticket keys: 1/s */
 			tickets_set_rotation(m->cfg->server.ticket_rotate_s);
@@ -418,25 +423,6 @@ find_exe(struct master *m)
 	len = strlen(m->exe);
 	if (len > 10 && strcmp(m->exe + len - 10, " (deleted)") == 0)
 		m->exe[len - 10] = '\0';
-}
-
-/* Settings the contract defines that this build accepts but does not act
- * on yet (they fail safe: nothing is let through because of them). Say so
- * instead of ignoring them silently. */
-static void
-warn_unbuilt(const struct config *cfg)
-{
-	size_t i;
-
-	for (i = 0; i < cfg->nservices; i++) {
-		const struct cfg_service *s = &cfg->services[i];
-		if (s->health.enabled)
-			log_warn("service '%s': active health checks are not "
-			    "built yet; every instance counts as up", s->name);
-		if (s->breaker.enabled)
-			log_warn("service '%s': circuit breakers are not built "
-			    "yet", s->name);
-	}
 }
 
 /* Certificates that expire within 14 days are warned about at start and
@@ -588,12 +574,13 @@ master_run(struct config *cfg)
 	tickets_set_rotation(cfg->server.ticket_rotate_s);
 	store_tick(master_now_ms());
 	warn_cert_expiry(cfg);
+	/* Before any fork too: workers find every instance's health. */
+	m->health = health_checks_open(m);
 	/* An upgrade's new master writes it once ready (upgrade_ready). */
 	if (m->handoff_fd < 0 && master_pidfile_write(m) < 0)
 		goto done;
 	log_info("portico started, pid %d, %u workers", (int)m->pid,
 	    m->nslots);
-	warn_unbuilt(cfg);
 	notify_send("STATUS=starting %u workers", m->nslots);
 	for (i = 0; i < m->nslots; i++)
 		supervise_spawn(m, &m->slots[i], m->cfg, m->generation);
@@ -620,6 +607,7 @@ done:
 		control_detach(m->ctl);
 	control_close(m->ctl);
 	admin_close(m->admin);
+	health_checks_close(m->health);
 	upgrade_close(m);
 	listeners_close(m);
 	if (m->slots != NULL)

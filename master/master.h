@@ -84,6 +84,7 @@ struct control;
 struct stats;
 struct stats_gen;
 struct admin;
+struct health_checks;
 
 struct master {
 	struct config *cfg;		/* the serving generation's */
@@ -103,6 +104,7 @@ struct master {
 	struct master_slot *old;	/* older generations, draining */
 	unsigned nold, oldcap;
 	struct control *ctl;
+	struct health_checks *health;	/* active health checks */
 	enum master_state state;
 	uint64_t deadline_ms;		/* stop: when to SIGKILL / give up */
 	bool killed;			/* SIGKILL already sent */

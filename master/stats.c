@@ -3,6 +3,9 @@
 #include <string.h>
 #include <time.h>
 
+#include "../shm/breaker.h"
+#include "../shm/health.h"
+#include "../shm/store.h"
 #include "../worker/metrics.h"
 #include "master.h"
 #include "stats.h"
@@ -582,19 +585,26 @@ add_services(struct master *m, struct stats_view *v)
 }
 
 /*
- * Health and breaker state of instance K, as the shared store shows them.
- * This build acts on neither (health checks and breakers are accepted,
- * not built), so neither is known: STATS_UNKNOWN. The resilience work
- * plugs in here: one read of the instance's records (keyed by service
- * name and address as configured), health up/down where its service has
- * checks, the breaker's state (no record: closed) where it has one.
+ * Health and breaker state of instance K, as the shared store shows them
+ * (ST may be NULL: unknown): health 1 up / 0 down where its service has
+ * checks and a check or a breaker has decided; the breaker 0 closed (no
+ * record is closed), 1 half-open, 2 open where its service has one.
  */
 static void
-inst_state(const struct ikey *k, struct stats_inst *si)
+inst_state(struct store *st, const struct ikey *k, struct stats_inst *si)
 {
-	(void)k;
+	struct breaker_view v;
+
 	si->health = STATS_UNKNOWN;
 	si->breaker = STATS_UNKNOWN;
+	if (st == NULL || (!k->checks && !k->breaker) ||
+	    breaker_view(st, k->service, k->addr, &v) < 0)
+		return;
+	if (k->checks && v.has_health && v.h.state != HEALTH_UNKNOWN)
+		si->health = v.h.state == HEALTH_UP ? 1 : 0;
+	if (k->breaker)
+		si->breaker = !v.has_breaker || v.b.state == BREAKER_CLOSED ?
+		    0 : v.b.state == BREAKER_HALF_OPEN ? 1 : 2;
 }
 
 /* Workers by generation state, and the connections they hold. */
@@ -671,6 +681,7 @@ stats_view(struct master *m, struct stats_view *v)
 	uint64_t now = master_now_ms();
 	size_t *order = NULL, k, n, nserving = 0;
 	bool *seen = NULL;
+	struct store *store;
 	int rc = -1;
 
 	memset(v, 0, sizeof(*v));
@@ -712,12 +723,16 @@ stats_view(struct master *m, struct stats_view *v)
 	n = key_order(serving ? serving->ik : NULL, serving ?
 	    serving->rg->ninst : 0, st->ni, inst_live, st, seen, order);
 	v->ninst = n;
+	if (store_master_open(&store) < 0)
+		store = NULL;		/* states unknown */
 	for (k = 0; k < n; k++) {
 		v->insts[k].service = st->i[order[k]].service;
 		v->insts[k].addr = st->i[order[k]].addr;
 		v->insts[k].m = in[order[k]];
-		inst_state(&st->i[order[k]], &v->insts[k]);
+		inst_state(store, &st->i[order[k]], &v->insts[k]);
 	}
+	if (store != NULL)
+		store_close(store);
 	rc = add_services(m, v);
 done:
 	free(seen);

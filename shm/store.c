@@ -730,6 +730,16 @@ store_figures(struct store *s, struct store_figures *f)
 	return 0;
 }
 
+uint64_t
+store_txnid(struct store *s)
+{
+	MDB_envinfo info;
+
+	if (mdb_env_info(s->env, &info) != 0)
+		return 0;
+	return info.me_last_txnid;
+}
+
 /* Another process grew the map past ours (the master after an upgrade
  * to a larger max_mb): take the recorded size. No txn of this process is
  * active here. Whether to try again. */

@@ -178,6 +178,12 @@ struct store_figures {
 };
 int store_figures(struct store *s, struct store_figures *f);
 
+/* store_txnid: the id of the latest committed write txn, read from
+ * LMDB's meta page without a txn or a lock: what a process read from the
+ * store is still current while this has not moved (the workers' breaker
+ * and health cache). 0 when unknown. */
+uint64_t store_txnid(struct store *s);
+
 const char *store_strerror(int rc);
 /* store_now_ns: CLOCK_MONOTONIC in ns, the one clock of every process. */
 uint64_t store_now_ns(void);

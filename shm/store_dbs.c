@@ -4,7 +4,9 @@
  * new database is one line here; a change to one database's format is a
  * change of its number here, and costs the others nothing.
  */
+#include "breaker.h"
 #include "bucket.h"
+#include "health.h"
 #include "store.h"
 #include "tickets.h"
 
@@ -14,11 +16,18 @@ buckets_upkeep(struct store *s, uint64_t now_ns, void *state)
 	return bucket_sweep(s, now_ns, state);
 }
 
+static int
+breakers_upkeep(struct store *s, uint64_t now_ns, void *state)
+{
+	return breaker_sweep(s, now_ns, state);
+}
+
 const struct store_dbdef store_dbs[STORE__NDB] = {
 	[STORE_BUCKETS] = { "buckets", BUCKET_FORMAT, buckets_upkeep,
 	    sizeof(struct bucket_sweep) },
-	[STORE_BREAKERS] = { "breakers", 1, NULL, 0 },
-	[STORE_HEALTH] = { "health", 1, NULL, 0 },
+	[STORE_BREAKERS] = { "breakers", BREAKER_FORMAT, breakers_upkeep,
+	    sizeof(struct breaker_sweep) },
+	[STORE_HEALTH] = { "health", HEALTH_FORMAT, NULL, 0 },
 	[STORE_CACHE] = { "cache", 1, NULL, 0 },
 	[STORE_CACHE_EXP] = { "cache_exp", 1, NULL, 0 },
 	[STORE_TICKETS] = { "tickets", TICKETS_FORMAT, tickets_upkeep, 0 },

@@ -566,6 +566,7 @@ accept_some(struct listener *l)
 			return;
 		}
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		l->conns++;
 		c = calloc(1, sizeof(*c));
 		if (c == NULL || (c->in = malloc(IN_START)) == NULL) {
 			free(c);
@@ -712,7 +713,14 @@ usage(FILE *f)
 "payments: /payments/{id}; echo: any method and path, answered with a JSON\n"
 "description of the request (method, path, headers, body_length, port).\n"
 "test query parameters on every service: sleep_ms=N, status=N, bytes=N,\n"
-"chunked=1.\n");
+"chunked=1.\n"
+"failure controls, per listening port (not through the gateway):\n"
+"  POST /_control/fail?mode=500|reset|slow[&status=N][&ms=N][&health=ok]\n"
+"       every request from now on gets status N (500 by default), a reset\n"
+"       connection, or its answer N ms late (1000 by default); GET /health\n"
+"       fails too unless health=ok\n"
+"  POST /_control/recover   back to normal\n"
+"  GET /_control/stats      {\"requests\":N,\"connections\":N,\"mode\":...}\n");
 }
 
 static int

@@ -24,6 +24,14 @@
 #define PH_TOO_MANY	(-3)
 
 enum service { SVC_USERS, SVC_ORDERS, SVC_PRODUCTS, SVC_PAYMENTS, SVC_ECHO };
+
+/* Failure injected on one listener by POST /_control/fail (demo_http.c). */
+enum fail_mode {
+	FAIL_NONE,
+	FAIL_STATUS,	/* answer every request with fail_status */
+	FAIL_RESET,	/* reset the connection instead of answering */
+	FAIL_SLOW,	/* answer every request fail_ms late */
+};
 enum kind { K_LISTENER, K_CONN, K_SIGNAL };
 
 enum conn_state {
@@ -58,6 +66,12 @@ struct listener {
 	int port;
 	char host[INET6_ADDRSTRLEN];
 	struct demo *d;
+	enum fail_mode fail;
+	int fail_status;
+	unsigned fail_ms;
+	int fail_health;	/* GET /health fails too */
+	uint64_t requests;	/* answered or failed, /_control/ aside */
+	uint64_t conns;		/* accepted */
 };
 
 struct conn {

@@ -879,6 +879,92 @@ not_allowed:
 	sb_str(b, "{\"error\":\"method not allowed\"}");
 }
 
+static const char *
+fail_name(enum fail_mode m)
+{
+	switch (m) {
+	case FAIL_STATUS: return "status";
+	case FAIL_RESET: return "reset";
+	case FAIL_SLOW: return "slow";
+	default: return "none";
+	}
+}
+
+/* /_control/NAME on this listener: the failure controls. */
+static void
+control(struct conn *c, const char *name, size_t n, const char *q, size_t qn,
+    struct resp *r)
+{
+	struct listener *l = c->l;
+	const char *m = c->head + c->method, *v;
+	size_t ml = c->method_len, vl;
+	uint64_t ms = 1000, st = 500;
+
+	r->status = 200;
+	if (n == 5 && memcmp(name, "stats", 5) == 0) {
+		sb_printf(&r->body, "{\"requests\":%" PRIu64 ",\"connections\":"
+		    "%" PRIu64 ",\"mode\":\"%s\"}", l->requests, l->conns,
+		    fail_name(l->fail));
+		return;
+	}
+	if (!ieq(m, ml, "POST")) {
+		r->status = 405;
+		r->allow = "POST";
+		sb_str(&r->body, "{\"error\":\"method not allowed\"}");
+		return;
+	}
+	if (n == 7 && memcmp(name, "recover", 7) == 0) {
+		l->fail = FAIL_NONE;
+		sb_str(&r->body, "{\"mode\":\"none\"}");
+		return;
+	}
+	if (n != 4 || memcmp(name, "fail", 4) != 0) {
+		r->status = 404;
+		sb_str(&r->body, "{\"error\":\"unknown control\"}");
+		return;
+	}
+	v = query_get(q, qn, "mode", &vl);
+	if (v == NULL || query_num(q, qn, "ms", 0, MAX_SLEEP_MS, &ms) < 0 ||
+	    query_num(q, qn, "status", 100, 599, &st) < 0) {
+		r->status = 400;
+		sb_str(&r->body, "{\"error\":\"fail needs mode=500|reset|slow "
+		    "(status=N, ms=N, health=ok optional)\"}");
+		return;
+	}
+	if (vl == 3 && memcmp(v, "500", 3) == 0)
+		l->fail = FAIL_STATUS;
+	else if (vl == 6 && memcmp(v, "status", 6) == 0)
+		l->fail = FAIL_STATUS;
+	else if (vl == 5 && memcmp(v, "reset", 5) == 0)
+		l->fail = FAIL_RESET;
+	else if (vl == 4 && memcmp(v, "slow", 4) == 0)
+		l->fail = FAIL_SLOW;
+	else {
+		r->status = 400;
+		sb_str(&r->body, "{\"error\":\"mode is 500, status, reset or "
+		    "slow\"}");
+		return;
+	}
+	l->fail_status = (int)st;
+	l->fail_ms = (unsigned)ms;
+	v = query_get(q, qn, "health", &vl);
+	l->fail_health = !(v != NULL && vl == 2 && memcmp(v, "ok", 2) == 0);
+	sb_printf(&r->body, "{\"mode\":\"%s\",\"status\":%d,\"ms\":%u,"
+	    "\"health_fails\":%s}", fail_name(l->fail), l->fail_status,
+	    l->fail_ms, l->fail_health ? "true" : "false");
+}
+
+/* Abort the connection with a reset, as a crashing upstream would. */
+static int
+reset_conn(struct conn *c)
+{
+	struct linger lg = { 1, 0 };
+
+	setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+	conn_close(c);
+	return STEP_GONE;
+}
+
 /*
  * The request is complete: decide the answer, stage it and either send it
  * now or arm the delay timer.
@@ -890,7 +976,7 @@ respond(struct conn *c)
 	const char *t = c->head + c->target, *path = t, *q = "";
 	size_t tn = c->target_len, pn, qn = 0;
 	uint64_t sleep_ms = 0, status = 0, nbytes = 0, chunked = 0, delay;
-	int has_bytes = 0;
+	int has_bytes = 0, failing = 0;
 	struct resp r;
 	const char *qm;
 
@@ -909,7 +995,25 @@ respond(struct conn *c)
 		q = qm + 1;
 		qn = tn - pn - 1;
 	}
-	if (query_num(q, qn, "sleep_ms", 0, MAX_SLEEP_MS, &sleep_ms) < 0 ||
+	if (pn > 10 && memcmp(path, "/_control/", 10) == 0) {
+		control(c, path + 10, pn - 10, q, qn, &r);
+		goto stage;
+	}
+	c->l->requests++;
+	if (c->l->fail != FAIL_NONE && (c->l->fail_health ||
+	    pn != 7 || memcmp(path, "/health", 7) != 0))
+		failing = 1;
+	if (failing && c->l->fail == FAIL_RESET) {
+		free(c->head);
+		c->head = NULL;
+		return reset_conn(c);
+	}
+	if (failing && c->l->fail == FAIL_STATUS) {
+		r.status = c->l->fail_status;
+		sb_printf(&r.body, "{\"error\":\"injected failure\","
+		    "\"service\":\"%s\",\"port\":%d}",
+		    service_names[c->l->svc], c->l->port);
+	} else if (query_num(q, qn, "sleep_ms", 0, MAX_SLEEP_MS, &sleep_ms) < 0 ||
 	    query_num(q, qn, "status", 200, 599, &status) < 0 ||
 	    (has_bytes = query_num(q, qn, "bytes", 0, UINT64_MAX,
 	    &nbytes)) < 0 ||
@@ -939,6 +1043,9 @@ respond(struct conn *c)
 		}
 		r.chunked = chunked != 0;
 	}
+	if (failing && c->l->fail == FAIL_SLOW)
+		sleep_ms += c->l->fail_ms;
+stage:
 	free(c->head);
 	c->head = NULL;
 	if (stage_response(c, &r) < 0) {

@@ -17,6 +17,7 @@
 
 #include "master/config.h"
 #include "master/msg.h"
+#include "tools/gwctl_breakers.h"
 #include "tools/gwctl_key.h"
 #include "tools/gwctl_stats.h"
 #include "tools/gwctl_token.h"
@@ -82,7 +83,9 @@ static const struct cmd cmds[] = {
 	    "which route matches, the rewritten path, the policies that "
 	    "would run and the instance picked; nothing is sent",
 	    run_explain },
-	{ "breakers", "breakers", "circuit breaker states", run_breakers },
+	{ "breakers", "breakers [--reset SERVICE[/ADDRESS]]", "every "
+	    "instance's breaker, failures, last error, health and last check; "
+	    "--reset closes breakers", run_breakers },
 	{ "limits", "limits [--reset] KEY", "rate-limit buckets of a key "
 	    "(client address, route name or header value); --reset refills "
 	    "them", run_limits },
@@ -1026,12 +1029,29 @@ done:
 static int
 run_breakers(struct ctx *x, const struct cmd *self)
 {
+	const char *spec = NULL;
+	struct msg_out req;
 	struct msg_in in;
-	int rc;
+	int rc = 1;
 
-	if (no_args(x, self) != 0)
+	if (x->argc == 2 && strcmp(x->argv[0], "--reset") == 0) {
+		spec = x->argv[1];
+	} else if (x->argc != 0) {
+		fprintf(stderr, "gwctl: usage: gwctl %s\n", self->usage);
 		return 1;
-	rc = ask(x, "breakers", &in);
+	}
+	if (msg_out_init(&req, spec != NULL ? 2 : 1) < 0)
+		return 1;
+	msg_pack_kv_str(&req.pk, "cmd", "breakers");
+	if (spec != NULL)
+		msg_pack_kv_str(&req.pk, "reset", spec);
+	if (transact(x, &req, &in) < 0)
+		goto done;
+	rc = reply_ok(x, in.map);
+	if (rc == 0 && !x->json)
+		gwctl_breakers_print(stdout, in.map);
+done:
+	msg_out_free(&req);
 	msg_in_free(&in);
 	return rc;
 }

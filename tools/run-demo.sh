@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# `make run`: start the four demo services, then portico in the foreground.
+# `make run`: start the four demo services (users twice: :8001 and :8011),
+# then portico in the foreground.
 # Ctrl-C (or portico exiting) stops everything this script started.
 #
 # Extra flags for the demo services (see `build/demo --help`), e.g.
@@ -39,25 +40,26 @@ trap 'echo; echo "run-demo: stopping"; stop_all; exit 130' INT
 trap 'stop_all; exit 143' TERM
 trap stop_all EXIT
 
-for spec in users:8001 orders:8002 products:8003 payments:8004; do
+SPECS="users:8001 users:8011 orders:8002 products:8003 payments:8004"
+for spec in $SPECS; do
 	name=${spec%%:*}
 	port=${spec##*:}
 	var="DEMO_FLAGS_$name"
 	# word splitting of the flag variables is intended
 	# shellcheck disable=SC2086
 	"$BUILD/demo" ${DEMO_FLAGS:-} ${!var:-} --service "$name" \
-		--listen "127.0.0.1:$port" >"logs/demo-$name.log" 2>&1 &
+		--listen "127.0.0.1:$port" >"logs/demo-$name-$port.log" 2>&1 &
 	demo_pids+=("$!")
 done
 
 # Each service prints "listening on" once its socket is bound.
 for _ in $(seq 50); do
 	ready=0
-	for name in users orders products payments; do
-		grep -q "listening on" "logs/demo-$name.log" 2>/dev/null &&
-			ready=$((ready + 1))
+	for spec in $SPECS; do
+		grep -q "listening on" "logs/demo-${spec%%:*}-${spec##*:}.log" \
+			2>/dev/null && ready=$((ready + 1))
 	done
-	[ "$ready" -eq 4 ] && break
+	[ "$ready" -eq 5 ] && break
 	for p in "${demo_pids[@]}"; do
 		if ! kill -0 "$p" 2>/dev/null; then
 			echo "run-demo: a demo service failed to start:" >&2
@@ -67,15 +69,15 @@ for _ in $(seq 50); do
 	done
 	sleep 0.1
 done
-if [ "$ready" -ne 4 ]; then
+if [ "$ready" -ne 5 ]; then
 	echo "run-demo: demo services did not start in time" >&2
 	exit 1
 fi
 
 cat <<BANNER
 Portico demo
-  services: users :8001  orders :8002  products :8003  payments :8004
-            (logs in logs/demo-*.log)
+  services: users :8001 and :8011  orders :8002  products :8003
+            payments :8004   (logs in logs/demo-*.log)
   gateway:  $BUILD/portico -c $CONF   (listening on :8080)
 try:
   curl localhost:8080/users/7
@@ -85,6 +87,9 @@ try:
   curl -H "Authorization: Bearer \$TOKEN" localhost:8080/orders/1
   curl -H "X-API-Key: \$(cat etc/keys/demo-api-key.txt)" localhost:8080/payments/1
   curl -i localhost:8001/health        # a service directly, no gateway
+  curl -X POST 'localhost:8011/_control/fail?mode=500'   # users :8011 fails
+  $BUILD/gwctl breakers                # ... its breaker opens, health down
+  curl -X POST localhost:8011/_control/recover
 Ctrl-C stops everything.
 
 BANNER

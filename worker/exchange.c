@@ -600,7 +600,7 @@ exchange_error(struct conn *c, int status, const char *error,
 {
 	struct worker *w = c->w;
 	struct exchange *x = c->x;
-	char body[256];
+	char body[512];
 	int blen, n;
 	struct hb b;
 
@@ -631,8 +631,10 @@ exchange_error(struct conn *c, int status, const char *error,
 		return CONN_GONE;
 	}
 	blen = snprintf(body, sizeof(body),
-	    "{\"error\":\"%s\",\"status\":%d,\"trace_id\":\"%s\"}\n",
-	    error, status, x->ctx.trace);
+	    "{\"error\":\"%s\",\"status\":%d%s%.255s%s,\"trace_id\":\"%s\"}\n",
+	    error, status, x->err_service ? ",\"service\":\"" : "",
+	    x->err_service ? x->err_service : "", x->err_service ? "\"" : "",
+	    x->ctx.trace);
 	if (!(x->flags & XF_KEEPALIVE) || w->draining)
 		c->flags |= CF_CLOSE_AFTER;
 	n = snprintf(b.p, b.cap,

@@ -12,6 +12,7 @@
 #include "metrics.h"
 #include "pool.h"
 #include "proxy.h"
+#include "resilience.h"
 #include "upclient.h"
 #include "upstream.h"
 
@@ -414,7 +415,17 @@ cb_failed(void *owner, enum up_fail why)
 		exchange_fail(x, 502, "bad_gateway", close);
 		break;
 	case UPF_UNAVAILABLE:
+		/* Every instance open or down: said at once, with when to
+		 * come back and which service it is. */
+		x->err_service = uc->svc->cfg->name;
+		xctx_resp_header(&x->ctx, "Retry-After", "%u",
+		    resilience_retry_after(x->c->w, uc->svc));
 		exchange_fail(x, 503, "service_unavailable", close);
+		break;
+	case UPF_OVERLOADED:
+		x->err_service = uc->svc->cfg->name;
+		xctx_resp_header(&x->ctx, "Retry-After", "1");
+		exchange_fail(x, 503, "service_overloaded", close);
 		break;
 	default:
 		exchange_fail(x, 502, "upstream_unavailable", close);

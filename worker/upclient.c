@@ -52,6 +52,10 @@ fail_words(const struct upclient *uc, enum up_fail why, char *msg,
 	case UPF_UNAVAILABLE:
 		snprintf(msg, cap, "no instance available");
 		return "upstream_unavailable";
+	case UPF_OVERLOADED:
+		snprintf(msg, cap, "%u requests in flight (max_inflight)",
+		    sc->max_inflight);
+		return "bulkhead_full";
 	case UPF_TIMEOUT:
 		break;
 	}
@@ -75,9 +79,25 @@ fail_words(const struct upclient *uc, enum up_fail why, char *msg,
 static void
 finish(struct upclient *uc)
 {
-	uc->flags &= ~UC_ACTIVE;
+	struct up_hooks *h = &uc->w->up_hooks;
+
+	if ((uc->flags & UC_ADMITTED) && h->release != NULL)
+		h->release(h->arg, uc->svc);
+	uc->flags &= ~(UC_ACTIVE | UC_ADMITTED);
 	pool_buf_put(uc->w, BUF_HEAD, uc->hbuf);
 	uc->hbuf = NULL;
+}
+
+/* One more attempt after a failure: within `retries` and, when the
+ * rules allow one, within the service's retry budget. */
+static bool
+may_retry(struct upclient *uc)
+{
+	struct up_hooks *h = &uc->w->up_hooks;
+
+	if (uc->attempts > uc->svc->cfg->retries)
+		return false;
+	return h->may_retry == NULL || h->may_retry(h->arg, uc->svc);
 }
 
 /* An attempt failed: retry where the rules allow, else tell the owner. */
@@ -114,7 +134,8 @@ fail(struct upclient *uc, enum up_fail why)
 		    why == UPF_TIMEOUT ? UPR_TIMEOUT : UPR_BAD, 0);
 	}
 	if (replayable && (why == UPF_CONNECT || why == UPF_CONNECT_TIMEOUT ||
-	    why == UPF_TLS || why == UPF_RESET) && uc->attempts <= sc->retries) {
+	    why == UPF_TLS || why == UPF_RESET) &&
+	    (free_resend || may_retry(uc))) {
 		uc->flags &= ~(UC_REQ_DONE | UC_HEAD_DONE);
 		uc->reason = NULL;
 		if (connect_next(uc) == 0)
@@ -125,24 +146,35 @@ fail(struct upclient *uc, enum up_fail why)
 	uc->ops->failed(uc->owner, why);
 }
 
+static bool
+tried(const struct upclient *uc, unsigned i)
+{
+	return i < 64 && (uc->tried >> i & 1) != 0;
+}
+
 /* Pick an instance the availability check allows, starting where the
- * balancer points; -1 when it allows none. */
+ * balancer points; a retry takes one not tried yet where there is one,
+ * else one tried before. -1 when the check allows none. */
 static int
 pick(struct upclient *uc)
 {
 	struct service_rt *s = uc->svc;
 	struct up_hooks *h = &uc->w->up_hooks;
-	unsigned k;
+	unsigned k, pass;
 	int idx, cand;
 
 	idx = upstream_pick(s, uc->hash, uc->attempts, uc->inst_first);
-	if (h->available == NULL)
+	if (h->available == NULL && !tried(uc, (unsigned)idx))
 		return idx;
-	for (k = 0; k < s->ninst; k++) {
-		cand = (int)((idx + k) % s->ninst);
-		if (h->available(h->arg, s, (unsigned)cand))
-			return cand;
-	}
+	for (pass = 0; pass < 2; pass++)
+		for (k = 0; k < s->ninst; k++) {
+			cand = (int)((idx + k) % s->ninst);
+			if (tried(uc, (unsigned)cand) != (pass == 1))
+				continue;
+			if (h->available == NULL ||
+			    h->available(h->arg, s, (unsigned)cand))
+				return cand;
+		}
 	return -1;
 }
 
@@ -164,6 +196,8 @@ connect_next(struct upclient *uc)
 			uc->inst_first = idx;
 		uc->attempts++;
 		uc->inst_last = idx;
+		if (idx < 64)
+			uc->tried |= 1ull << idx;
 		uc->u = upstream_acquire(uc->w, &s->inst[idx], uc);
 		if (uc->u != NULL)
 			break;
@@ -172,7 +206,7 @@ connect_next(struct upclient *uc)
 		    uc->trace != NULL ? uc->trace : "-");
 		observe(uc, UPR_CONNECT, 0);
 		if (!(uc->flags & UC_IDEMPOTENT) || (uc->flags & UC_HAS_BODY) ||
-		    uc->attempts > s->cfg->retries) {
+		    !may_retry(uc)) {
 			uc->reason = "upstream_connect_failed";
 			finish(uc);
 			uc->ops->failed(uc->owner, UPF_CONNECT);
@@ -196,6 +230,7 @@ upclient_start(struct upclient *uc, struct worker *w, struct service_rt *svc,
 	uc->owner = owner;
 	uc->u = NULL;
 	uc->attempts = 0;
+	uc->tried = 0;
 	uc->inst_first = uc->inst_last = -1;
 	uc->status = 0;
 	uc->reason = NULL;
@@ -203,6 +238,19 @@ upclient_start(struct upclient *uc, struct worker *w, struct service_rt *svc,
 	memset(&uc->ck, 0, sizeof(uc->ck));
 	uc->start_us = w->loop.now_us;
 	uc->flags |= UC_ACTIVE;
+	if (w->up_hooks.admit != NULL) {
+		/* The bulkhead: refused at once, before any connection. */
+		if (w->up_hooks.admit(w->up_hooks.arg, svc) < 0) {
+			char msg[96];
+
+			uc->reason = fail_words(uc, UPF_OVERLOADED, msg,
+			    sizeof(msg));
+			finish(uc);
+			ops->failed(owner, UPF_OVERLOADED);
+			return;
+		}
+		uc->flags |= UC_ADMITTED;
+	}
 	if (connect_next(uc) == 0)
 		run(uc);
 }

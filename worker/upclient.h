@@ -15,9 +15,13 @@
  * room for the response) no upstream timer runs.
  *
  * Retries: a failed connect or a reset before any response byte is tried
- * again on another instance, `retries` times, for idempotent requests
- * without a body only; a reset on a reused pooled connection earns one
- * free resend in the request's life. A timeout is never retried.
+ * again on another instance (one not tried yet, where the availability
+ * check allows one), `retries` times and as the `may_retry` hook allows
+ * (the retry budget), for idempotent requests without a body only; a
+ * reset on a reused pooled connection earns one free resend in the
+ * request's life. A timeout is never retried. The `admit` hook may
+ * refuse the request at its start (the bulkhead: failed(UPF_OVERLOADED)
+ * before any connection); `release` ends every admitted request.
  *
  * Callback contract: callbacks run from upclient_start, upclient_kick,
  * upclient_resume and the upstream's events. A callback that ends the

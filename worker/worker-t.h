@@ -149,6 +149,7 @@ enum up_fail {
 	UPF_TIMEOUT,		/* no (complete) response in time: 504 */
 	UPF_BAD,		/* malformed response: 502 */
 	UPF_UNAVAILABLE,	/* every instance refused by the check: 503 */
+	UPF_OVERLOADED,		/* the service's bulkhead is full: 503 */
 };
 
 struct upclient_ops;
@@ -168,6 +169,7 @@ struct upclient_ops;
 #define UC_DELIVERED	0x1000	/* response bytes went to the owner */
 #define UC_PAUSED	0x2000	/* owner took fewer bytes than offered */
 #define UC_ACTIVE	0x4000	/* started, not yet finished or aborted */
+#define UC_ADMITTED	0x8000	/* holds a slot of the service's bulkhead */
 
 /* One request to one service (upclient.h). */
 struct upclient {
@@ -181,6 +183,7 @@ struct upclient {
 	unsigned attempts;		/* tries so far */
 	int inst_first;			/* first instance picked (retries) */
 	int inst_last;			/* instance of the current try */
+	uint64_t tried;			/* instances tried (bit i: #i < 64) */
 	char *hbuf;			/* the request head (pooled) */
 	uint32_t hlen, hoff;		/* its length, bytes sent */
 	bool body_sent;			/* a body byte went out on this try */
@@ -258,6 +261,7 @@ struct exchange {
 	/* upstream */
 	struct upclient uc;
 	const char *up_addr;		/* instance used (access log) */
+	const char *err_service;	/* named in the JSON error (503) */
 	uint64_t up_us;			/* upstream time (access log) */
 	/* access log */
 	uint64_t start_us;		/* head complete */
@@ -293,7 +297,10 @@ struct listener {
 /*
  * Pluggable upstream checks (resilience plugs in here): before an
  * instance is picked, `available` may refuse it (circuit open, health
- * down); every attempt's outcome is told to `observe`. NULL = none.
+ * down); every attempt's outcome is told to `observe`. `admit` may
+ * refuse a request to the service at its start (bulkhead full: -1),
+ * and `release` ends what it admitted; `may_retry` may refuse a retry
+ * the rules allow (the retry budget is spent). NULL = none.
  */
 enum up_result {
 	UPR_OK,			/* a response head arrived (status given) */
@@ -308,6 +315,9 @@ struct up_hooks {
 	    unsigned inst);
 	void (*observe)(void *arg, const struct service_rt *s, unsigned inst,
 	    enum up_result r, int status);
+	int (*admit)(void *arg, const struct service_rt *s);
+	void (*release)(void *arg, const struct service_rt *s);
+	bool (*may_retry)(void *arg, const struct service_rt *s);
 	void *arg;
 };
 

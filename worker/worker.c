@@ -14,6 +14,7 @@
 #include "../shm/store.h"
 #include "metrics.h"
 #include "pool.h"
+#include "resilience.h"
 #include "tls.h"
 #include "upstream.h"
 #include "worker.h"
@@ -310,7 +311,8 @@ worker_open(struct worker *w, const struct worker_args *a)
 			    strerror(err));
 	}
 	w->svc = upstream_services(cfg, w->slot);
-	if (w->svc == NULL || metrics_open(w, a->metrics, a->metrics_slot) < 0)
+	if (w->svc == NULL || metrics_open(w, a->metrics, a->metrics_slot) < 0 ||
+	    resilience_init(w) < 0)
 		return -1;
 	w->md = route_match_data_new(cfg);
 	w->chains = calloc(cfg->nroutes ? cfg->nroutes : 1,
@@ -334,6 +336,7 @@ worker_close(struct worker *w)
 	conn_close_all(w, "worker stopping");
 	upstream_services_free(w->cfg, w->svc);	/* pooled connections */
 	w->svc = NULL;
+	resilience_free(w);
 	pool_destroy(w);
 	accesslog_close(w->alog);
 	w->alog = NULL;

@@ -245,14 +245,28 @@ def test_explain_usage_errors(gw):
 
 
 def test_not_built_yet(gw):
-    fails(gwctl(gw, "breakers"), "circuit breakers are not built yet")
     fails(gwctl(gw, "cache", "purge"), "the response cache is not built yet")
     fails(gwctl(gw, "cache", "purge", "/api"), "not built yet")
-    r = gwctl(gw, "--json", "breakers")
+    r = gwctl(gw, "--json", "cache", "purge")
     assert r.returncode != 0
     assert json.loads(r.stdout) == {
-        "ok": False, "error": "circuit breakers are not built yet"}
+        "ok": False, "error": "the response cache is not built yet"}
     fails(gwctl(gw, "cache"), "usage")
+
+
+def test_breakers_lists_every_instance(gw):
+    """Services without a breaker or health checks are listed too."""
+    out = ok(gw, "breakers")
+    assert out.splitlines()[0].split()[:3] == ["SERVICE", "INSTANCE",
+                                                "BREAKER"], out
+    j = js(gw, "breakers")
+    names = [s["name"] for s in j["services"]]
+    assert names, j
+    for s in j["services"]:
+        for i in s["instances"]:
+            assert i["breaker"] in ("off", "closed"), i
+            assert i["health"] in ("off", "up", "unknown"), i
+    fails(gwctl(gw, "breakers", "extra"), "usage")
 
 
 def test_reopen(gw):

@@ -797,3 +797,34 @@ def test_dashboard_names_only_exposed_metrics(mgw):
     with open(os.path.join(REPO, "etc", "prometheus.yml")) as f:
         prom = f.read()
     assert "127.0.0.1:9901" in prom and "/metrics" in prom
+
+
+def test_breaker_and_health_gauges(gateway, origin, tmp):
+    """The gauges read the store: an instance whose breaker opened shows 2
+    (open), its sibling 0 (closed); a service with checks shows 0 for a
+    failing instance and 1 for a passing one; what a service does not
+    have stays -1."""
+    ok = origin(handler=app_handler)
+    bad = origin(handler=lambda o, req: (response(500, b"no"), KEEP))
+    admin = free_port()
+    g = gateway({"app": service(bad.addr, ok.addr, retries=0,
+                                breaker={"failures": 2, "open_ms": 60000}),
+                 "chk": service(bad.addr, ok.addr,
+                                health={"path": "/health",
+                                        "interval_ms": 100})},
+                [route("api", "app", prefix="/"),
+                 route("c", "chk", prefix="/chk")], workers=1,
+                server={"admin": "127.0.0.1:%d" % admin})
+    for _ in range(8):
+        http(g.port, path="/x")
+
+    def settled(m):
+        def st(name, svc, inst):
+            return m.get(name, service=svc, instance=inst.addr)
+        assert st("portico_upstream_breaker_state", "app", bad) == 2
+        assert st("portico_upstream_breaker_state", "app", ok) == 0
+        assert st("portico_upstream_health", "app", bad) == -1
+        assert st("portico_upstream_health", "chk", bad) == 0
+        assert st("portico_upstream_health", "chk", ok) == 1
+        assert st("portico_upstream_breaker_state", "chk", ok) == -1
+    wait_metrics(admin, settled)

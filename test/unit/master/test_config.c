@@ -141,8 +141,13 @@ test_demo_loads(void **state)
 	assert_int_equal(r->service, config_service_index(cfg, "users"));
 	assert_int_equal(cfg->routes[5].service,
 	    config_service_index(cfg, "orders"));
-	/* health checks are not built: the demo leaves them off */
-	assert_false(cfg->services[0].health.enabled);
+	/* users: two instances with health checks and a breaker (the
+	 * README's resilience walk-through) */
+	assert_string_equal(cfg->services[0].name, "users");
+	assert_int_equal(cfg->services[0].ninstances, 2);
+	assert_true(cfg->services[0].health.enabled);
+	assert_true(cfg->services[0].breaker.enabled);
+	assert_int_equal(cfg->services[0].breaker.failures, 3);
 	/* the demo serves /metrics on the default admin address */
 	assert_true(cfg->server.has_admin);
 	assert_string_equal(cfg->server.admin.text, "127.0.0.1:9901");
@@ -349,6 +354,11 @@ test_defaults(void **state)
 	assert_int_equal(s->retries, 1);
 	assert_false(s->health.enabled);
 	assert_false(s->breaker.enabled);
+	/* The retry budget and the bulkhead default on every service. */
+	assert_int_equal(s->retry_budget.percent, 20);
+	assert_int_equal(s->retry_budget.window_s, 10);
+	assert_int_equal(s->retry_budget.min_per_s, 3);
+	assert_int_equal(s->max_inflight, 0);
 	s = &cfg->services[1];
 	assert_true(s->health.enabled);
 	assert_string_equal(s->health.path, "/health");
@@ -360,6 +370,16 @@ test_defaults(void **state)
 	assert_int_equal(s->breaker.failures, 5);
 	assert_int_equal(s->breaker.open_ms, 30000);
 	assert_int_equal(s->breaker.half_open, 1);
+	/* A check passes with any 2xx; 500, 502-504 count as failures. */
+	assert_int_equal(s->health.status_min, 200);
+	assert_int_equal(s->health.status_max, 299);
+	assert_true(cfg_breaker_counts(&s->breaker, 500));
+	assert_false(cfg_breaker_counts(&s->breaker, 501));
+	assert_true(cfg_breaker_counts(&s->breaker, 502));
+	assert_true(cfg_breaker_counts(&s->breaker, 504));
+	assert_false(cfg_breaker_counts(&s->breaker, 505));
+	assert_false(cfg_breaker_counts(&s->breaker, 404));
+	assert_false(cfg_breaker_counts(&s->breaker, 200));
 	assert_false(cfg->server.has_admin);
 	assert_null(cfg->server.access_log);
 	assert_string_equal(cfg->server.access_redact[0], "session");
@@ -389,6 +409,43 @@ test_defaults(void **state)
 	config_free(cfg);
 }
 
+/* The resilience settings: statuses, classes, the budget, the bulkhead. */
+static void
+test_resilience_settings(void **state)
+{
+	const struct cfg_service *s;
+	struct config *cfg;
+
+	(void)state;
+	cfg = load_ok("services: {\n"
+	    "  a = { instances = [\"127.0.0.1:1\"]; max_inflight = 100;\n"
+	    "    retry_budget = { percent = 50; window_s = 30; min_per_s = 0; };\n"
+	    "    health = { status = \"3xx\"; path = \"/ready?deep=1\"; };\n"
+	    "    breaker = { statuses = (\"4xx\", 503); }; };\n"
+	    "  b = { instances = [\"127.0.0.1:2\"];\n"
+	    "    health = { status = 204; }; breaker = { statuses = []; }; };\n"
+	    "};\n");
+	s = &cfg->services[0];
+	assert_int_equal(s->max_inflight, 100);
+	assert_int_equal(s->retry_budget.percent, 50);
+	assert_int_equal(s->retry_budget.window_s, 30);
+	assert_int_equal(s->retry_budget.min_per_s, 0);
+	assert_int_equal(s->health.status_min, 300);
+	assert_int_equal(s->health.status_max, 399);
+	assert_string_equal(s->health.path, "/ready?deep=1");
+	assert_true(cfg_breaker_counts(&s->breaker, 400));
+	assert_true(cfg_breaker_counts(&s->breaker, 499));
+	assert_true(cfg_breaker_counts(&s->breaker, 503));
+	assert_false(cfg_breaker_counts(&s->breaker, 500));
+	s = &cfg->services[1];
+	assert_int_equal(s->health.status_min, 204);
+	assert_int_equal(s->health.status_max, 204);
+	/* [] counts no status: connection failures and timeouts only. */
+	assert_false(cfg_breaker_counts(&s->breaker, 500));
+	assert_false(cfg_breaker_counts(&s->breaker, 503));
+	config_free(cfg);
+}
+
 /* ---- errors --------------------------------------------------------- */
 
 static const struct err_case err_cases[] = {
@@ -411,6 +468,34 @@ static const struct err_case err_cases[] = {
 	  "  health = { pth = \"/\"; }; }; };\n", 2,
 	  "unknown setting 'pth' in service 'users' health" },
 	{ ROUTE("timeout = 1;"), 6, "unknown setting 'timeout' in route #1" },
+	{ "services: { users = { instances = [\"127.0.0.1:1\"];\n"
+	  "  retry_budget = { ratio = 2; }; }; };\n", 2,
+	  "unknown setting 'ratio' in service 'users' retry_budget" },
+	{ "services: { users = { instances = [\"127.0.0.1:1\"];\n"
+	  "  retry_budget = { percent = 101; }; }; };\n", 2,
+	  "'percent' in service 'users' retry_budget must be between 0 and "
+	  "100" },
+	{ "services: { users = { instances = [\"127.0.0.1:1\"];\n"
+	  "  max_inflight = -1; }; };\n", 2,
+	  "'max_inflight' in service 'users' must not be negative" },
+	{ "services: { users = { instances = [\"127.0.0.1:1\"];\n"
+	  "  breaker = { statuses = [600]; }; }; };\n", 2,
+	  "service 'users' breaker: status 600 is not between 100 and 599" },
+	{ "services: { users = { instances = [\"127.0.0.1:1\"];\n"
+	  "  breaker = { statuses = [\"5XY\"]; }; }; };\n", 2,
+	  "service 'users' breaker: status '5XY' is not a class like \"5xx\"" },
+	{ "services: { users = { instances = [\"127.0.0.1:1\"];\n"
+	  "  breaker = { statuses = 500; }; }; };\n", 2,
+	  "'statuses' in service 'users' breaker must be an array of statuses "
+	  "and classes [500, 503] or [\"5xx\"]" },
+	{ "services: { users = { instances = [\"127.0.0.1:1\"];\n"
+	  "  health = { status = true; }; }; };\n", 2,
+	  "service 'users' health: a status is an integer (503) or a class "
+	  "(\"5xx\")" },
+	{ "services: { users = { instances = [\"127.0.0.1:1\"];\n"
+	  "  health = { path = \"/a b\"; }; }; };\n", 2,
+	  "service 'users' health: path must be at most 1024 visible ASCII "
+	  "bytes" },
 	{ SVC "routes = ( { name = \"r\"; service = \"users\";\n"
 	  "  match = { prefx = \"/a\"; }; } );\n", 4,
 	  "unknown setting 'prefx' in route 'r' match" },
@@ -933,6 +1018,7 @@ main(void)
 		cmocka_unit_test(test_contract_trimmed_loads),
 		cmocka_unit_test(test_contract_full),
 		cmocka_unit_test(test_defaults),
+		cmocka_unit_test(test_resilience_settings),
 		cmocka_unit_test(test_errors),
 		cmocka_unit_test(test_unbuilt_refused),
 		cmocka_unit_test(test_auth_files_checked),
