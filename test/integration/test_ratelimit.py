@@ -71,6 +71,19 @@ def check_ratelimit_headers(r, tier):
     assert int(parts["r"]) >= 0 and int(parts["t"]) >= 0, rl
 
 
+def ideal_admitted(times, start, rate, burst):
+    """How many requests arriving at TIMES a single exact token bucket
+    (full at START) admits."""
+    tokens, prev, n = float(burst), start, 0
+    for t in times:
+        tokens = min(float(burst), tokens + rate * (t - prev))
+        prev = t
+        if tokens >= 1.0:
+            tokens -= 1.0
+            n += 1
+    return n
+
+
 def test_exact_across_workers(gw):
     g = gw(workers=4)
     counts = {"ok": 0, "limited": 0, "other": 0}
@@ -80,15 +93,18 @@ def test_exact_across_workers(gw):
     start = time.monotonic()
     deadline = start + HAMMER_S
     last = [start]
+    answered = []           # when each answer came, every thread
 
     def worker():
         ok = lim = other = 0
         end = start
+        times = []
         try:
             c = Client(g.port)
             while time.monotonic() < deadline:
                 r = c.request("GET", "/health")
                 end = time.monotonic()
+                times.append(end)
                 if r.status == 200:
                     ok += 1
                 elif r.status == 429:
@@ -108,6 +124,7 @@ def test_exact_across_workers(gw):
             counts["limited"] += lim
             counts["other"] += other
             last[0] = max(last[0], end)
+            answered.extend(times)
 
     threads = [threading.Thread(target=worker) for _ in range(CONNS)]
     for t in threads:
@@ -122,7 +139,11 @@ def test_exact_across_workers(gw):
     assert counts["other"] == 0, counts
     assert counts["limited"] > counts["ok"], counts   # real overload
     assert counts["ok"] <= expected, (counts, expected)
-    assert counts["ok"] >= 0.98 * expected, (counts, expected)
+    # Never fewer than a perfect bucket would admit given when requests
+    # really came: on a loaded machine the clients may pause longer than
+    # the burst lasts, and the tokens of such a gap are lost by rule.
+    ideal = ideal_admitted(sorted(answered), start, rate=50, burst=10)
+    assert counts["ok"] >= 0.98 * ideal, (counts, ideal, expected)
     r = sample[0]
     j = assert_gateway_error(r, 429)
     assert j["error"] == "rate_limited"

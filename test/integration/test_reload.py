@@ -266,7 +266,14 @@ def test_status_shows_draining_generation(tmp, demo, gateway):
     c = Client(port, timeout=10)
     try:
         c.send(build_request(path="/slow?sleep_ms=2500"))
-        time.sleep(0.3)                 # the old worker has it in flight
+        # the old worker has it in flight (accepted: counted) before the
+        # reload, however slow the machine
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            st = json.loads(gwctl(tmp, "--json", "status").stdout)
+            if st["generations"][0]["conns"] == 1:
+                break
+            time.sleep(0.05)
         conf_for(tmp, d.addr, "two", port=port, workers=1)
         r = gwctl(tmp, "reload")
         assert r.returncode == 0, r.stderr
