@@ -15,7 +15,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include <openssl/sha.h>
 
@@ -73,10 +72,12 @@ static struct {
 static struct lease_table *
 leases(void)
 {
-	if (rl.pid != (int)getpid()) {
+	int pid = store_pid();
+
+	if (rl.pid != pid) {
 		/* A parent's leases are the parent's to spend. */
 		rl.tab = NULL;
-		rl.pid = (int)getpid();
+		rl.pid = pid;
 	}
 	if (rl.tab == NULL)
 		rl.tab = lease_table_new();
@@ -104,7 +105,7 @@ warn_store(const char *what, int rc, uint64_t now_ms)
 bool
 ratelimit_pending(void)
 {
-	return rl.tab != NULL && rl.pid == (int)getpid() &&
+	return rl.tab != NULL && rl.pid == store_pid() &&
 	    lease_count(rl.tab) > 0;
 }
 
@@ -523,7 +524,7 @@ rl_free(void *state)
 		free(rr->tiers);
 	free(rr);
 	/* The worker is stopping or reloading: unspent leases go back. */
-	if (rl.tab == NULL || rl.pid != (int)getpid() ||
+	if (rl.tab == NULL || rl.pid != store_pid() ||
 	    lease_count(rl.tab) == 0)
 		return;
 	st = store_proc(NULL, 0);
