@@ -246,6 +246,58 @@ test_limit_and_headers(void **st)
 	route.rl_header = NULL;
 }
 
+/* The two headers, put together by hand, are byte for byte what printf
+ * made: the longest tier name, numbers from 0 to UINT64_MAX; a line that
+ * does not fit adds nothing. */
+static void
+test_headers_exact(void **st)
+{
+	static const uint64_t nums[] = { 0, 7, 10, 999, 1000000000,
+	    UINT64_MAX };
+	char name[RL_NAME_MAX + 1], want[512];
+	struct rl_route *rr;
+	struct xctx c;
+	void *state = NULL;
+	size_t i, j;
+	int n;
+
+	(void)st;
+	memset(name, 'n', RL_NAME_MAX);
+	name[RL_NAME_MAX] = '\0';
+	tiers[1].name = name;
+	tiers[1].rate = UINT64_MAX;
+	tiers[1].per_s = 86400;
+	route.rl_tier = 1;
+	assert_int_equal(rl_init(&cfg, &route, NULL, &state), 1);
+	rr = state;
+	for (i = 0; i < sizeof(nums) / sizeof(nums[0]); i++)
+		for (j = 0; j < sizeof(nums) / sizeof(nums[0]); j++) {
+			ctx_init(&c, NULL, 0, 0);
+			headers(&rr->tiers[1], &c, nums[i], nums[j]);
+			n = snprintf(want, sizeof(want), "RateLimit-Policy: "
+			    "\"%s\";q=%llu;w=86400\r\nRateLimit: \"%s\";"
+			    "r=%llu;t=%llu\r\n", name,
+			    (unsigned long long)UINT64_MAX, name,
+			    (unsigned long long)nums[i],
+			    (unsigned long long)nums[j]);
+			assert_int_equal(c.resp_extra_len, n);
+			assert_memory_equal(extra, want, (size_t)n);
+		}
+	/* no room: nothing written, and the next line still fits */
+	ctx_init(&c, NULL, 0, 0);
+	c.resp_extra_cap = 12;
+	assert_int_equal(xctx_resp_line(&c, "RateLimit", "0123", 4), -1);
+	assert_int_equal(c.resp_extra_len, 0);
+	assert_int_equal(xctx_resp_line(&c, "A", "0123", 4), 0);
+	assert_int_equal(c.resp_extra_len, 9);
+	assert_memory_equal(extra, "A: 0123\r\n", 9);
+	rl_free(state);
+	tiers[1].name = "free";
+	tiers[1].rate = 100;
+	tiers[1].per_s = 60;
+	route.rl_tier = -1;
+}
+
 static uint64_t
 write_txns(void)
 {
@@ -688,6 +740,7 @@ main(void)
 		cmocka_unit_test(test_ipv6_grouped_by_prefix),
 		cmocka_unit_test(test_full_lease_table_takes_one_token),
 		cmocka_unit_test(test_find_and_reset),
+		cmocka_unit_test(test_headers_exact),
 		cmocka_unit_test(test_fork_child_leaves_parents_leases),
 	};
 
