@@ -785,6 +785,31 @@ t_cache_hit_confirmed_by_content(void **st)
 	jwt_cache_free(c);
 }
 
+/* The cache's compare: equal only when every byte is, whatever the
+ * length (words and a tail) and wherever the one difference lies. */
+static void
+t_cache_same_bytes_every_position(void **st)
+{
+	char a[80], b[80];
+	size_t n, i;
+
+	(void)st;
+	for (i = 0; i < sizeof(a); i++)
+		a[i] = (char)('A' + i % 50);
+	memcpy(b, a, sizeof(b));
+	for (n = 0; n <= sizeof(a); n++) {
+		assert_true(same_bytes(a, b, n));
+		for (i = 0; i < n; i++) {
+			b[i] ^= 0x40;
+			assert_false(same_bytes(a, b, n));
+			b[i] ^= 0x40;
+			b[i] ^= (char)0x80;
+			assert_false(same_bytes(a, b, n));
+			b[i] ^= (char)0x80;
+		}
+	}
+}
+
 static void
 t_cache_bounded(void **st)
 {
@@ -1077,6 +1102,7 @@ main(void)
 		cmocka_unit_test(t_cache_lru_order),
 		cmocka_unit_test(t_cache_collision_never_answers_for_another),
 		cmocka_unit_test(t_cache_hit_confirmed_by_content),
+		cmocka_unit_test(t_cache_same_bytes_every_position),
 		cmocka_unit_test(t_cache_bounded),
 		cmocka_unit_test(t_cache_never_passes_what_verify_refuses),
 		cmocka_unit_test(t_gwctl_token_round_trip),
