@@ -417,16 +417,19 @@ json_esc(char *out, size_t cap, const char *s, size_t n)
 	uint64_t w;
 
 	while (i < n && o + 6 <= cap) {
+		size_t k = n - i < 8 ? n - i : 8;
 		unsigned char ch;
 
-		/* Eight plain bytes at a step, where the byte loop would
-		 * copy all eight too (each byte needs 6 bytes of room). */
-		if (n - i >= 8 && o + 13 <= cap) {
-			memcpy(&w, s + i, 8);
+		/* Up to eight plain bytes at a step, where the byte loop
+		 * would copy all of them too (each byte needs 6 bytes of
+		 * room); a short tail is tested among plain filler. */
+		if (o + k + 5 <= cap) {
+			w = ONES * 'a';
+			memcpy(&w, s + i, k);
 			if (!word_escapes(w)) {
-				memcpy(out + o, &w, 8);
-				i += 8;
-				o += 8;
+				memcpy(out + o, s + i, k);
+				i += k;
+				o += k;
 				continue;
 			}
 		}
