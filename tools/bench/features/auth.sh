@@ -181,6 +181,7 @@ if [ -n "${PORTICO_BASELINE:-}" ]; then
 		bench_track "$STARTED_PID"
 	}
 	front portico-gw-base portico_gw_base conf_portico_gw
+	front_check portico-gw-base auth_check
 	gw_fronts="portico-gw portico-gw-base haproxy-gw nginx-gw"
 	pair portico-gw/portico-gw-base
 fi
@@ -189,7 +190,6 @@ for f in $gw_fronts; do
 done
 front_check portico-gw auth_check
 front_check haproxy-gw auth_check
-[ -n "${PORTICO_BASELINE:-}" ] && front_check portico-gw-base auth_check
 scenario gateway /small "$CONNS" "$gw_fronts portico haproxy nginx" \
     "full gateway route (RS256 JWT, rate limit by consumer, header, JSON log), $CONNS keep-alive connections" \
     -H "Authorization: Bearer $AUTH_TOKEN"
