@@ -394,14 +394,46 @@ stamp(struct accesslog *al, struct timespec *ts)
 /* Copy for a JSON string: quotes, backslashes and control bytes escaped,
  * bytes above 0x7e as \u00XX so the line stays valid JSON and ASCII.
  * Writes at most CAP bytes. */
+#define ONES	0x0101010101010101ull
+#define HIGHS	0x8080808080808080ull
+
+/* Whether any byte of W is below 0x20, above 0x7e, '"' or '\\': exact
+ * (a borrow or carry between bytes only starts at a byte already
+ * caught). */
+static bool
+word_escapes(uint64_t w)
+{
+	uint64_t q = w ^ (ONES * '"'), b = w ^ (ONES * '\\');
+
+	return (((w - ONES * 0x20) & ~w) | ((w + ONES) | w) |
+	    ((q - ONES) & ~q) | ((b - ONES) & ~b)) & HIGHS;
+}
+
 static size_t
 json_esc(char *out, size_t cap, const char *s, size_t n)
 {
 	static const char hex[] = "0123456789abcdef";
-	size_t o = 0, i;
+	size_t o = 0, i = 0;
+	uint64_t w;
 
-	for (i = 0; i < n && o + 6 <= cap; i++) {
-		unsigned char ch = s[i];
+	while (i < n && o + 6 <= cap) {
+		size_t k = n - i < 8 ? n - i : 8;
+		unsigned char ch;
+
+		/* Up to eight plain bytes at a step, where the byte loop
+		 * would copy all of them too (each byte needs 6 bytes of
+		 * room); a short tail is tested among plain filler. */
+		if (o + k + 5 <= cap) {
+			w = ONES * 'a';
+			memcpy(&w, s + i, k);
+			if (!word_escapes(w)) {
+				memcpy(out + o, s + i, k);
+				i += k;
+				o += k;
+				continue;
+			}
+		}
+		ch = s[i++];
 		if (ch == '"' || ch == '\\') {
 			out[o++] = '\\';
 			out[o++] = ch;

@@ -100,8 +100,9 @@ int jwt_verify(const struct jwt_keys *k, const struct cfg_auth *au,
 const char *jwt_strerror(int err);
 
 /*
- * The verified-token cache of one worker: a bounded LRU keyed by the
- * SHA-256 of the whole token (all 32 bytes compared), holding the result
+ * The verified-token cache of one worker: a bounded LRU found by a seeded
+ * hash of the whole token and confirmed by the token itself (every byte
+ * compared, in constant time: a hash never answers alone), holding the result
  * of jwt_verify until the token's valid_until (at most JWT_CACHE_MAX_AGE
  * seconds for a token without exp). Only tokens that verified go in, so a
  * hit is exactly what jwt_verify would say again, until the keys change:

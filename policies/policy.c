@@ -188,6 +188,25 @@ xctx_resp_header(struct xctx *x, const char *name, const char *fmt, ...)
 }
 
 int
+xctx_resp_line(struct xctx *x, const char *name, const char *value,
+    size_t len)
+{
+	size_t room = x->resp_extra_cap - x->resp_extra_len;
+	size_t nl = strlen(name);
+	char *p = x->resp_extra + x->resp_extra_len;
+
+	/* the room xctx_resp_header asks for: the line and one byte */
+	if (x->resp_extra == NULL || nl + len + 4 >= room)
+		return -1;
+	memcpy(p, name, nl);
+	memcpy(p + nl, ": ", 2);
+	memcpy(p + nl + 2, value, len);
+	memcpy(p + nl + 2 + len, "\r\n", 2);
+	x->resp_extra_len += nl + len + 4;
+	return 0;
+}
+
+int
 xctx_error(struct xctx *x, int status, const char *error)
 {
 	memset(&x->resp, 0, sizeof(x->resp));

@@ -279,6 +279,10 @@ int policy_edit_remove(struct policy_edits *e, const char *name, size_t len);
  * the response's extra lines. 0, or -1 when out of room. */
 int xctx_resp_header(struct xctx *x, const char *name, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* xctx_resp_line: the same with VALUE[0..LEN) as it is (no formatting:
+ * for a header on every response). 0, or -1 when out of room. */
+int xctx_resp_line(struct xctx *x, const char *name, const char *value,
+    size_t len);
 /* xctx_error: RESPOND with the JSON error body: sets x->resp, returns
  * POLICY_RESPOND. */
 int xctx_error(struct xctx *x, int status, const char *error);

@@ -15,7 +15,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include <openssl/sha.h>
 
@@ -33,6 +32,10 @@ struct rl_tier {
 	const struct cfg_tier *tier;
 	struct bucket_params p;
 	char policy[RL_NAME_MAX + 64];	/* the RateLimit-Policy value */
+	size_t policy_len;
+	char item[RL_NAME_MAX + 8];	/* the RateLimit value's start:
+					 * "NAME";r= */
+	size_t item_len;
 };
 
 struct rl_route {
@@ -73,10 +76,12 @@ static struct {
 static struct lease_table *
 leases(void)
 {
-	if (rl.pid != (int)getpid()) {
+	int pid = store_pid();
+
+	if (rl.pid != pid) {
 		/* A parent's leases are the parent's to spend. */
 		rl.tab = NULL;
-		rl.pid = (int)getpid();
+		rl.pid = pid;
 	}
 	if (rl.tab == NULL)
 		rl.tab = lease_table_new();
@@ -104,7 +109,7 @@ warn_store(const char *what, int rc, uint64_t now_ms)
 bool
 ratelimit_pending(void)
 {
-	return rl.tab != NULL && rl.pid == (int)getpid() &&
+	return rl.tab != NULL && rl.pid == store_pid() &&
 	    lease_count(rl.tab) > 0;
 }
 
@@ -360,9 +365,15 @@ rl_init(const struct config *cfg, const struct cfg_route *r, void *wstate,
 		tv->p.rate = tv->tier->rate;
 		tv->p.per_s = tv->tier->per_s;
 		tv->p.burst = tv->tier->burst;
+		/* (cut short only past RL_NAME_MAX, which the config
+		 * refuses) */
 		snprintf(tv->policy, sizeof(tv->policy), "\"%s\";q=%llu;w=%llu",
 		    tv->tier->name, (unsigned long long)tv->p.rate,
 		    (unsigned long long)tv->p.per_s);
+		tv->policy_len = strlen(tv->policy);
+		snprintf(tv->item, sizeof(tv->item), "\"%s\";r=",
+		    tv->tier->name);
+		tv->item_len = strlen(tv->item);
 	}
 	rr->def = (size_t)t;
 	rr->by = r->rl_by;
@@ -405,14 +416,37 @@ secs_up(uint64_t ns)
 	return (ns + 999999999ull) / 1000000000ull;
 }
 
+/* V in decimal at OUT (room for 20 digits); the digits written. */
+static size_t
+u64_text(char *out, uint64_t v)
+{
+	char t[20];
+	size_t i = sizeof(t);
+
+	do {
+		t[--i] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v > 0);
+	memcpy(out, t + i, sizeof(t) - i);
+	return sizeof(t) - i;
+}
+
+/* Both headers on every answer of a limited route: put together by hand
+ * (printf cost more than the rest of the policy). */
 static void
 headers(const struct rl_tier *tv, struct xctx *ctx, uint64_t left,
     uint64_t reset_s)
 {
-	xctx_resp_header(ctx, "RateLimit-Policy", "%s", tv->policy);
-	xctx_resp_header(ctx, "RateLimit", "\"%s\";r=%llu;t=%llu",
-	    tv->tier->name, (unsigned long long)left,
-	    (unsigned long long)reset_s);
+	char v[sizeof(tv->item) + 3 + 2 * 20];
+	size_t n = tv->item_len;
+
+	xctx_resp_line(ctx, "RateLimit-Policy", tv->policy, tv->policy_len);
+	memcpy(v, tv->item, n);
+	n += u64_text(v + n, left);
+	memcpy(v + n, ";t=", 3);
+	n += 3;
+	n += u64_text(v + n, reset_s);
+	xctx_resp_line(ctx, "RateLimit", v, n);
 }
 
 static int
@@ -523,7 +557,7 @@ rl_free(void *state)
 		free(rr->tiers);
 	free(rr);
 	/* The worker is stopping or reloading: unspent leases go back. */
-	if (rl.tab == NULL || rl.pid != (int)getpid() ||
+	if (rl.tab == NULL || rl.pid != store_pid() ||
 	    lease_count(rl.tab) == 0)
 		return;
 	st = store_proc(NULL, 0);

@@ -1,6 +1,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +36,31 @@ static struct {
 	int pid;
 	uint64_t retry_ms;
 } proc;
+
+/* store_pid's memory: 0 until read, and again in a fork's child. */
+static int self_pid;
+static bool self_pid_atfork;
+
+static void
+forget_pid(void)
+{
+	self_pid = 0;
+}
+
+int
+store_pid(void)
+{
+	if (self_pid != 0)
+		return self_pid;
+	/* Without the handler a child would keep its parent's id: read
+	 * it every time instead. */
+	if (!self_pid_atfork &&
+	    pthread_atfork(NULL, NULL, forget_pid) != 0)
+		return (int)getpid();
+	self_pid_atfork = true;
+	self_pid = (int)getpid();
+	return self_pid;
+}
 
 uint64_t
 store_now_ns(void)
@@ -194,7 +221,7 @@ env_open(const char *path, size_t mapsize, unsigned nworkers,
 	s = calloc(1, sizeof(*s));
 	if (s == NULL)
 		return -ENOMEM;
-	s->pid = (int)getpid();
+	s->pid = store_pid();
 	if ((rc = mdb_env_create(&s->env)) != 0 ||
 	    (rc = mdb_env_set_maxreaders(s->env, readers(nworkers))) != 0 ||
 	    (mapsize != 0 &&
@@ -362,7 +389,7 @@ store_close(struct store *s)
 	if (s == NULL)
 		return;
 	/* A handle inherited across fork belongs to the parent: leave it. */
-	if (s->pid == (int)getpid()) {
+	if (s->pid == store_pid()) {
 		if (s->rtxn != NULL)
 			mdb_txn_abort(s->rtxn);
 		mdb_env_close(s->env);
@@ -629,14 +656,15 @@ store_tick(uint64_t now_ms)
 struct store *
 store_proc(const char *path, unsigned nworkers)
 {
+	int pid = store_pid();
 	uint64_t now;
 
-	if (proc.s != NULL && proc.pid == (int)getpid())
+	if (proc.s != NULL && proc.pid == pid)
 		return proc.s;
-	if (proc.pid != (int)getpid()) {
+	if (proc.pid != pid) {
 		/* Inherited from the parent: not ours to use or close. */
 		proc.s = NULL;
-		proc.pid = (int)getpid();
+		proc.pid = pid;
 		proc.retry_ms = 0;
 	}
 	if (path == NULL)

@@ -119,6 +119,12 @@ void store_tick(uint64_t now_ms);
  * event loop. 0 or negative. */
 int store_master_open(struct store **out);
 
+/* store_pid: this process's id, as getpid() says, without its system call
+ * on every use (glibc does not cache it; the rate limiter asks per
+ * request): read once, and read again in a child after fork (a
+ * pthread_atfork handler forgets the parent's). */
+int store_pid(void);
+
 /* store_proc: this process's handle on the store at PATH, opened on first
  * use (and again only after a failure, at most once a second). NULL when
  * it cannot be opened (logged), or when PATH is NULL and it is not open

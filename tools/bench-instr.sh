@@ -15,7 +15,10 @@
 # reading the worker's callgrind.out.PID).
 #
 #   REQUESTS=20000 CONNS=16 TARGETS="nginx haproxy portico" METHOD=auto|perf|callgrind PATH_=/small
-#   (TARGETS may name portico-base: the binary PORTICO_BASELINE)
+#   (TARGETS may name portico-base: the binary PORTICO_BASELINE; and
+#   portico-gw / portico-gw-base: the same two binaries on the full gateway
+#   route of `make bench`'s gateway scenario, tools/bench/features/auth.sh,
+#   every request with the scenario's RS256 token)
 set -u
 cd "$(dirname "$0")/.." || exit 1
 . tools/bench/lib.sh
@@ -51,6 +54,20 @@ start_nginx "$BENCH_TMP/origin"
 bench_wait_http "$ORIGIN_PORT" /small "$STARTED_PID" 10 ||
 	bench_die "origin nginx did not start"
 
+# The gateway route's config and token come from the bench's auth feature,
+# sourced with the bench's registration calls made no-ops.
+AUTH_HDR=""
+case " $TARGETS " in
+*" portico-gw"*)
+	front() { :; }; front_header() { :; }; front_check() { :; }
+	scenario() { :; }; pair() { :; }
+	SCENARIOS=gateway WORKERS=1
+	. tools/bench/features/auth.sh
+	[ -n "$AUTH_TOKEN" ] || bench_die "no RS256 token for the gateway targets"
+	AUTH_HDR="Authorization: Bearer $AUTH_TOKEN"
+	;;
+esac
+
 VG=(valgrind --tool=callgrind --trace-children=yes --dump-instr=no --quiet)
 
 # start_target NAME DIR PORT: write a one-worker config and start it (under
@@ -79,6 +96,12 @@ start_target() {
 		portico_conf "$dir" "$port" "$(bench_ports 1)" "$ORIGIN_PORT" 1
 		(cd "$dir" && exec "${wrap[@]}" "$bin" -c "$dir/portico.conf" -p "$dir") >>"$dir/stdout.log" 2>&1 &
 		;;
+	portico-gw | portico-gw-base)
+		local bin=$PORTICO
+		[ "$name" = portico-gw-base ] && bin=$PORTICO_BASELINE
+		conf_portico_gw "$dir" "$port"
+		(cd "$dir" && exec "${wrap[@]}" "$bin" -c "$dir/portico.conf" -p "$dir") >>"$dir/stdout.log" 2>&1 &
+		;;
 	esac
 	STARTED_PID=$!
 	bench_track "$STARTED_PID"
@@ -89,7 +112,7 @@ worker_pid() {
 	case $1 in
 	haproxy) echo "$2" ;;
 	nginx) if [ "$METHOD" = callgrind ]; then echo "$2"; else bench_children "$2" | head -n 1; fi ;;
-	portico | portico-base) bench_children "$2" | head -n 1 ;;
+	portico*) bench_children "$2" | head -n 1 ;;
 	esac
 }
 
@@ -98,13 +121,14 @@ worker_pid() {
 # Runs in this shell (not in $(...)) so that what it starts stays tracked.
 MEASURED=""
 measure() {
-	local name=$1 phase=$2 count=$3 dir=$BENCH_TMP/$1-$2 port pid wpid workers f total="" perfpid=""
+	local name=$1 phase=$2 count=$3 dir=$BENCH_TMP/$1-$2 port pid wpid workers f total="" perfpid="" hdr
 	MEASURED=""
 	port=$(bench_ports 1)
 	mkdir -p "$dir"
 	start_target "$name" "$dir" "$port"
 	pid=$STARTED_PID
-	if ! bench_wait_http "$port" "$URLPATH" "$pid" 90; then
+	case $name in portico-gw*) hdr=$AUTH_HDR ;; *) hdr="" ;; esac
+	if ! bench_wait_http "$port" "$URLPATH" "$pid" 90 "$hdr"; then
 		bench_log "bench-instr: $name did not start or does not proxy $URLPATH; last log lines:"
 		tail -n 5 "$dir/err.log" "$dir/stdout.log" 2>/dev/null | sed 's/^/    /' >&2
 		bench_stop "$pid" 10
@@ -121,7 +145,7 @@ measure() {
 		bench_track "$perfpid"
 		sleep 0.5	# let perf attach before the first request
 	fi
-	if [ -n "$wpid" ] && ! "$PY" tools/bench/fixedload.py "$port" "$URLPATH" "$count" "$CONNS" 120 >"$dir/load.txt" 2>&1; then
+	if [ -n "$wpid" ] && ! "$PY" tools/bench/fixedload.py "$port" "$URLPATH" "$count" "$CONNS" 120 "$hdr" >"$dir/load.txt" 2>&1; then
 		bench_log "bench-instr: $name: load failed: $(cat "$dir/load.txt")"
 		wpid=""
 	fi

@@ -1,11 +1,12 @@
 #!/usr/bin/python3
-"""fixedload.py PORT PATH REQUESTS CONNS [TIMEOUT_S]
+"""fixedload.py PORT PATH REQUESTS CONNS [TIMEOUT_S] [HEADER]
 
 Send exactly REQUESTS GET requests for PATH to 127.0.0.1:PORT over CONNS
 keep-alive connections, one request in flight per connection, and read
 every response (Content-Length or chunked). wrk cannot stop at a count; an
 instruction count per request needs one. Exit 0 when every response was a
-200, else 1. Prints "requests=N ok=N seconds=S" on stdout.
+200, else 1. Prints "requests=N ok=N seconds=S" on stdout. HEADER, a line
+"Name: value", goes with every request (a credential, say).
 """
 import selectors
 import socket
@@ -67,7 +68,8 @@ def main(argv):
         return 2
     port, path, total, nconns = int(argv[1]), argv[2], int(argv[3]), int(argv[4])
     timeout = float(argv[5]) if len(argv) > 5 else 120.0
-    req = ("GET %s HTTP/1.1\r\nHost: bench\r\n\r\n" % path).encode()
+    extra = argv[6] + "\r\n" if len(argv) > 6 and argv[6] else ""
+    req = ("GET %s HTTP/1.1\r\nHost: bench\r\n%s\r\n" % (path, extra)).encode()
     sel = selectors.DefaultSelector()
     sent = done = ok = 0
     start = time.monotonic()

@@ -442,6 +442,75 @@ t_stderr_pipe_gets_its_own_nonblocking_file(void **st)
 	assert_non_null(al);
 }
 
+/* The escaping as one byte at a time writes it: the reference the
+ * word-at-a-step json_esc must match, cut for cut. */
+static size_t
+json_esc_ref(char *out, size_t cap, const char *s, size_t n)
+{
+	static const char hex[] = "0123456789abcdef";
+	size_t o = 0, i;
+
+	for (i = 0; i < n && o + 6 <= cap; i++) {
+		unsigned char ch = s[i];
+
+		if (ch == '"' || ch == '\\') {
+			out[o++] = '\\';
+			out[o++] = ch;
+		} else if (ch < 0x20 || ch > 0x7e) {
+			memcpy(out + o, "\\u00", 4);
+			out[o + 4] = hex[ch >> 4];
+			out[o + 5] = hex[ch & 15];
+			o += 6;
+		} else {
+			out[o++] = ch;
+		}
+	}
+	return o;
+}
+
+/* Every byte value at every place of a word, and strings of plain runs
+ * with escapes among them, under every cap: json_esc writes exactly
+ * what the byte loop does. */
+static void
+t_json_escape_matches_bytewise(void **st)
+{
+	char s[40], got[300], want[300];
+	size_t n, cap, pos, g, w;
+	unsigned v, seed = 12345, k;
+
+	(void)st;
+	for (v = 0; v < 256; v++)
+		for (pos = 0; pos < 16; pos++) {
+			memset(s, 'a', sizeof(s));
+			s[pos] = (char)v;
+			for (cap = 0; cap <= 40; cap += 3) {
+				g = json_esc(got, cap, s, 16);
+				w = json_esc_ref(want, cap, s, 16);
+				assert_int_equal(g, w);
+				assert_memory_equal(got, want, w);
+			}
+		}
+	for (k = 0; k < 2000; k++) {
+		n = 0;
+		while (n < sizeof(s)) {
+			seed = seed * 1103515245u + 12345u;
+			/* mostly plain, some of each kind to escape */
+			switch ((seed >> 16) % 8) {
+			case 0: s[n++] = '"'; break;
+			case 1: s[n++] = (char)((seed >> 8) & 0xff); break;
+			default: s[n++] = (char)('a' + (seed >> 20) % 26);
+			}
+		}
+		n = (seed >> 4) % (sizeof(s) + 1);
+		for (cap = 0; cap <= sizeof(got); cap += 7) {
+			g = json_esc(got, cap, s, n);
+			w = json_esc_ref(want, cap, s, n);
+			assert_int_equal(g, w);
+			assert_memory_equal(got, want, w);
+		}
+	}
+}
+
 int
 main(void)
 {
@@ -453,6 +522,7 @@ main(void)
 		cmocka_unit_test(t_cut_never_shows_a_secret),
 		cmocka_unit_test(t_target),
 		cmocka_unit_test(t_json_every_field),
+		cmocka_unit_test(t_json_escape_matches_bytewise),
 		cmocka_unit_test(t_longest_line_fits),
 		cmocka_unit_test(t_combined),
 		cmocka_unit_test(t_full_fifo_drops_never_blocks),

@@ -704,47 +704,110 @@ t_cache_lru_order(void **st)
 	jwt_cache_free(c);
 }
 
-/* Hashes that share a bucket (and all but their last byte) are told apart
- * by the full compare, and unlinking one keeps the other reachable. */
+/* The hash only finds the chain: a token that shares another's whole
+ * hash (forced here) is a miss until it is put itself, never the other's
+ * identity, and then each answers with its own; hashes that differ but
+ * share a bucket are apart too, and unlinking one from the middle of the
+ * chain keeps the others reachable. */
 static void
-t_cache_collision_full_hash(void **st)
+t_cache_collision_never_answers_for_another(void **st)
 {
 	struct jwt_cache *c = jwt_cache_new(8);
 	struct jwt_result r1 = result("one", NULL, "", true, NOW + 10);
 	struct jwt_result r2 = result("two", NULL, "", true, NOW + 100);
 	struct jwt_result r3 = result("three", NULL, "", true, NOW + 100);
 	struct jwt_result out;
-	uint8_t h1[HASH_LEN], h2[HASH_LEN], h3[HASH_LEN];
+	const uint64_t h = 0x5a5a5a5a5a5a5a5aull;
+	const uint64_t h3 = h ^ (1ull << 63);	/* same bucket, other hash */
+	const char *t1 = "eyJ.token-one.sig", *t2 = "eyJ.token-two.sig";
+	const char *t3 = "eyJ.token-333.sig";
+	size_t n = strlen(t1);
 	struct arena a;
 
 	(void)st;
-	memset(h1, 0x5a, sizeof(h1));
-	memcpy(h2, h1, sizeof(h2));
-	h2[HASH_LEN - 1] ^= 1;
-	memcpy(h3, h1, sizeof(h3));
-	h3[HASH_LEN / 2] ^= 0x80;
-	assert_int_equal(bucket_of(c, h1), bucket_of(c, h2));
-	assert_int_equal(bucket_of(c, h1), bucket_of(c, h3));
+	assert_int_equal(strlen(t2), n);
+	assert_int_equal(bucket_of(c, h), bucket_of(c, h3));
 	arena_init(&a, &acache);
-	assert_int_equal(cache_put_hash(c, h1, NOW, &r1), 0);
-	assert_int_equal(cache_get_hash(c, h2, NOW, &a, &out), -1);
-	assert_int_equal(cache_put_hash(c, h2, NOW, &r2), 0);
-	assert_int_equal(cache_put_hash(c, h3, NOW, &r3), 0);
-	assert_int_equal(cache_get_hash(c, h1, NOW, &a, &out), 0);
+	assert_int_equal(cache_put_hash(c, h, t1, n, NOW, &r1), 0);
+	/* same hash, same length, other bytes: a miss */
+	assert_int_equal(cache_get_hash(c, h, t2, n, NOW, &a, &out), -1);
+	/* a prefix of the cached token under its hash: a miss */
+	assert_int_equal(cache_get_hash(c, h, t1, n - 1, NOW, &a, &out), -1);
+	/* the cached token under another hash: not found either (the
+	 * hash picks the chain) */
+	assert_int_equal(cache_get_hash(c, h3, t1, n, NOW, &a, &out), -1);
+	assert_int_equal(cache_put_hash(c, h, t2, n, NOW, &r2), 0);
+	assert_int_equal(cache_put_hash(c, h3, t3, n, NOW, &r3), 0);
+	assert_int_equal(jwt_cache_count(c), 3);
+	assert_int_equal(cache_get_hash(c, h, t1, n, NOW, &a, &out), 0);
 	assert_string_equal(out.consumer, "one");
-	assert_int_equal(cache_get_hash(c, h2, NOW, &a, &out), 0);
+	assert_int_equal(cache_get_hash(c, h, t2, n, NOW, &a, &out), 0);
 	assert_string_equal(out.consumer, "two");
-	assert_int_equal(cache_get_hash(c, h3, NOW, &a, &out), 0);
+	assert_int_equal(cache_get_hash(c, h3, t3, n, NOW, &a, &out), 0);
 	assert_string_equal(out.consumer, "three");
-	/* h1 expires and is dropped from the middle of the chain */
-	assert_int_equal(cache_get_hash(c, h1, NOW + 10, &a, &out), -1);
-	assert_int_equal(cache_get_hash(c, h2, NOW + 10, &a, &out), 0);
-	assert_string_equal(out.consumer, "two");
-	assert_int_equal(cache_get_hash(c, h3, NOW + 10, &a, &out), 0);
+	/* putting t2 again replaces t2's entry, not t1's */
+	r2 = result("two-again", NULL, "", true, NOW + 100);
+	assert_int_equal(cache_put_hash(c, h, t2, n, NOW, &r2), 0);
+	assert_int_equal(jwt_cache_count(c), 3);
+	assert_int_equal(cache_get_hash(c, h, t1, n, NOW, &a, &out), 0);
+	assert_string_equal(out.consumer, "one");
+	/* t1 expires and is dropped from the chain */
+	assert_int_equal(cache_get_hash(c, h, t1, n, NOW + 10, &a, &out), -1);
+	assert_int_equal(cache_get_hash(c, h, t2, n, NOW + 10, &a, &out), 0);
+	assert_string_equal(out.consumer, "two-again");
+	assert_int_equal(cache_get_hash(c, h3, t3, n, NOW + 10, &a, &out), 0);
 	assert_string_equal(out.consumer, "three");
 	assert_int_equal(jwt_cache_count(c), 2);
 	arena_reset(&a);
 	jwt_cache_free(c);
+}
+
+/* A hit is the whole token: one differing byte anywhere in a real-sized
+ * token (first, middle, last) misses, through the public calls. */
+static void
+t_cache_hit_confirmed_by_content(void **st)
+{
+	struct jwt_cache *c = jwt_cache_new(8);
+	struct jwt_result r = result("alice", NULL, "", true, NOW + 100);
+	char tok[600], other[600];
+	size_t n = sizeof(tok) - 1, at[] = { 0, 299, 598 }, i;
+
+	(void)st;
+	memset(tok, 'k', n);
+	tok[n] = '\0';
+	assert_int_equal(jwt_cache_put(c, tok, n, NOW, &r), 0);
+	assert_true(cached(c, tok, NOW, "alice"));
+	for (i = 0; i < sizeof(at) / sizeof(at[0]); i++) {
+		memcpy(other, tok, sizeof(tok));
+		other[at[i]] = 'j';
+		assert_false(cached(c, other, NOW, NULL));
+	}
+	jwt_cache_free(c);
+}
+
+/* The cache's compare: equal only when every byte is, whatever the
+ * length (words and a tail) and wherever the one difference lies. */
+static void
+t_cache_same_bytes_every_position(void **st)
+{
+	char a[80], b[80];
+	size_t n, i;
+
+	(void)st;
+	for (i = 0; i < sizeof(a); i++)
+		a[i] = (char)('A' + i % 50);
+	memcpy(b, a, sizeof(b));
+	for (n = 0; n <= sizeof(a); n++) {
+		assert_true(same_bytes(a, b, n));
+		for (i = 0; i < n; i++) {
+			b[i] ^= 0x40;
+			assert_false(same_bytes(a, b, n));
+			b[i] ^= 0x40;
+			b[i] ^= (char)0x80;
+			assert_false(same_bytes(a, b, n));
+			b[i] ^= (char)0x80;
+		}
+	}
 }
 
 static void
@@ -1037,7 +1100,9 @@ main(void)
 		cmocka_unit_test(t_cache_hit_copies_into_arena),
 		cmocka_unit_test(t_cache_expiry),
 		cmocka_unit_test(t_cache_lru_order),
-		cmocka_unit_test(t_cache_collision_full_hash),
+		cmocka_unit_test(t_cache_collision_never_answers_for_another),
+		cmocka_unit_test(t_cache_hit_confirmed_by_content),
+		cmocka_unit_test(t_cache_same_bytes_every_position),
 		cmocka_unit_test(t_cache_bounded),
 		cmocka_unit_test(t_cache_never_passes_what_verify_refuses),
 		cmocka_unit_test(t_gwctl_token_round_trip),

@@ -8,6 +8,8 @@
 #include <stddef.h>
 #include <setjmp.h>
 #include <stdint.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #include <cmocka.h>
 
 #include "../../../policies/ratelimit.c"
@@ -242,6 +244,58 @@ test_limit_and_headers(void **st)
 	rl_free(state);
 	route.rl_by = RL_IP;
 	route.rl_header = NULL;
+}
+
+/* The two headers, put together by hand, are byte for byte what printf
+ * made: the longest tier name, numbers from 0 to UINT64_MAX; a line that
+ * does not fit adds nothing. */
+static void
+test_headers_exact(void **st)
+{
+	static const uint64_t nums[] = { 0, 7, 10, 999, 1000000000,
+	    UINT64_MAX };
+	char name[RL_NAME_MAX + 1], want[512];
+	struct rl_route *rr;
+	struct xctx c;
+	void *state = NULL;
+	size_t i, j;
+	int n;
+
+	(void)st;
+	memset(name, 'n', RL_NAME_MAX);
+	name[RL_NAME_MAX] = '\0';
+	tiers[1].name = name;
+	tiers[1].rate = UINT64_MAX;
+	tiers[1].per_s = 86400;
+	route.rl_tier = 1;
+	assert_int_equal(rl_init(&cfg, &route, NULL, &state), 1);
+	rr = state;
+	for (i = 0; i < sizeof(nums) / sizeof(nums[0]); i++)
+		for (j = 0; j < sizeof(nums) / sizeof(nums[0]); j++) {
+			ctx_init(&c, NULL, 0, 0);
+			headers(&rr->tiers[1], &c, nums[i], nums[j]);
+			n = snprintf(want, sizeof(want), "RateLimit-Policy: "
+			    "\"%s\";q=%llu;w=86400\r\nRateLimit: \"%s\";"
+			    "r=%llu;t=%llu\r\n", name,
+			    (unsigned long long)UINT64_MAX, name,
+			    (unsigned long long)nums[i],
+			    (unsigned long long)nums[j]);
+			assert_int_equal(c.resp_extra_len, n);
+			assert_memory_equal(extra, want, (size_t)n);
+		}
+	/* no room: nothing written, and the next line still fits */
+	ctx_init(&c, NULL, 0, 0);
+	c.resp_extra_cap = 12;
+	assert_int_equal(xctx_resp_line(&c, "RateLimit", "0123", 4), -1);
+	assert_int_equal(c.resp_extra_len, 0);
+	assert_int_equal(xctx_resp_line(&c, "A", "0123", 4), 0);
+	assert_int_equal(c.resp_extra_len, 9);
+	assert_memory_equal(extra, "A: 0123\r\n", 9);
+	rl_free(state);
+	tiers[1].name = "free";
+	tiers[1].rate = 100;
+	tiers[1].per_s = 60;
+	route.rl_tier = -1;
 }
 
 static uint64_t
@@ -574,6 +628,55 @@ lease_for(const struct cfg_tier *t, const char *kind, const char *value)
 /* What gwctl limits shows and resets, as plain data: the buckets of one
  * value across tiers and kinds (a long value found by its hash, as
  * requests store it), and a reset that refills them. */
+/* A worker is a fork of the master: the leases and store handle of the
+ * process it forked from are not its own, and the pid they are checked
+ * against (store_pid, read once) is the child's, not a copy of the
+ * parent's. The child holds nothing until it leases for itself. */
+static void
+test_fork_child_leaves_parents_leases(void **st)
+{
+	static const uint8_t peer[4] = { 192, 0, 2, 9 };
+	struct xctx c;
+	void *state = NULL;
+	int status, parent = (int)getpid();
+	pid_t pid;
+
+	(void)st;
+	tiers[0].rate = 1;
+	tiers[0].per_s = 3600;
+	tiers[0].burst = 1000;
+	assert_int_equal(store_pid(), parent);
+	assert_int_equal(rl_init(&cfg, &route, NULL, &state), 1);
+	ctx_init(&c, peer, 0, 1000);
+	assert_int_equal(rl_request(&c, state, NULL), POLICY_CONTINUE);
+	assert_true(ratelimit_pending());
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		/* no store use here: the parent's handle is not ours */
+		if (store_pid() != (int)getpid() || store_pid() == parent)
+			_exit(1);
+		if (ratelimit_pending())
+			_exit(2);
+		if (store_proc(NULL, 0) != NULL)
+			_exit(3);
+		if (leases() == NULL || lease_count(rl.tab) != 0)
+			_exit(4);
+		_exit(0);
+	}
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+	/* the parent's are untouched */
+	assert_int_equal(store_pid(), parent);
+	assert_true(ratelimit_pending());
+	rl_free(state);
+	assert_false(ratelimit_pending());
+	tiers[0].rate = 10;
+	tiers[0].per_s = 1;
+	tiers[0].burst = 3;
+}
+
 static void
 test_find_and_reset(void **st)
 {
@@ -637,6 +740,8 @@ main(void)
 		cmocka_unit_test(test_ipv6_grouped_by_prefix),
 		cmocka_unit_test(test_full_lease_table_takes_one_token),
 		cmocka_unit_test(test_find_and_reset),
+		cmocka_unit_test(test_headers_exact),
+		cmocka_unit_test(test_fork_child_leaves_parents_leases),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);

@@ -22,6 +22,10 @@
 #            The plain fronts run in the same rounds, for each proxy's
 #            gateway / plain ratio. Issue targets: portico-gw >= 1.8x
 #            haproxy-gw, >= 1.2x nginx-gw (req/s).
+#            With PORTICO_BASELINE set, portico-gw-base (that binary on
+#            the same route) runs in the same rounds too, with the pair
+#            portico-gw/portico-gw-base: a change measured against the
+#            build before it.
 # The token goes out with wrk -H, so it is made here, when the scenarios are
 # chosen; only the public key is kept (its text, written into each front's
 # directory by the config functions).
@@ -168,12 +172,25 @@ EOF
 front portico-gw portico conf_portico_gw
 front haproxy-gw haproxy conf_haproxy_gw
 front nginx-gw nginx conf_nginx_gw
-for f in portico-gw haproxy-gw nginx-gw; do
+gw_fronts="portico-gw haproxy-gw nginx-gw"
+if [ -n "${PORTICO_BASELINE:-}" ]; then
+	start_portico_gw_base() {	# DIR
+		(cd "$1" && exec "$PORTICO_BASELINE" -c "$1/portico.conf" -p "$1") \
+			>>"$1/stdout.log" 2>&1 &
+		STARTED_PID=$!
+		bench_track "$STARTED_PID"
+	}
+	front portico-gw-base portico_gw_base conf_portico_gw
+	front_check portico-gw-base auth_check
+	gw_fronts="portico-gw portico-gw-base haproxy-gw nginx-gw"
+	pair portico-gw/portico-gw-base
+fi
+for f in $gw_fronts; do
 	front_header "$f" "Authorization: Bearer $AUTH_TOKEN"
 done
 front_check portico-gw auth_check
 front_check haproxy-gw auth_check
-scenario gateway /small "$CONNS" "portico-gw haproxy-gw nginx-gw portico haproxy nginx" \
+scenario gateway /small "$CONNS" "$gw_fronts portico haproxy nginx" \
     "full gateway route (RS256 JWT, rate limit by consumer, header, JSON log), $CONNS keep-alive connections" \
     -H "Authorization: Bearer $AUTH_TOKEN"
 pair portico-gw/haproxy-gw
