@@ -43,6 +43,10 @@ $(B)/gwctl: $(B)/obj/tools/gwctl.o $(B)/obj/tools/gwctl_key.o \
 $(B)/demo: $(B)/obj/tools/demo.o $(B)/obj/tools/demo_http.o
 	$(CC) $(LDFLAGS) -o $@ $^
 
+# The TLS bench's load generator (tools/bench/tls.sh).
+$(B)/tlsload: $(B)/obj/tools/bench/tlsload.o
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lpthread
+
 $(B)/test/unit/%: test/unit/%.c $(B)/libportico.a
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) $(shell pkg-config --cflags cmocka) -o $@ $< $(B)/libportico.a \
@@ -90,8 +94,9 @@ check-asan:
 fuzz:
 	@bash test/fuzz/run.sh
 
-bench: deps all
+bench: deps all $(B)/tlsload
 	@bash tools/bench.sh
+	@bash tools/bench/tls.sh
 	@bash tools/bench-rss.sh
 
 bench-instr: deps all
