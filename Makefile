@@ -43,9 +43,14 @@ $(B)/gwctl: $(B)/obj/tools/gwctl.o $(B)/obj/tools/gwctl_key.o \
 $(B)/demo: $(B)/obj/tools/demo.o $(B)/obj/tools/demo_http.o
 	$(CC) $(LDFLAGS) -o $@ $^
 
-# The TLS bench's load generator (tools/bench/tls.sh).
+# The TLS bench's load generator (tools/bench/tls.sh), and the library
+# bench-rss preloads to count OpenSSL's own heap (tools/bench/osslmem.c).
 $(B)/tlsload: $(B)/obj/tools/bench/tlsload.o
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lpthread
+
+$(B)/osslmem.so: tools/bench/osslmem.c
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -fPIC -shared -o $@ $< $(LDFLAGS) -lcrypto -lpthread
 
 $(B)/test/unit/%: test/unit/%.c $(B)/libportico.a
 	@mkdir -p $(@D)
@@ -94,7 +99,7 @@ check-asan:
 fuzz:
 	@bash test/fuzz/run.sh
 
-bench: deps all $(B)/tlsload
+bench: deps all $(B)/tlsload $(B)/osslmem.so
 	@bash tools/bench.sh
 	@bash tools/bench/tls.sh
 	@bash tools/bench-rss.sh

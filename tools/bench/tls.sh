@@ -23,6 +23,7 @@
 set -u
 cd "$(dirname "$0")/../.." || exit 1
 . tools/bench/lib.sh
+. tools/bench/tlslib.sh
 
 WORKERS=${WORKERS:-2}
 ROUNDS=${ROUNDS:-5}
@@ -51,11 +52,7 @@ HZ=$(getconf CLK_TCK)
 
 CERT=$BENCH_TMP/cert/tls.crt
 KEY=$BENCH_TMP/cert/tls.key
-mkdir -p "$BENCH_TMP/cert"
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
-	-keyout "$KEY" -out "$CERT" -days 2 -subj /CN=localhost \
-	-addext subjectAltName=DNS:localhost 2>/dev/null ||
-	bench_die "openssl could not make the certificate"
+tls_cert "$BENCH_TMP/cert" || bench_die "openssl could not make the certificate"
 
 ORIGIN_PORT=$(bench_ports 1)
 origin_conf "$BENCH_TMP/origin" "$ORIGIN_PORT"
@@ -63,46 +60,12 @@ start_nginx "$BENCH_TMP/origin"
 bench_wait_http "$ORIGIN_PORT" /small "$STARTED_PID" 10 ||
 	bench_die "origin nginx did not start: $(tail -5 "$BENCH_TMP/origin/err.log" 2>/dev/null)"
 
-# Same versions and suites on both sides: portico's (worker/tls.h).
-CIPHERS12="ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
-
-# nginx as a TLS front: nginx's defaults otherwise (session tickets on with
-# its own keys, no session cache), as a plain install would run.
 conf_nginx_tls() {	# DIR PORT
-	local dir=$1 port=$2
-	mkdir -p "$dir"
-	cat >"$dir/nginx.conf" <<EOF
-$(nginx_head "$dir" "$WORKERS")
-	upstream origin {
-		server 127.0.0.1:$ORIGIN_PORT;
-		keepalive 512;
-		keepalive_requests 100000000;
-	}
-	server {
-		listen 127.0.0.1:$port ssl reuseport backlog=4096;
-		ssl_certificate $CERT;
-		ssl_certificate_key $KEY;
-		ssl_protocols TLSv1.2 TLSv1.3;
-		ssl_ciphers $CIPHERS12;
-		ssl_prefer_server_ciphers on;
-		location / {
-			proxy_pass http://origin;
-			proxy_http_version 1.1;
-			proxy_set_header Connection "";
-			proxy_set_header X-Forwarded-Proto https;
-		}
-	}
+	nginx_tls_conf "$1" "$2" "$ORIGIN_PORT" "$WORKERS" "$CERT" "$KEY"
 }
-EOF
-}
-
 conf_portico_tls() {	# DIR PORT
-	local dir=$1 port=$2
-	portico_conf "$dir" "$port" "$(bench_ports 1)" "$ORIGIN_PORT" "$WORKERS" "" \
-		"tls: { default = { cert = \"$CERT\"; key = \"$KEY\"; }; };"
-	sed -i "s|listen = ( { address = \"127.0.0.1:$port\"; } );|listen = ( { address = \"127.0.0.1:$port\"; tls = \"default\"; } );|" \
-		"$dir/portico.conf"
-	grep -q 'tls = "default"' "$dir/portico.conf" || bench_die "could not make $dir/portico.conf a TLS listener"
+	portico_tls_conf "$1" "$2" "$(bench_ports 1)" "$ORIGIN_PORT" "$WORKERS" "$CERT" "$KEY" ||
+		bench_die "could not make $1/portico.conf a TLS listener"
 }
 
 start_portico_base() {	# DIR
@@ -134,15 +97,8 @@ for f in "${FRONTS_ALL[@]}"; do
 	"${CONF[$f]}" "$dir" "$port"
 	"start_${KIND[$f]}" "$dir"
 	pid=$STARTED_PID
-	got=""
-	for ((i = 0; i < 100; i++)); do
-		kill -0 "$pid" 2>/dev/null || break
-		got=$(curl -ks -o /dev/null -w '%{http_code} %{size_download}' "https://127.0.0.1:$port/big")
-		[ "$got" = "200 16384" ] && break
-		sleep 0.1
-	done
-	if [ "$got" != "200 16384" ]; then
-		bench_log "bench-tls: $f: GET /big over TLS gave '$got', expected '200 16384'; benchmarking without it"
+	if ! tls_wait_https "$port" "$pid" 10; then
+		bench_log "bench-tls: $f: GET /big over TLS did not give the 16 KiB body; benchmarking without it"
 		tail -n 5 "$dir/err.log" "$dir/stdout.log" 2>/dev/null | sed 's/^/    /' >&2
 		bench_stop "$pid"
 		bench_untrack "$pid"
