@@ -6,19 +6,25 @@
 # reads the response and keeps them all open; the RSS is read again.
 # Target: at most 1 KiB per connection above idle RSS.
 #
-#   N=10000 TARGETS="nginx haproxy portico portico-tls"
+#   N=10000 TARGETS="nginx haproxy portico portico-tls nginx-tls"
 #
-# portico-tls: the same with every connection over TLS 1.3 (an ECDSA
-# certificate; record buffers are released while idle), N_TLS of them
-# (default 2000: the handshakes take the time). Its figure includes
-# OpenSSL's own per-connection state (the SSL object and its session).
+# portico-tls, nginx-tls: the same with every connection over TLS 1.3 (an
+# ECDSA P-256 certificate; portico releases record buffers while idle, and
+# so does nginx), N_TLS of them (default 2000: the handshakes take the
+# time). Their RSS includes OpenSSL's own per-connection state (the SSL
+# object and its session), so build/osslmem.so (tools/bench/osslmem.c) is
+# preloaded into them: it counts the heap OpenSSL holds, and the worker's
+# figure before and after gives OpenSSL's bytes per idle connection; the
+# rest of the RSS per connection is the server's own.
 set -u
 cd "$(dirname "$0")/.." || exit 1
 . tools/bench/lib.sh
+. tools/bench/tlslib.sh
 
 N=${N:-10000}
-TARGETS=${TARGETS:-"nginx haproxy portico portico-tls"}
+TARGETS=${TARGETS:-"nginx haproxy portico portico-tls nginx-tls"}
 N_TLS=${N_TLS:-2000}
+OSSLMEM=${OSSLMEM:-$(dirname "$PORTICO")/osslmem.so}
 OUT=build/bench
 
 [ -x "$PY" ] || bench_die "$PY not found"
@@ -40,7 +46,28 @@ bench_wait_http "$ORIGIN_PORT" /small "$STARTED_PID" 10 || bench_die "origin ngi
 
 rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null; }
 
-declare -A RES
+# ossl_bytes DIR PID: the heap OpenSSL holds in process PID (osslmem's
+# file in DIR), or "" when not measured.
+ossl_bytes() {
+	[ -f "$1/osslmem.$2" ] || return 0
+	"$PY" - "$1/osslmem.$2" <<'EOF'
+import struct, sys
+magic, live, *_ = struct.unpack("=8sqqqq", open(sys.argv[1], "rb").read(40))
+if magic == b"osslmem1":
+    print(live)
+EOF
+}
+
+# The TLS targets' certificate, and osslmem where it was built.
+tls_cert "$BENCH_TMP/cert" || bench_die "openssl could not make the certificate"
+PRELOAD=""
+if [ -f "$OSSLMEM" ]; then
+	PRELOAD=$OSSLMEM
+else
+	bench_log "bench-rss: $OSSLMEM is missing (make $OSSLMEM): OpenSSL's share not measured"
+fi
+
+declare -A RES OSSL
 for t in $TARGETS; do
 	if [ "$t" = portico ] && [ ! -x "$PORTICO" ]; then
 		bench_log "bench-rss: $PORTICO is missing (run make): skipping portico"
@@ -53,26 +80,27 @@ for t in $TARGETS; do
 	haproxy) HAPROXY_MAXCONN=$((NH + 100)) haproxy_conf "$dir" "$port" "$ORIGIN_PORT" 1; start_haproxy "$dir" ;;
 	portico) portico_conf "$dir" "$port" "$(bench_ports 1)" "$ORIGIN_PORT" 1; start_portico "$dir" ;;
 	portico-tls)
-		mkdir -p "$dir"
-		openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 \
-			-nodes -keyout "$dir/tls.key" -out "$dir/tls.crt" -days 2 \
-			-subj /CN=localhost 2>/dev/null
-		portico_conf "$dir" "$port" "$(bench_ports 1)" "$ORIGIN_PORT" 1 "" \
-			"tls: { default = { cert = \"$dir/tls.crt\"; key = \"$dir/tls.key\"; }; };"
-		sed -i "s|listen = ( { address = \"127.0.0.1:$port\"; } );|listen = ( { address = \"127.0.0.1:$port\"; tls = \"default\"; } );|" \
-			"$dir/portico.conf"
-		start_portico "$dir" ;;
+		portico_tls_conf "$dir" "$port" "$(bench_ports 1)" "$ORIGIN_PORT" 1 \
+			"$BENCH_TMP/cert/tls.crt" "$BENCH_TMP/cert/tls.key" ||
+			bench_die "could not make $dir/portico.conf a TLS listener"
+		OSSLMEM_DIR=$dir LD_PRELOAD=$PRELOAD start_portico "$dir" ;;
+	nginx-tls)
+		nginx_tls_conf "$dir" "$port" "$ORIGIN_PORT" 1 \
+			"$BENCH_TMP/cert/tls.crt" "$BENCH_TMP/cert/tls.key"
+		OSSLMEM_DIR=$dir LD_PRELOAD=$PRELOAD start_nginx "$dir" ;;
 	*) bench_log "bench-rss: unknown target $t"; continue ;;
 	esac
 	pid=$STARTED_PID
 	tls=""
-	[ "$t" = portico-tls ] && tls=tls
+	case $t in *-tls) tls=tls ;; esac
 	if [ -n "$tls" ]; then
-		# bench_wait_http speaks plain HTTP: wait for the TLS port
-		for ((i = 0; i < 100; i++)); do
-			curl -ksf -o /dev/null "https://127.0.0.1:$port/small" && break
-			sleep 0.1
-		done
+		# bench_wait_http speaks plain HTTP
+		if ! tls_wait_https "$port" "$pid" 10; then
+			bench_log "bench-rss: $t did not start; last log lines:"
+			tail -n 5 "$dir/err.log" "$dir/stdout.log" 2>/dev/null | sed 's/^/    /' >&2
+			bench_stop "$pid"; bench_untrack "$pid"
+			continue
+		fi
 	elif ! bench_wait_http "$port" /small "$pid" 10; then
 		bench_log "bench-rss: $t did not start; last log lines:"
 		tail -n 5 "$dir/err.log" "$dir/stdout.log" 2>/dev/null | sed 's/^/    /' >&2
@@ -89,6 +117,7 @@ for t in $TARGETS; do
 	fi
 	sleep 1
 	idle=$(rss_kib "$wpid")
+	o0=$(ossl_bytes "$dir" "$wpid")
 	n=$N
 	[ "$t" = haproxy ] && n=$NH
 	[ -n "$tls" ] && n=$N_TLS
@@ -104,8 +133,10 @@ for t in $TARGETS; do
 	if [ -n "$ok" ]; then
 		sleep 1
 		busy=$(rss_kib "$wpid")
+		o1=$(ossl_bytes "$dir" "$wpid")
 		RES[$t]="$idle $busy $n"
-		bench_log "bench-rss: $t worker $wpid: idle ${idle} KiB, with $n connections ${busy} KiB"
+		[ -n "$o0" ] && [ -n "$o1" ] && OSSL[$t]=$((o1 - o0))
+		bench_log "bench-rss: $t worker $wpid: idle ${idle} KiB, with $n connections ${busy} KiB${OSSL[$t]:+, OpenSSL heap +${OSSL[$t]} bytes}"
 	else
 		bench_log "bench-rss: $t: client failed: $(tail -n 3 "$dir/idle.txt")"
 	fi
@@ -115,12 +146,17 @@ done
 
 {
 	echo "portico bench-rss $(date -u +%Y-%m-%dT%H:%M:%SZ), one worker, $N idle keep-alive client connections"
-	printf '%-10s %12s %12s %8s %10s\n' target "idle KiB" "loaded KiB" conns "KiB/conn"
+	printf '%-12s %10s %11s %6s %9s %13s %13s\n' target "idle KiB" "loaded KiB" conns "KiB/conn" \
+		"OpenSSL KiB/c" "own KiB/conn"
 	for t in $TARGETS; do
-		[ -n "${RES[$t]:-}" ] || { printf '%-10s %12s\n' "$t" "not measured"; continue; }
+		[ -n "${RES[$t]:-}" ] || { printf '%-12s %10s\n' "$t" "not measured"; continue; }
 		set -- ${RES[$t]}
-		awk -v t="$t" -v a="$1" -v b="$2" -v n="$3" \
-			'BEGIN { printf "%-10s %12d %12d %8d %10.2f\n", t, a, b, n, (b - a) / n }'
+		awk -v t="$t" -v a="$1" -v b="$2" -v n="$3" -v o="${OSSL[$t]:-}" 'BEGIN {
+			per = (b - a) / n
+			if (o == "") { os = "-"; own = "-" }
+			else { os = sprintf("%.2f", o / 1024 / n); own = sprintf("%.2f", per - o / 1024 / n) }
+			printf "%-12s %10d %11d %6d %9.2f %13s %13s\n", t, a, b, n, per, os, own }'
 	done
+	echo "OpenSSL KiB/c: heap OpenSSL holds per idle connection (osslmem: usable size + chunk header); own: the rest of the RSS"
 	echo "target: portico at most 1 KiB/conn (plain); TLS: OpenSSL's session state plus under 4 KiB"
 } | tee "$OUT/rss.txt"

@@ -249,9 +249,12 @@ conn_response_done(struct conn *c)
 	if (c->in_len == 0) {
 		pool_buf_put(w, BUF_CLIENT, c->in);
 		c->in = NULL;
-	} else {
-		conn_schedule(c);	/* pipelined requests wait */
 	}
+	/* Pipelined requests wait: read already, or announced by a read
+	 * event that came while this exchange ran (edge-triggered: it will
+	 * not come again), or held inside OpenSSL. */
+	if (c->in_len > 0 || io_can_read(&c->io))
+		conn_schedule(c);
 	loop_timer_set(&w->loop, &c->timer, lim->idle_timeout_ms);
 	return 0;
 }

@@ -23,16 +23,55 @@ io_init(struct io *io, int fd)
 	io->eof = false;
 	io->reset = false;
 	io->plain_on_tls = false;
+	io->drained = false;
 	io->ssl = NULL;
 	io->wpend = 0;
 	io->tls_err = 0;
 }
 
+/* Called by the socket BIO around each of its operations: notes whether
+ * OpenSSL's last read of the socket came up short (it reads ahead, asking
+ * for all its buffer holds), which says the socket is empty. Returns what
+ * the operation returned (before it: 1, go ahead). */
+static long
+note_read(BIO *b, int oper, const char *argp, size_t len, int argi,
+    long argl, int ret, size_t *processed)
+{
+	struct io *io;
+
+	(void)argp;
+	(void)argi;
+	(void)argl;
+	if (oper == (BIO_CB_READ | BIO_CB_RETURN)) {
+		io = (struct io *)BIO_get_callback_arg(b);
+		io->drained = ret <= 0 || processed == NULL ||
+		    *processed < len;
+	}
+	return ret;
+}
+
 void
 io_tls(struct io *io, struct ssl_st *ssl)
 {
+	BIO *b;
+
 	io->ssl = ssl;
 	SSL_set_fd(ssl, io->fd);
+	if ((b = SSL_get_rbio(ssl)) != NULL) {
+		BIO_set_callback_arg(b, (char *)io);
+		BIO_set_callback_ex(b, note_read);
+	}
+}
+
+/* OpenSSL's error queue must be empty before a call whose outcome
+ * SSL_get_error reads. Emptying it walks all its slots, which cost more
+ * than a small record's encryption; looking costs little, and it is
+ * almost always empty (every failure path here empties it). */
+static void
+err_reset(void)
+{
+	if (ERR_peek_error() != 0)
+		ERR_clear_error();
 }
 
 /* What a TLS call that did not complete waits for. */
@@ -68,7 +107,7 @@ io_handshake(struct io *io)
 {
 	int rc;
 
-	ERR_clear_error();
+	err_reset();
 	rc = SSL_do_handshake(io->ssl);
 	if (rc == 1) {
 		io->rd_wait = IO_RD;
@@ -84,12 +123,18 @@ tls_read(struct io *io, void *buf, size_t len)
 	size_t n = 0;
 	int rc;
 
-	ERR_clear_error();
+	err_reset();
 	rc = SSL_read_ex(io->ssl, buf, len, &n);
 	if (rc == 1) {
-		/* A short read says nothing about the socket: records may
-		 * wait there or in OpenSSL; read on until it wants more. */
+		/* A short read says nothing by itself: records may wait in
+		 * OpenSSL (it returns one at a time) or on the socket. With
+		 * nothing left in OpenSSL after a short socket read (and no
+		 * read event since), the socket is empty and the readiness
+		 * used up, as for a plain short read; else read on until
+		 * OpenSSL wants more. */
 		io->rd_wait = IO_RD;
+		if (io->drained && !io->eof && !SSL_has_pending(io->ssl))
+			io->ready &= ~IO_RD;
 		return (ssize_t)n;
 	}
 	return tls_blocked(io, rc, &io->rd_wait);
@@ -111,7 +156,7 @@ tls_writev(struct io *io, const struct iovec *iov, int iovcnt)
 	}
 	if (n == 0)
 		return 0;
-	ERR_clear_error();
+	err_reset();
 	rc = SSL_write_ex(io->ssl, rec, n, &w);
 	if (rc == 1) {
 		io->wpend = 0;
@@ -127,8 +172,10 @@ io_event(struct io *io, uint32_t ev)
 {
 	/* A hang-up or an error makes both calls return at once (with the
 	 * error), so both count as ready. */
-	if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+	if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
 		io->ready |= IO_RD;
+		io->drained = false;	/* bytes came after the last read */
+	}
 	if (ev & (EPOLLOUT | EPOLLHUP | EPOLLERR))
 		io->ready |= IO_WR;
 	if (ev & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))

@@ -39,6 +39,8 @@ struct io {
 	bool eof;		/* the peer shut its write side (or failed) */
 	bool reset;		/* the peer reset, or the socket failed */
 	bool plain_on_tls;	/* a TLS session met a plain HTTP request */
+	bool drained;		/* TLS: the last socket read came up short,
+				 * and no read event came since */
 	struct ssl_st *ssl;	/* a TLS session, or NULL (plain TCP) */
 	uint32_t wpend;		/* TLS: bytes of a write to repeat */
 	unsigned long tls_err;	/* TLS: OpenSSL's error of the failed call */
@@ -73,7 +75,8 @@ io_can_write(const struct io *io)
 }
 
 /* io_read: up to len bytes. A short read empties a plain socket, so it
- * uses up the read readiness (saving the EAGAIN read). */
+ * uses up the read readiness (saving the EAGAIN read); so does a TLS read
+ * that leaves nothing inside OpenSSL after a short socket read. */
 ssize_t io_read(struct io *io, void *buf, size_t len);
 /* io_writev: as many bytes as the socket takes (maybe fewer than asked;
  * a short write uses up the write readiness). Never raises SIGPIPE. */

@@ -150,6 +150,26 @@ def test_pipelining_slow_first_stays_in_order(gateway, origin):
     assert got == ["/slow", "/fast", "/nomatch-is-fine-too"]
 
 
+def test_request_arriving_during_previous_exchange_answered(gateway, origin):
+    # The second request reaches the socket while the first waits for the
+    # upstream: its read event comes then, and only then (edge-triggered),
+    # so it must be read once the first response is done.
+    def handler(orig, req):
+        if req.target == "/slow":
+            time.sleep(0.5)
+        return ok_handler(orig, req)
+
+    o = origin(handler=handler)
+    g = gateway({"up": service(o.addr, retries=0)},
+                [route("all", "up", prefix="/")])
+    with Client(g.port) as c:
+        c.send(build_request(path="/slow"))
+        time.sleep(0.2)
+        c.send(build_request(path="/next"))
+        got = [c.read_response().json()["target"] for _ in range(2)]
+    assert got == ["/slow", "/next"]
+
+
 def test_slow_upstream_outlasts_client_idle_timeout(gateway, demo):
     # Waiting for the upstream is governed by timeout_ms, not by the
     # client's idle timeout: the client is not stalled, the upstream is.

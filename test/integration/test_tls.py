@@ -406,6 +406,13 @@ def client_hello():
 def bio_session(port):
     """A TLS 1.3 session driven by hand over memory BIOs, so a test can
     put any part of a record on the wire: (socket, SSLObject, out BIO)."""
+    sock, obj, _, out = bio_session_io(port)
+    return sock, obj, out
+
+
+def bio_session_io(port):
+    """bio_session, with the incoming BIO too (to read what comes back):
+    (socket, SSLObject, in BIO, out BIO)."""
     sock = socket.create_connection(("127.0.0.1", port), timeout=5)
     inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
     obj = client_ctx().wrap_bio(inc, out, server_hostname="localhost")
@@ -419,7 +426,7 @@ def bio_session(port):
             assert data, "closed during the handshake"
             inc.write(data)
     sock.sendall(out.read())
-    return sock, obj, out
+    return sock, obj, inc, out
 
 
 def test_client_closing_mid_record(gw):
@@ -441,6 +448,40 @@ def test_client_closing_mid_record(gw):
     ts = connect(gw.tls_port)
     assert get(ts)[0].startswith("HTTP/1.1 200")
     ts.close()
+
+
+def test_records_arriving_together_all_answered(gw):
+    """Three requests, each in a TLS record of its own, reach the gateway
+    in one segment. A TLS read returns one record, so two wait (inside
+    OpenSSL, which reads ahead) while the first is answered; no new bytes
+    come, so no new read event, and they must be answered all the
+    same."""
+    sock, obj, inc, out = bio_session_io(gw.tls_port)
+    sock.settimeout(2)
+    wire = b""
+    for i in range(3):
+        obj.write(b"GET /together/%d HTTP/1.1\r\nHost: a\r\n\r\n" % i)
+        wire += out.read()
+    sock.sendall(wire)
+    got = b""
+    deadline = time.monotonic() + 5
+    while got.count(b"HTTP/1.1 200") < 3 and time.monotonic() < deadline:
+        try:
+            got += obj.read(65536)
+            continue
+        except ssl.SSLWantReadError:
+            pass
+        try:
+            data = sock.recv(65536)
+        except socket.timeout:
+            break
+        if not data:
+            break
+        inc.write(data)
+    sock.close()
+    assert got.count(b"HTTP/1.1 200") == 3, got
+    assert [r.target for r in gw.origin.complete_requests("/together/")] \
+        == ["/together/0", "/together/1", "/together/2"]
 
 
 def test_large_bodies_over_tls_with_back_pressure(gateway, origin, certs):
