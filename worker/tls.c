@@ -218,6 +218,13 @@ load_entry(struct tls_server *ts, struct tls_entry *e, char *why,
 	 * could not find on another worker); no 0-RTT. */
 	SSL_CTX_set_session_cache_mode(e->ctx, SSL_SESS_CACHE_OFF);
 	SSL_CTX_set_max_early_data(e->ctx, 0);
+	/* Key exchange on curves only: a finite-field group costs the
+	 * server many times more per handshake, for no gain. */
+	if (SSL_CTX_set1_groups_list(e->ctx, TLS_GROUPS) != 1) {
+		ssl_reason(why, whylen, t->cert, "cannot set the key exchange "
+		    "groups");
+		return -1;
+	}
 	SSL_CTX_set_num_tickets(e->ctx, 1);
 	SSL_CTX_set_tlsext_servername_callback(e->ctx, sni_cb);
 	SSL_CTX_set_tlsext_servername_arg(e->ctx, ts);

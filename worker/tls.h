@@ -32,6 +32,9 @@
 	"ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:" \
 	"ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
 
+/* Key exchange groups, best first (TLS 1.2 ECDHE and TLS 1.3). */
+#define TLS_GROUPS	"X25519:P-256:P-384"
+
 struct tls_server;
 struct store;
 

@@ -189,6 +189,18 @@ def test_old_versions_and_weak_ciphers_refused(gw):
     ts.close()
 
 
+def test_finite_field_groups_refused(gw):
+    """Key exchange on elliptic curves only: a client offering only a
+    finite-field group (far more costly for the server) is refused; one
+    offering X25519 or P-256 is served."""
+    for groups in ("ffdhe2048", "ffdhe4096"):
+        rc, out = s_client(gw.tls_port, "-tls1_3", "-groups", groups)
+        assert rc != 0, out
+    for groups in ("X25519", "P-256"):
+        rc, out = s_client(gw.tls_port, "-tls1_3", "-groups", groups)
+        assert rc == 0, out
+
+
 def test_rsa_and_ecdsa_side_by_side(gw):
     ctx = client_ctx(maximum_version=ssl.TLSVersion.TLSv1_2)
     ctx.set_ciphers("ECDHE-ECDSA-AES128-GCM-SHA256")
