@@ -12,6 +12,7 @@
 #include "upgrade.h"
 #include "../worker/tls.h"
 #include "control_limits.h"
+#include "control_cache.h"
 
 /* Printable, bounded copy of a client-supplied name for messages. */
 static void
@@ -305,7 +306,7 @@ reply_stats(struct master *m, struct msg_out *o)
 			total.status[k] += r->status[k];
 		n++;
 	}
-	if (msg_out_init(o, 4) < 0) {
+	if (msg_out_init(o, 5) < 0) {
 		free(rows);
 		return -1;
 	}
@@ -327,6 +328,9 @@ reply_stats(struct master *m, struct msg_out *o)
 	/* Per-route counters need per-worker per-route slots in shm. */
 	msg_pack_kv_str(&o->pk, "routes", "per-route stats come with the "
 	    "observability issue");
+	/* ---- response cache (one key: "cache") ---- */
+	control_pack_cache_stats(&o->pk, ct);
+	/* ---- end of the response cache ---- */
 	free(rows);
 	return 0;
 }
@@ -377,8 +381,7 @@ control_dispatch(struct master *m, const msgpack_object *req,
 		return control_reply_error(o, "circuit breakers are not built "
 		    "yet");
 	if (msg_str_eq(cmd, "cache"))
-		return control_reply_error(o, "the response cache is not built "
-		    "yet");
+		return control_reply_cache(req, o);
 	if (msg_str_eq(cmd, "reload"))
 		return reply_reload(m, o);
 	if (msg_str_eq(cmd, "upgrade"))

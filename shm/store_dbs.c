@@ -5,6 +5,7 @@
  * change of its number here, and costs the others nothing.
  */
 #include "bucket.h"
+#include "cache_store.h"
 #include "store.h"
 #include "tickets.h"
 
@@ -19,7 +20,8 @@ const struct store_dbdef store_dbs[STORE__NDB] = {
 	    sizeof(struct bucket_sweep) },
 	[STORE_BREAKERS] = { "breakers", 1, NULL, 0 },
 	[STORE_HEALTH] = { "health", 1, NULL, 0 },
-	[STORE_CACHE] = { "cache", 1, NULL, 0 },
-	[STORE_CACHE_EXP] = { "cache_exp", 1, NULL, 0 },
+	[STORE_CACHE] = { "cache", CACHE_DB_FORMAT, cache_sweep, 0 },
+	[STORE_CACHE_EXP] = { "cache_exp", CACHE_DB_FORMAT, NULL, 0 },
+	[STORE_CACHE_META] = { "cache_meta", CACHE_DB_FORMAT, NULL, 0 },
 	[STORE_TICKETS] = { "tickets", TICKETS_FORMAT, tickets_upkeep, 0 },
 };
