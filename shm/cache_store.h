@@ -44,7 +44,9 @@
 
 #include "store.h"
 
-#define CACHE_DB_FORMAT		2	/* of the three databases */
+#define CACHE_DB_FORMAT		1	/* of the three databases (the first
+					 * format used: the databases were
+					 * there, empty, before) */
 #define CACHE_VALUE_VERSION	1	/* each value's leading element */
 #define CACHE_KEY_MAX		480	/* LMDB's longest key is 511 */
 #define CACHE_PATH_VERBATIM	200	/* a longer path is cut and hashed */
