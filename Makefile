@@ -93,6 +93,7 @@ fuzz:
 bench: deps all
 	@bash tools/bench.sh
 	@bash tools/bench-rss.sh
+	@bash tools/bench-cache-rss.sh
 
 bench-instr: deps all
 	@bash tools/bench-instr.sh

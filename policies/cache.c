@@ -22,7 +22,10 @@
 /* A hit's body up to this is copied into the exchange's arena (one
  * chunk, no malloc); a larger one is read from the store in chunks into
  * the worker's pooled send buffer. */
-#define INLINE_MAX	960
+#ifndef CACHE_INLINE_MAX
+#define CACHE_INLINE_MAX	960
+#endif
+#define INLINE_MAX	CACHE_INLINE_MAX
 #define POLL_MAX_MS	20	/* a waiter on another worker's fetch looks
 				 * at the store at least this often */
 
