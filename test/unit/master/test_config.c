@@ -135,6 +135,10 @@ test_demo_loads(void **state)
 	assert_string_equal(r->name, "catalog");
 	assert_non_null(r->rewrite_re);
 	assert_string_equal(r->prefix, "/products");
+	/* the product catalogue, cached for a minute */
+	assert_true(r->has_cache);
+	assert_int_equal(r->cache_ttl_s, 60);
+	assert_int_equal(cfg->server.state_cache_mb, 128);
 	r = &cfg->routes[7];
 	assert_string_equal(r->name, "legacy");
 	assert_non_null(r->re);
