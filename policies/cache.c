@@ -33,7 +33,6 @@
 
 /* This process's (worker_init), for cache_tick; and its counters. */
 static struct cw *proc_cw;
-static int proc_pid;
 struct worker_counters *cache_wc;
 
 void
@@ -381,8 +380,8 @@ touch(struct cw *w, const char *key, size_t klen, uint64_t now_ms)
 bool
 cache_pending(void)
 {
-	return proc_cw != NULL && proc_pid == (int)getpid() &&
-	    proc_cw->npend > 0;
+	/* Only a worker has one (worker_init runs after fork). */
+	return proc_cw != NULL && proc_cw->npend > 0;
 }
 
 void
@@ -436,7 +435,6 @@ cache_worker_init(const struct config *cfg, void **wstate)
 		seed = (uint64_t)getpid() << 32 ^ store_now_ns();
 	w->id = seed;
 	proc_cw = w;
-	proc_pid = (int)getpid();
 	*wstate = w;
 	return 0;
 }
@@ -593,6 +591,8 @@ lookup(struct xctx *x, struct cr *cr, struct cs *cs)
 		cache_warn(cr->w, "opening the store", 0);
 		return go_origin(x, cr, cs, false);
 	}
+	if (cr->budget == 0)		/* cache_mb = 0: nothing is stored */
+		return go_origin(x, cr, cs, false);
 	now = store_now_ns();
 	if ((rc = store_read_begin(st, &txn)) < 0) {
 		cache_warn(cr->w, "reading", rc);
@@ -741,6 +741,11 @@ cache_request(struct xctx *x, void *state, void *slot)
 	cs->cr = cr;
 	if (x->method != M_GET && x->method != M_HEAD) {
 		cs->unsafe = unsafe_method(x->method);
+		/* The path's key part now: x->path is the worker's scratch,
+		 * another request's by the time the response comes. */
+		if (cs->unsafe)
+			cs->k0len = cache_key_path(x->path, x->path_len,
+			    cs->key0);
 		if (cr->cached)
 			x->cache = XCACHE_BYPASS;
 		return POLICY_CONTINUE;
@@ -822,9 +827,7 @@ cache_response(struct xctx *x, void *state, void *slot)
 	if (cs->unsafe && x->status >= 200 && x->status < 400 &&
 	    (st = cache_store_of(cr->w)) != NULL) {
 		/* RFC 9111 4.4: a successful unsafe method invalidates. */
-		char pkey[CACHE_PATH_VERBATIM];
-		size_t plen = cache_key_path(x->path, x->path_len, pkey);
-		if ((rc = cache_invalidate(st, pkey, plen)) < 0)
+		if ((rc = cache_invalidate(st, cs->key0, cs->k0len)) < 0)
 			cache_warn(cr->w, "invalidating", rc);
 	}
 	if (!cr->cached || x->cache == XCACHE_NONE)

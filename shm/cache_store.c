@@ -1244,9 +1244,10 @@ sweep_need(struct store *s, uint64_t now_ns)
 	return need;
 }
 
-/* Locks and notes whose time is over (or whose fetcher is gone). */
+/* Locks and notes whose time is over (or whose fetcher is gone), going
+ * on from where SW says. */
 static int
-sweep_locks(struct store *s, uint64_t now_ns)
+sweep_locks(struct store *s, uint64_t now_ns, struct cache_sweep_state *sw)
 {
 	char keys[CACHE_EVICT_MAX][1 + CACHE_KEY_MAX];
 	size_t lens[CACHE_EVICT_MAX];
@@ -1256,17 +1257,26 @@ sweep_locks(struct store *s, uint64_t now_ns)
 	MDB_txn *txn;
 	int rc, n = 0, looked = 0, i;
 
+	if (sw->lock_klen > 0) {
+		k.mv_data = sw->lock_key;
+		k.mv_size = sw->lock_klen;
+	}
 	if ((rc = store_read_begin(s, &txn)) < 0)
 		return rc;
 	if ((rc = mdb_cursor_open(txn, s->dbi[STORE_CACHE_META], &cur)) != 0) {
 		store_read_end(s);
 		return neg(rc);
 	}
-	for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0 &&
-	    n < CACHE_EVICT_MAX && looked < SCAN_MAX;
+	sw->lock_klen = 0;	/* at the end of the locks: from the first */
+	for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0;
 	    rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT), looked++) {
 		if (((char *)k.mv_data)[0] != 'l')
 			break;
+		if (n == CACHE_EVICT_MAX || looked == SCAN_MAX) {
+			memcpy(sw->lock_key, k.mv_data, k.mv_size);
+			sw->lock_klen = k.mv_size;
+			break;
+		}
 		if (lock_read(txn, s->dbi[STORE_CACHE_META],
 		    (char *)k.mv_data + 1, k.mv_size - 1, &l) < 0 ||
 		    lock_live(&l, now_ns))
@@ -1300,9 +1310,13 @@ fail:
 int
 cache_sweep(struct store *s, uint64_t now_ns, void *state)
 {
+	struct cache_sweep_state local, *sw = state;
 	int need, rc, i, total = 0;
 
-	(void)state;
+	if (sw == NULL) {
+		memset(&local, 0, sizeof(local));
+		sw = &local;
+	}
 	need = sweep_need(s, now_ns);
 	for (i = 0; need != 0 && i < SWEEP_TXNS; i++) {
 		rc = sweep_txn(s, now_ns, (need & 2) != 0);
@@ -1312,7 +1326,7 @@ cache_sweep(struct store *s, uint64_t now_ns, void *state)
 		if (rc < CACHE_EVICT_MAX)
 			break;
 	}
-	rc = sweep_locks(s, now_ns);
+	rc = sweep_locks(s, now_ns, sw);
 	if (rc < 0)
 		return rc;
 	return total + rc;

@@ -219,9 +219,17 @@ int cache_figures(struct store *s, struct cache_figures *f);
  * cache_sweep: the master's upkeep (store_dbs): remove what is past its
  * time, then, while the cache is over its budget or the map is short of
  * room, the least recently used; and drop locks and notes whose time
- * is over. Short write txns (CACHE_EVICT_MAX removals each), a bounded
- * number per call. Records removed, or negative.
+ * is over (scanning on from where the last call stopped: STATE is a
+ * struct cache_sweep_state, zeroed once, or NULL). Short write txns
+ * (CACHE_EVICT_MAX removals each), a bounded number per call. Records
+ * removed, or negative.
  */
+struct cache_sweep_state {
+	char lock_key[1 + CACHE_KEY_MAX];	/* where the lock scan goes
+						 * on; its length 0: from
+						 * the first */
+	size_t lock_klen;
+};
 int cache_sweep(struct store *s, uint64_t now_ns, void *state);
 
 /* cache_charge: what an entry of KLEN key bytes and VLEN value bytes

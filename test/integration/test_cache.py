@@ -726,3 +726,21 @@ def test_small_cache_evicts_and_limits_hold(gateway, origin, script, tmp):
     # and the cache goes on working
     get(g, "/c/again")
     assert xc(get(g, "/c/again")) == "HIT"
+
+
+def test_invalidation_names_its_own_path(gateway, origin, script):
+    # The response to an unsafe method comes late; meanwhile the worker
+    # parses another request. The entries removed are the first one's.
+    o = origin(handler=script)
+    g = gateway({"up": service(o.addr)},
+                [cached_route("c", "up", "/c")], workers=1)
+    get(g, "/c/a")
+    get(g, "/c/b")
+    script.on("/c/a", status=204, hold=0.5)
+    t = threading.Thread(target=lambda: get(g, "/c/a", method="DELETE"))
+    t.start()
+    assert wait_for(lambda: script.inflight == 1)
+    assert xc(get(g, "/c/b")) == "HIT"      # parsed while DELETE waits
+    t.join(timeout=10)
+    assert xc(get(g, "/c/b")) == "HIT"
+    assert xc(get(g, "/c/a")) == "MISS"

@@ -432,6 +432,42 @@ test_sweep(void **st)
 	assert_int_equal(f.evicted_lru, 1);
 }
 
+/* Many live locks before a few expired ones: the sweep goes on where it
+ * stopped, so the expired ones are reached. */
+static void
+test_sweep_reaches_every_lock(void **st)
+{
+	struct cache_sweep_state sw;
+	char key[CACHE_KEY_MAX], path[32];
+	struct cache_lock l;
+	MDB_txn *txn;
+	size_t klen;
+	int i, removed = 0;
+
+	(void)st;
+	for (i = 0; i < 1100; i++) {
+		snprintf(path, sizeof(path), "/a/%04d", i);
+		klen = key_of(path, "", key);
+		assert_int_equal(cache_lock_take(s, key, klen, SEC, 1000 * SEC,
+		    &l), 1);
+	}
+	for (i = 0; i < 5; i++) {
+		snprintf(path, sizeof(path), "/z/%d", i);
+		klen = key_of(path, "", key);
+		assert_int_equal(cache_lock_take(s, key, klen, SEC, 2 * SEC,
+		    &l), 1);
+	}
+	memset(&sw, 0, sizeof(sw));
+	for (i = 0; i < 3; i++)
+		removed += cache_sweep(s, 3 * SEC, &sw);
+	assert_int_equal(removed, 5);
+	klen = key_of("/z/4", "", key);
+	assert_int_equal(store_read_begin(s, &txn), 0);
+	assert_int_equal(cache_lock_peek(s, txn, key, klen, SEC, &l), 0);
+	store_read_end(s);
+	assert_int_equal(l.state, CACHE_LOCK_NONE);
+}
+
 int
 main(void)
 {
@@ -448,6 +484,8 @@ main(void)
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_locks, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_sweep, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_sweep_reaches_every_lock,
+		    setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
