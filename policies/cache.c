@@ -153,7 +153,8 @@ cache_req_key(const struct cr *cr, const struct rq *q, const char *extra,
 
 	if (q->qlen + q->hlen + strlen(cr->r->name) + q->clen + 8 > cap)
 		return -1;
-	memcpy(b + n, q->query, q->qlen);
+	if (q->qlen > 0)
+		memcpy(b + n, q->query, q->qlen);
 	n += q->qlen;
 	b[n++] = '\0';
 	for (i = 0; i < q->hlen; i++)
@@ -178,7 +179,8 @@ cache_req_key(const struct cr *cr, const struct rq *q, const char *extra,
 	if (n + 1 + q->clen > cap)
 		return -1;
 	b[n++] = 'c';
-	memcpy(b + n, q->consumer, q->clen);
+	if (q->clen > 0)
+		memcpy(b + n, q->consumer, q->clen);
 	n += q->clen;
 	*klen = cache_key_make(q->path, q->plen, b, n, key);
 	return 0;
