@@ -18,7 +18,7 @@ import pytest
 
 from conftest import GWCTL, Client, route, service, stop_pid
 from jwtlib import claims, hs256
-from origin import HANG, KEEP, response
+from origin import HANG, KEEP, chunked_response, response
 
 SECRET = b"cache-test-secret"
 
@@ -744,3 +744,26 @@ def test_invalidation_names_its_own_path(gateway, origin, script):
     t.join(timeout=10)
     assert xc(get(g, "/c/b")) == "HIT"
     assert xc(get(g, "/c/a")) == "MISS"
+
+
+def test_chunked_origin_stored_whole(gw, script):
+    parts = {"/c/chunked": [b'{"part":1,', b'"part2":true}'],
+             "/big/chunked": [b"x" * 60, b"y" * 60, b"z" * 60]}
+
+    def handler(o, req):
+        if req.target in parts:
+            return chunked_response(parts[req.target]), KEEP
+        return script(o, req)
+    gw.origin.handler = handler
+    r = get(gw, "/c/chunked")
+    assert xc(r) == "MISS" and r.json() == {"part": 1, "part2": True}
+    r = get(gw, "/c/chunked")
+    assert xc(r) == "HIT" and r.json() == {"part": 1, "part2": True}
+    assert r.header("content-length") == str(len(r.body))
+    # over max_body (100) with no length given: found out while it
+    # streams, which it does whole; not stored
+    whole = b"".join(parts["/big/chunked"])
+    r = get(gw, "/big/chunked")
+    assert r.status == 200 and r.body == whole
+    r = get(gw, "/big/chunked")
+    assert xc(r) == "MISS" and r.body == whole
