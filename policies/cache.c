@@ -244,11 +244,12 @@ static struct http1_header *
 parse_lines(struct xctx *x, char *p, size_t n, bool only304, size_t *count)
 {
 	struct http1_header *h;
-	size_t lines = 0, i, k = 0;
+	size_t lines = 0, k = 0;
 	char *e = p + n, *l, *colon, *end;
 
-	for (i = 0; i < n; i++)
-		lines += p[i] == '\n';
+	for (l = p; l < e && (l = memchr(l, '\n', (size_t)(e - l))) != NULL;
+	    l++)
+		lines++;
 	if ((h = arena_alloc(&x->arena, (lines + 1) * sizeof(*h))) == NULL)
 		return NULL;
 	for (l = p; l < e; l = end + 2) {
@@ -285,6 +286,38 @@ src_read(void *arg, uint64_t off, char *dst, size_t cap)
 	struct src_arg *a = arg;
 
 	return cache_read_body(a->st, a->key, a->klen, a->id, off, dst, cap);
+}
+
+/* Append "X-Cache: WHAT\r\n" and, with AGE >= 0, "Age: AGE\r\n" to the
+ * response's extra lines: by hand, since a printf per hit is a tenth of
+ * what a hit costs. */
+static void
+put_lines(struct xctx *x, const char *what, int64_t age)
+{
+	char buf[64], digits[24];
+	size_t n = 0, k = sizeof(digits), wl = strlen(what);
+
+	if (age >= 0) {
+		do {
+			digits[--k] = (char)('0' + age % 10);
+			age /= 10;
+		} while (age > 0);
+		memcpy(buf, "Age: ", 5);
+		memcpy(buf + 5, digits + k, sizeof(digits) - k);
+		n = 5 + sizeof(digits) - k;
+		memcpy(buf + n, "\r\n", 2);
+		n += 2;
+	}
+	memcpy(buf + n, "X-Cache: ", 9);
+	memcpy(buf + n + 9, what, wl);
+	n += 9 + wl;
+	memcpy(buf + n, "\r\n", 2);
+	n += 2;
+	if (x->resp_extra == NULL || x->resp_extra_cap - x->resp_extra_len <=
+	    n)
+		return;
+	memcpy(x->resp_extra + x->resp_extra_len, buf, n);
+	x->resp_extra_len += n;
 }
 
 /* Whether the request's conditions match E (a 304 answers). */
@@ -352,9 +385,7 @@ answer(struct xctx *x, struct cs *cs, struct store *st,
 		}
 	}
 	age = now_ns > e->born_ns ? (now_ns - e->born_ns) / 1000000000ull : 0;
-	xctx_resp_header(x, "Age", "%llu", (unsigned long long)age);
-	xctx_resp_header(x, "X-Cache", "%s", what == XCACHE_HIT ? "HIT" :
-	    "STALE");
+	put_lines(x, what == XCACHE_HIT ? "HIT" : "STALE", (int64_t)age);
 	x->cache = what;
 	return POLICY_RESPOND;
 }
@@ -836,14 +867,14 @@ cache_response(struct xctx *x, void *state, void *slot)
 		return POLICY_CONTINUE;
 	policy_edit_remove(&x->resp_edits, "X-Cache", 7);
 	if (x->cache != XCACHE_MISS) {
-		xctx_resp_header(x, "X-Cache", "%s", x->cache ==
-		    XCACHE_BYPASS ? "BYPASS" : "MISS");
+		put_lines(x, x->cache == XCACHE_BYPASS ? "BYPASS" : "MISS",
+		    -1);
 		return POLICY_CONTINUE;
 	}
 	if (x->status >= 500 && cs->sie_ok &&
 	    stale_on_error(x, cr, cs) == POLICY_RESPOND)
 		return POLICY_RESPOND;
-	xctx_resp_header(x, "X-Cache", "MISS");
+	put_lines(x, "MISS", -1);
 	if (cs->st == NULL)
 		return POLICY_CONTINUE;
 	for (i = 0; i < x->resp_nheaders; i++)

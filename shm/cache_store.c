@@ -1,3 +1,4 @@
+#include <endian.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -84,11 +85,26 @@ static uint64_t
 be(const unsigned char *p, int n)
 {
 	uint64_t v = 0;
+	uint32_t w;
+	uint16_t h;
 	int i;
 
-	for (i = 0; i < n; i++)
-		v = v << 8 | p[i];
-	return v;
+	/* The widths the values use, one load each (a hit decodes six). */
+	switch (n) {
+	case 8:
+		memcpy(&v, p, 8);
+		return be64toh(v);
+	case 4:
+		memcpy(&w, p, 4);
+		return be32toh(w);
+	case 2:
+		memcpy(&h, p, 2);
+		return be16toh(h);
+	default:
+		for (i = 0; i < n; i++)
+			v = v << 8 | p[i];
+		return v;
+	}
 }
 
 /* A reader over one value: every get fails once anything is amiss. */

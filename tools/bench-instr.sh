@@ -15,7 +15,8 @@
 # reading the worker's callgrind.out.PID).
 #
 #   REQUESTS=20000 CONNS=16 TARGETS="nginx haproxy portico" METHOD=auto|perf|callgrind PATH_=/small
-#   (TARGETS may name portico-base: the binary PORTICO_BASELINE)
+#   (TARGETS may name portico-base: the binary PORTICO_BASELINE; and
+#   portico-cache: the same requests answered from the response cache)
 set -u
 cd "$(dirname "$0")/.." || exit 1
 . tools/bench/lib.sh
@@ -79,6 +80,13 @@ start_target() {
 		portico_conf "$dir" "$port" "$(bench_ports 1)" "$ORIGIN_PORT" 1
 		(cd "$dir" && exec "${wrap[@]}" "$bin" -c "$dir/portico.conf" -p "$dir") >>"$dir/stdout.log" 2>&1 &
 		;;
+	portico-cache)
+		# the same path answered from the response cache: the first
+		# request (in the start-up phase) stores it, then all hit
+		portico_conf "$dir" "$port" "$(bench_ports 1)" "$ORIGIN_PORT" 1 \
+		    'cache = { ttl_s = 3600; };'
+		(cd "$dir" && exec "${wrap[@]}" "$PORTICO" -c "$dir/portico.conf" -p "$dir") >>"$dir/stdout.log" 2>&1 &
+		;;
 	esac
 	STARTED_PID=$!
 	bench_track "$STARTED_PID"
@@ -89,7 +97,7 @@ worker_pid() {
 	case $1 in
 	haproxy) echo "$2" ;;
 	nginx) if [ "$METHOD" = callgrind ]; then echo "$2"; else bench_children "$2" | head -n 1; fi ;;
-	portico | portico-base) bench_children "$2" | head -n 1 ;;
+	portico | portico-base | portico-cache) bench_children "$2" | head -n 1 ;;
 	esac
 }
 
