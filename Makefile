@@ -105,6 +105,7 @@ bench: deps all $(B)/tlsload $(B)/osslmem.so
 	@bash tools/bench.sh
 	@bash tools/bench/tls.sh
 	@bash tools/bench-rss.sh
+	@bash tools/bench-cache-rss.sh
 
 bench-instr: deps all
 	@bash tools/bench-instr.sh

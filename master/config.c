@@ -36,7 +36,8 @@ static const char *const server_keys[] = {
 static const char *const listen_keys[] = {
 	"address", "tls", "strict_sni", NULL
 };
-static const char *const state_keys[] = { "path", "max_mb", NULL };
+static const char *const state_keys[] = { "path", "max_mb", "cache_mb",
+	NULL };
 static const char *const limits_keys[] = {
 	"header_bytes", "field_bytes", "uri_bytes", "headers", "body_bytes",
 	"header_timeout_ms", "idle_timeout_ms", "drain_timeout_ms", NULL
@@ -206,6 +207,17 @@ parse_server(struct ld *ld, const config_setting_t *srv)
 	    cfg_get_unsigned(ld, g, "max_mb", "server.state", 1, 1048576, 256,
 	    &sv->state_max_mb) < 0)
 		return -1;
+	/* The cache may never take the room rate limiting, breakers and
+	 * health need: at most three quarters of the store, half by
+	 * default. */
+	if (cfg_get_unsigned(ld, g, "cache_mb", "server.state", 0, 1048576,
+	    sv->state_max_mb / 2, &sv->state_cache_mb) < 0)
+		return -1;
+	if (sv->state_cache_mb > sv->state_max_mb * 3 / 4)
+		return cfg_bad(ld, cfg_member(g, "cache_mb"), "server.state: "
+		    "cache_mb (%u) may be at most 3/4 of max_mb (%u MB): the "
+		    "rest is for rate limiting, breakers and health",
+		    sv->state_cache_mb, sv->state_max_mb * 3 / 4);
 
 	if (cfg_get_group(ld, srv, "limits", "server", &g) < 0)
 		return -1;

@@ -69,6 +69,7 @@ struct cfg_server {
 	char *pid_file;			/* absolute after load */
 	char *state_path;
 	unsigned state_max_mb;
+	unsigned state_cache_mb;	/* the cache's share of the store */
 	struct cfg_limits limits;
 	char *access_log;		/* absolute path, "-" (stderr) or NULL (off) */
 	enum access_format access_format;
@@ -249,6 +250,10 @@ struct cfg_route {
 	unsigned cache_ttl_s;
 	char **cache_vary;
 	size_t ncache_vary;
+	unsigned cache_stale_s;		/* stale windows when the upstream
+					 * gives none */
+	bool cache_per_consumer;	/* entries keyed by the consumer */
+	uint64_t cache_max_body;	/* larger bodies go uncached */
 
 	struct cfg_call *calls;		/* aggregate; ncalls == 0: proxy */
 	size_t ncalls;

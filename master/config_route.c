@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <libconfig.h>
 
@@ -32,7 +33,9 @@ static const char *const treq_keys[] = {
 static const char *const tresp_keys[] = {
 	"add_headers", "remove_headers", "strip_fields", NULL
 };
-static const char *const cache_keys[] = { "ttl_s", "vary", NULL };
+static const char *const cache_keys[] = {
+	"ttl_s", "vary", "stale_s", "per_consumer", "max_body", NULL
+};
 static const char *const aggregate_keys[] = { "calls", "timeout_ms", NULL };
 static const char *const call_keys[] = {
 	"name", "service", "path", "fallback", NULL
@@ -273,6 +276,7 @@ parse_cache(struct ld *ld, const config_setting_t *rs, struct cfg_route *r,
 {
 	const config_setting_t *g, *s;
 	char sub[200];
+	size_t i, k;
 
 	if (cfg_get_group(ld, rs, "cache", what, &g) < 0)
 		return -1;
@@ -288,8 +292,25 @@ parse_cache(struct ld *ld, const config_setting_t *rs, struct cfg_route *r,
 	    &r->cache_ttl_s) < 0 ||
 	    cfg_get_strs(ld, g, "vary", sub, &s, &r->cache_vary,
 	    &r->ncache_vary) < 0 ||
-	    cfg_check_tokens(ld, s, r->cache_vary, sub) < 0)
+	    cfg_check_tokens(ld, s, r->cache_vary, sub) < 0 ||
+	    cfg_get_unsigned(ld, g, "stale_s", sub, 0, 31536000, 0,
+	    &r->cache_stale_s) < 0 ||
+	    cfg_get_bool(ld, g, "per_consumer", sub, false,
+	    &r->cache_per_consumer) < 0 ||
+	    cfg_get_uint(ld, g, "max_body", sub, 0, (uint64_t)1 << 30,
+	    1048576, &r->cache_max_body) < 0)
 		return -1;
+	for (i = 0; i < r->ncache_vary; i++) {
+		if (strlen(r->cache_vary[i]) > CFG_NAME_MAX)
+			return cfg_bad(ld, s, "%s: vary name '%.16s...' is "
+			    "longer than %d bytes", sub, r->cache_vary[i],
+			    CFG_NAME_MAX);
+		for (k = 0; k < i; k++)
+			if (strcasecmp(r->cache_vary[k], r->cache_vary[i]) ==
+			    0)
+				return cfg_bad(ld, s, "%s: vary names '%s' "
+				    "twice", sub, r->cache_vary[i]);
+	}
 	return 0;
 }
 
@@ -496,7 +517,7 @@ int
 cfg_refuse_unbuilt(struct ld *ld, const config_setting_t *root)
 {
 	static const char *const route_unbuilt[] = {
-		"cache", "aggregate", NULL
+		"aggregate", NULL
 	};
 	const config_setting_t *l, *e, *s;
 	const char *const *k;
@@ -518,7 +539,13 @@ cfg_refuse_unbuilt(struct ld *ld, const config_setting_t *root)
 			return cfg_bad(ld, cfg_member(e, "rate_limit"), "rate_limit "
 			    "without a tier uses tier 'anonymous', which is "
 			    "not defined");
-		/* cache, aggregate: their issues. */
+		/* cache: entries per consumer need a verified one. */
+		if (ld->cfg->routes[i].cache_per_consumer &&
+		    ld->cfg->routes[i].auth == AUTH_NONE)
+			return cfg_bad(ld, cfg_lookup_from(e,
+			    "cache.per_consumer"), "cache per_consumer needs "
+			    "'auth' on the route (jwt, api_key or any)");
+		/* aggregate: its issue. */
 		for (k = route_unbuilt; *k != NULL; k++) {
 			s = cfg_member(e, *k);
 			if (s != NULL)

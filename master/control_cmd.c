@@ -12,6 +12,7 @@
 #include "upgrade.h"
 #include "../worker/tls.h"
 #include "control_limits.h"
+#include "control_cache.h"
 
 /* Printable, bounded copy of a client-supplied name for messages. */
 static void
@@ -278,8 +279,7 @@ control_dispatch(struct master *m, const msgpack_object *req,
 	if (msg_str_eq(cmd, "breakers"))
 		return control_reply_breakers(m, req, o);
 	if (msg_str_eq(cmd, "cache"))
-		return control_reply_error(o, "the response cache is not built "
-		    "yet");
+		return control_reply_cache(req, o);
 	if (msg_str_eq(cmd, "reload"))
 		return reply_reload(m, o);
 	if (msg_str_eq(cmd, "upgrade"))

@@ -114,8 +114,8 @@ xreq_header(const struct xreq *x, const char *name, const char **val,
 }
 
 /*
- * The route's policies in pipeline order (trace, auth, rate limit, cache,
- * transform), each a map with "name" and its settings; "built": false for
+ * The route's policies in pipeline order (trace, auth, rate limit,
+ * transform, cache), each a map with "name" and its settings; "built": false for
  * those configured but not in this build yet. With X (explain), the rate
  * limit also names the bucket key the request would use.
  */
@@ -190,13 +190,6 @@ pack_policies(msgpack_packer *pk, const struct config *cfg,
 		    r->rl_by == RL_CONSUMER ? "(the consumer's)" : "anonymous");
 		msg_pack_kv_str(pk, "key", key);
 	}
-	if (r->has_cache) {
-		msgpack_pack_map(pk, 4);
-		msg_pack_kv_str(pk, "name", "cache");
-		msg_pack_kv_bool(pk, "built", false);
-		msg_pack_kv_uint(pk, "ttl_s", r->cache_ttl_s);
-		pack_strs(pk, "vary", r->cache_vary, r->ncache_vary);
-	}
 	if (tf) {
 		msgpack_pack_map(pk, 7);
 		msg_pack_kv_str(pk, "name", "transform");
@@ -208,6 +201,16 @@ pack_policies(msgpack_packer *pk, const struct config *cfg,
 		    r->nresp_remove);
 		pack_strs(pk, "strip_fields", r->strip_fields,
 		    r->nstrip_fields);
+	}
+	if (r->has_cache) {
+		msgpack_pack_map(pk, 7);
+		msg_pack_kv_str(pk, "name", "cache");
+		msg_pack_kv_bool(pk, "built", true);
+		msg_pack_kv_uint(pk, "ttl_s", r->cache_ttl_s);
+		pack_strs(pk, "vary", r->cache_vary, r->ncache_vary);
+		msg_pack_kv_uint(pk, "stale_s", r->cache_stale_s);
+		msg_pack_kv_bool(pk, "per_consumer", r->cache_per_consumer);
+		msg_pack_kv_uint(pk, "max_body", r->cache_max_body);
 	}
 	if (r->ncalls > 0) {
 		size_t i;

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "control-int.h"
+#include "control_cache.h"
 #include "master.h"
 #include "msg.h"
 #include "stats.h"
@@ -330,7 +331,7 @@ control_reply_stats(struct master *m, const msgpack_object *req,
 		return control_reply_error(o, "no route '%s' (gwctl routes "
 		    "lists them)", name);
 	}
-	if (msg_out_init(o, name[0] != '\0' ? 7 : 8) < 0)
+	if (msg_out_init(o, name[0] != '\0' ? 7 : 9) < 0)
 		goto done;
 	msg_pack_kv_bool(&o->pk, "ok", true);
 	kv_double(&o->pk, "window_s", v.window_s);
@@ -356,6 +357,9 @@ control_reply_stats(struct master *m, const msgpack_object *req,
 		for (i = 0; i < v.nservices; i++)
 			pack_service(&o->pk, &v, &v.services[i]);
 		msg_pack_kv_uint(&o->pk, "received_bytes", v.bytes_in);
+		/* ---- response cache (one key: "cache") ---- */
+		control_pack_cache_stats(&o->pk, m->counters);
+		/* ---- end of the response cache ---- */
 	}
 	rc = 0;
 done:

@@ -6,12 +6,14 @@
 #include "policy.h"
 
 /* The fixed pipeline order (README, Design): auth before rate limiting
- * (which keys on its identity), the cache between rate limiting and
- * transform. */
+ * (which keys on its identity), the cache last: a miss goes upstream with
+ * the request transform's edits (a background refresh sends exactly what
+ * a miss would), and a hit still gets the response transform's. */
 static const struct policy *const pipeline[] = {
 	&policy_auth,
 	&policy_ratelimit,
 	&policy_transform,
+	&policy_cache,
 };
 
 #define NPIPELINE	(sizeof(pipeline) / sizeof(pipeline[0]))
@@ -128,6 +130,23 @@ policy_run_response(const struct policy_chain *chain, struct xctx *x,
 			continue;
 		if (p->on_response(x, chain->state[i], policy_slot(chain, i,
 		    x)) == POLICY_RESPOND)
+			return POLICY_RESPOND;
+	}
+	return POLICY_CONTINUE;
+}
+
+int
+policy_run_upstream_error(const struct policy_chain *chain, struct xctx *x,
+    unsigned upto)
+{
+	const struct policy *p;
+	unsigned i;
+
+	for (i = upto < chain->n ? upto : chain->n; i-- > 0;) {
+		p = chain->p[i];
+		if (p->on_upstream_error != NULL && p->on_upstream_error(x,
+		    chain->state[i], policy_slot(chain, i, x)) ==
+		    POLICY_RESPOND)
 			return POLICY_RESPOND;
 	}
 	return POLICY_CONTINUE;
@@ -256,6 +275,14 @@ xctx_resume(struct xctx *x)
 {
 	if (x->ops != NULL)
 		x->ops->resume(x);
+}
+
+int
+xctx_fetch(struct xctx *x, const struct xfetch *f)
+{
+	if (x->ops == NULL || x->ops->fetch == NULL)
+		return -1;
+	return x->ops->fetch(x, f);
 }
 
 static int

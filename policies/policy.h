@@ -98,8 +98,14 @@ struct xresp {
 	const char *error;		/* short code for the JSON body / log */
 	const char *content_type;	/* with body or source */
 	const char *body;		/* from memory (arena or longer) */
-	size_t body_len;
+	size_t body_len;		/* (also when the response has no body
+					 * by rule: HEAD, 304 give it as their
+					 * Content-Length) */
 	const struct body_source *source;
+	const struct http1_header *headers;	/* more header fields (a
+						 * stored response's), as
+						 * long as the exchange */
+	size_t nheaders;
 };
 
 /* Output of a body filter: bytes it emits, in a buffer the worker owns
@@ -127,12 +133,36 @@ struct body_filter {
 	bool same_length;		/* emits exactly what it is fed */
 };
 
+/*
+ * A background fetch (xctx_fetch): the request this exchange would send
+ * upstream now (its route's service, rewritten path, header edits so
+ * far), sent on its own while the exchange answers from elsewhere; the
+ * exchange may end first. Its response goes to these callbacks, never to
+ * the client. done is always called, exactly once and last (perhaps
+ * before xctx_fetch returns); ARG must live until then.
+ */
+struct xfetch {
+	/* head: the final response head (headers valid during the call).
+	 * 0 to take the body, -1 to stop. */
+	int (*head)(void *arg, int status, const struct http1_header *h,
+	    size_t n);
+	/* body: body bytes, decoded; LAST with the final ones. 0, or -1 to
+	 * stop. */
+	int (*body)(void *arg, const char *p, size_t n, bool last);
+	/* done: OK when the whole response was taken. */
+	void (*done)(void *arg, bool ok);
+	void *arg;
+};
+
 /* What the worker provides to a waiting policy (set by the worker). */
 struct xctx_ops {
 	/* wait: resume the exchange after MS unless resumed before. 0/-1. */
 	int (*wait)(struct xctx *x, uint64_t ms);
 	/* resume: run the waiting hook again, from the event loop. */
 	void (*resume)(struct xctx *x);
+	/* fetch: start a background fetch (struct xfetch, copied). 0, or -1
+	 * when it cannot start (then done is not called). */
+	int (*fetch)(struct xctx *x, const struct xfetch *f);
 };
 
 /* What the response cache did for a request (the access log's "cache";
@@ -226,6 +256,11 @@ struct policy {
 	size_t slot_size;		/* per-exchange state, 0 = none */
 	int (*on_request)(struct xctx *x, void *state, void *slot);
 	int (*on_response)(struct xctx *x, void *state, void *slot);
+	/* on_upstream_error: the upstream failed before any response byte
+	 * went to the client (x->status is the error's: 502, 503, 504).
+	 * RESPOND (x->resp) answers instead of the gateway's JSON error;
+	 * CONTINUE lets the error go. May be NULL. */
+	int (*on_upstream_error)(struct xctx *x, void *state, void *slot);
 	void (*on_done)(struct xctx *x, void *state, void *slot);
 };
 
@@ -267,6 +302,11 @@ int policy_run_request(const struct policy_chain *chain, struct xctx *x,
  * reverse. CONTINUE or RESPOND. */
 int policy_run_response(const struct policy_chain *chain, struct xctx *x,
     unsigned upto);
+/* policy_run_upstream_error: the upstream-error hooks of policies
+ * [0, upto) in reverse; the first RESPOND answers. CONTINUE or
+ * RESPOND. */
+int policy_run_upstream_error(const struct policy_chain *chain,
+    struct xctx *x, unsigned upto);
 /* policy_run_done: every on_done of policies [0, upto). */
 void policy_run_done(const struct policy_chain *chain, struct xctx *x,
     unsigned upto);
@@ -301,6 +341,9 @@ int xctx_wait(struct xctx *x, uint64_t ms);
 /* xctx_resume: end a wait now (from another event); the hook runs again
  * from the event loop, not inside this call. */
 void xctx_resume(struct xctx *x);
+/* xctx_fetch: start a background fetch (struct xfetch). 0, or -1 when it
+ * cannot start (F's done is then not called). */
+int xctx_fetch(struct xctx *x, const struct xfetch *f);
 /* xctx_resp_filter / xctx_req_filter: install a body filter on the
  * response (from on_response) or the request (from on_request). 0, or
  * -1 when too many. */
@@ -313,5 +356,6 @@ int obuf_put(struct obuf *o, const char *p, size_t n);
 extern const struct policy policy_auth;
 extern const struct policy policy_ratelimit;
 extern const struct policy policy_transform;
+extern const struct policy policy_cache;
 
 #endif

@@ -24,6 +24,18 @@ struct worker_counters {
 	uint64_t stopping;		/* set by the master before SIGQUIT when
 					 * the server stops (not a reload): idle
 					 * connections then close at once */
+	/* ---- response cache (policies/cache.c) ---- */
+	uint64_t cache_hits;		/* answered from a fresh entry */
+	uint64_t cache_misses;		/* went to the origin (cacheable
+					 * request, no usable entry) */
+	uint64_t cache_stale;		/* answered from an expired entry */
+	uint64_t cache_bypass;		/* may not use the cache */
+	uint64_t cache_collapsed;	/* waited on another's fetch, then
+					 * answered from its entry */
+	uint64_t cache_too_big;		/* over max_body: streamed uncached */
+	uint64_t cache_refreshes;	/* background refreshes started */
+	uint64_t cache_errors;		/* store errors (logged) */
+	/* ---- end of the response cache ---- */
 };
 
 struct counters {

@@ -733,7 +733,10 @@ store_room(struct store *s, MDB_txn *txn, enum store_use use)
 	tail = pages > info.me_last_pgno + 1 ? pages - info.me_last_pgno - 1 :
 	    0;
 	limits_of(pages, &reserve, &headroom);
-	need = use == STORE_NEW ? headroom : reserve;
+	need = use == STORE_NEW ? headroom : use == STORE_SPARE ?
+	    pages * STORE_SPARE_PCT / 100 : reserve;
+	if (need < headroom && use == STORE_SPARE)
+		need = headroom;
 	/* The common case: the map has never been filled that far. */
 	if (tail > need)
 		return 0;

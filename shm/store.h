@@ -43,8 +43,9 @@ enum store_db {
 	STORE_BUCKETS,		/* rate-limit buckets: see bucket.h */
 	STORE_BREAKERS,		/* service + instance: breaker state */
 	STORE_HEALTH,		/* service + instance: health results */
-	STORE_CACHE,		/* response cache */
-	STORE_CACHE_EXP,	/* expiry time + cache key: eviction index */
+	STORE_CACHE,		/* response cache: see cache_store.h */
+	STORE_CACHE_EXP,	/* eviction indexes: expiry, last use */
+	STORE_CACHE_META,	/* per entry figures, fetch locks, totals */
 	STORE_TICKETS,		/* TLS session-ticket keys: see tickets.h */
 	STORE__NDB
 };
@@ -165,9 +166,14 @@ int store_buf_write(void *data, const char *buf, size_t len);
 #define STORE_HEADROOM_PCT	10
 #define STORE_RESERVE_PCT	5
 #define STORE_RESERVE_MIN	32
+#define STORE_SPARE_PCT		20
 enum store_use {
 	STORE_NEW,		/* a new entry */
 	STORE_UPDATE,		/* an existing entry, rewritten */
+	STORE_SPARE,		/* what may be dropped again (the cache):
+				 * only while STORE_SPARE_PCT of the map is
+				 * free, so that it never takes the room
+				 * rate limiting and breakers need */
 };
 int store_room(struct store *s, MDB_txn *txn, enum store_use use);
 

@@ -6,6 +6,7 @@
  */
 #include "breaker.h"
 #include "bucket.h"
+#include "cache_store.h"
 #include "health.h"
 #include "store.h"
 #include "tickets.h"
@@ -28,7 +29,9 @@ const struct store_dbdef store_dbs[STORE__NDB] = {
 	[STORE_BREAKERS] = { "breakers", BREAKER_FORMAT, breakers_upkeep,
 	    sizeof(struct breaker_sweep) },
 	[STORE_HEALTH] = { "health", HEALTH_FORMAT, NULL, 0 },
-	[STORE_CACHE] = { "cache", 1, NULL, 0 },
-	[STORE_CACHE_EXP] = { "cache_exp", 1, NULL, 0 },
+	[STORE_CACHE] = { "cache", CACHE_DB_FORMAT, cache_sweep,
+	    sizeof(struct cache_sweep_state) },
+	[STORE_CACHE_EXP] = { "cache_exp", CACHE_DB_FORMAT, NULL, 0 },
+	[STORE_CACHE_META] = { "cache_meta", CACHE_DB_FORMAT, NULL, 0 },
 	[STORE_TICKETS] = { "tickets", TICKETS_FORMAT, tickets_upkeep, 0 },
 };

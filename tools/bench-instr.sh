@@ -18,7 +18,8 @@
 #   (TARGETS may name portico-base: the binary PORTICO_BASELINE; and
 #   portico-gw / portico-gw-base: the same two binaries on the full gateway
 #   route of `make bench`'s gateway scenario, tools/bench/features/auth.sh,
-#   every request with the scenario's RS256 token)
+#   every request with the scenario's RS256 token;
+#   portico-cache: the same requests answered from the response cache)
 set -u
 cd "$(dirname "$0")/.." || exit 1
 . tools/bench/lib.sh
@@ -101,6 +102,13 @@ start_target() {
 		[ "$name" = portico-gw-base ] && bin=$PORTICO_BASELINE
 		conf_portico_gw "$dir" "$port"
 		(cd "$dir" && exec "${wrap[@]}" "$bin" -c "$dir/portico.conf" -p "$dir") >>"$dir/stdout.log" 2>&1 &
+		;;
+	portico-cache)
+		# the same path answered from the response cache: the first
+		# request (in the start-up phase) stores it, then all hit
+		portico_conf "$dir" "$port" "$(bench_ports 1)" "$ORIGIN_PORT" 1 \
+		    'cache = { ttl_s = 3600; };'
+		(cd "$dir" && exec "${wrap[@]}" "$PORTICO" -c "$dir/portico.conf" -p "$dir") >>"$dir/stdout.log" 2>&1 &
 		;;
 	esac
 	STARTED_PID=$!

@@ -4,7 +4,7 @@
 # every proxy alike; ratios are taken inside each round, then the median.
 #
 #   WORKERS=2 ROUNDS=5 DURATION=5 WRK_THREADS=1 CONNS=64
-#   SCENARIOS="small big close c256 ratelimit ratelimit10k accesslog metrics resilience jwt gateway"
+#   SCENARIOS="small big close c256 ratelimit ratelimit10k accesslog metrics resilience jwt gateway cache"
 #
 # Output: a table per scenario on stdout, also in build/bench/results.txt and
 # build/bench/results.json. BENCH_KEEP=1 keeps the temp dir (configs, logs).
@@ -17,7 +17,7 @@ ROUNDS=${ROUNDS:-5}
 DURATION=${DURATION:-5}
 WRK_THREADS=${WRK_THREADS:-1}
 CONNS=${CONNS:-64}
-SCENARIOS=${SCENARIOS:-"small big close c256 ratelimit ratelimit10k accesslog metrics resilience jwt gateway"}
+SCENARIOS=${SCENARIOS:-"small big close c256 ratelimit ratelimit10k accesslog metrics resilience jwt gateway cache"}
 OUT=build/bench
 
 # ---- fronts: name -> kind (nginx | haproxy | portico) and config function ----
@@ -43,7 +43,7 @@ front haproxy haproxy conf_haproxy
 front portico portico conf_portico
 
 # ---- scenarios: name -> path, connections, fronts, description, wrk args ----
-declare -A SC_PATH SC_CONNS SC_FRONTS SC_DESC SC_ARGS
+declare -A SC_PATH SC_CONNS SC_FRONTS SC_DESC SC_ARGS SC_WARM
 scenario() {	# NAME PATH CONNS "FRONTS" "DESC" [WRK ARGS...]
 	local name=$1
 	SC_PATH[$name]=$2
@@ -146,7 +146,11 @@ for f in "${FRONTS_ALL[@]}"; do
 		bench_untrack "$pid"
 		continue
 	fi
-	if [ -n "${FRONT_CHECK[$f]:-}" ] && ! "${FRONT_CHECK[$f]}" "$f" "$port"; then
+	# a front's start check (FRONT_CHECK), or a feature's own check of
+	# its front (check_NAME PORT), if it has one
+	chk=check_${f//-/_}
+	if { [ -n "${FRONT_CHECK[$f]:-}" ] && ! "${FRONT_CHECK[$f]}" "$f" "$port"; } ||
+	    { declare -F "$chk" >/dev/null && ! "$chk" "$port"; }; then
 		bench_log "bench: $f: failed its start check; benchmarking without it"
 		bench_stop "$pid"
 		bench_untrack "$pid"
@@ -219,9 +223,10 @@ for sc in $SCENARIOS; do
 	done
 	[ ${#sc_fronts[@]} -gt 0 ] || { bench_log "bench: $sc: no front available"; continue; }
 	bench_log "bench: $sc: ${SC_DESC[$sc]} (${sc_fronts[*]})"
-	# warm-up: fill every upstream pool before the measured rounds
+	# warm-up: fill every upstream pool (and cache) before the measured
+	# rounds; SC_WARM[scenario] seconds, 1 by default
 	for f in "${sc_fronts[@]}"; do
-		DURATION=1 run_one "$sc" "$f" warm || true
+		DURATION=${SC_WARM[$sc]:-1} run_one "$sc" "$f" warm || true
 	done
 	n=${#sc_fronts[@]}
 	for ((r = 1; r <= ROUNDS; r++)); do

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <time.h>
 
 #include "demo.h"
 
@@ -788,6 +789,27 @@ route(struct conn *c, const char *path, size_t pn, const char *q, size_t qn,
 		sb_str(b, "[{\"id\":\"promo-1\",\"title\":\"Free shipping over "
 		    "50 EUR\",\"discount\":0},{\"id\":\"promo-2\",\"title\":"
 		    "\"10% off grinders\",\"product\":\"p-2\",\"discount\":0.1}]");
+		return;
+	}
+	if (svc == SVC_PRODUCTS && pn == 9 && memcmp(path, "/products", 9) ==
+	    0) {
+		/* The catalogue, with when it was made: behind the demo's
+		 * cache the time stays put for a minute. */
+		char when[32];
+		time_t now = time(NULL);
+		struct tm tm;
+
+		if (!get)
+			goto not_allowed;
+		gmtime_r(&now, &tm);
+		strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+		sb_printf(b, "{\"generated_at\":\"%s\",\"products\":[", when);
+		for (i = 0; i < NPRODUCTS; i++) {
+			if (i > 0)
+				sb_str(b, ",");
+			json_product(b, &catalogue[i], NULL, 0);
+		}
+		sb_str(b, "]}");
 		return;
 	}
 	if (svc == SVC_PRODUCTS && (match_id(path, pn, "/products/", &id, &idl) ||

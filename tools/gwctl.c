@@ -89,8 +89,9 @@ static const struct cmd cmds[] = {
 	{ "limits", "limits [--reset] KEY", "rate-limit buckets of a key "
 	    "(client address, route name or header value); --reset refills "
 	    "them", run_limits },
-	{ "cache", "cache purge [PREFIX]", "purge cached responses",
-	    run_cache },
+	{ "cache", "cache purge [PREFIX] | cache show PATH[?QUERY]",
+	    "remove cached responses under a path prefix (all without "
+	    "one); show the entries of a path", run_cache },
 	{ "reopen", "reopen", "reopen log files (after rotation)",
 	    run_reopen },
 	{ "key", "key hash [KEY] [--consumer NAME] [--tier T] [--scope S]..."
@@ -854,9 +855,13 @@ print_policies(const msgpack_object *ps, const char *prefix)
 			    sizeof(a)), join(msg_get(p, "scopes"), ", ", "", b,
 			    sizeof(b)));
 		} else if (strcmp(name, "cache") == 0) {
-			printf(": ttl %" PRIu64 " s, vary [%s]",
-			    get_u(p, "ttl_s"), join(msg_get(p, "vary"), ", ",
-			    "", a, sizeof(a)));
+			bool pc = false;
+			msg_get_bool(p, "per_consumer", &pc);
+			printf(": ttl %" PRIu64 " s, vary [%s], stale %" PRIu64
+			    " s, max_body %" PRIu64 "%s", get_u(p, "ttl_s"),
+			    join(msg_get(p, "vary"), ", ", "", a, sizeof(a)),
+			    get_u(p, "stale_s"), get_u(p, "max_body"),
+			    pc ? ", per consumer" : "");
 		} else if (strcmp(name, "aggregate") == 0) {
 			const msgpack_object *cs = msg_get(p, "calls");
 			uint32_t j;
@@ -1056,28 +1061,84 @@ done:
 	return rc;
 }
 
+static void
+print_entry(const msgpack_object *e)
+{
+	char a[4096], b[4096];
+
+	sget(e, "kind", a, sizeof(a));
+	if (strcmp(a, "response") != 0) {
+		printf("%s\n  %s %s, evicted in %" PRId64 " s\n",
+		    sget(e, "key", b, sizeof(b)), a, sget(e, "vary", a,
+		    sizeof(a)), get_i(e, "evict_in_s"));
+		return;
+	}
+	printf("%s\n", sget(e, "desc", a, sizeof(a)));
+	printf("  key        %s\n", sget(e, "key", a, sizeof(a)));
+	printf("  status     %" PRIu64 ", %" PRIu64 " body bytes (%" PRIu64
+	    " charged), etag %s%s\n", get_u(e, "status"),
+	    get_u(e, "body_bytes"), get_u(e, "charged_bytes"),
+	    sget(e, "etag", b, sizeof(b)), msg_get(e, "etag_made") != NULL &&
+	    msg_get(e, "etag_made")->type == MSGPACK_OBJECT_BOOLEAN &&
+	    msg_get(e, "etag_made")->via.boolean ? " (made by the cache)" :
+	    "");
+	printf("  age        %" PRId64 " s, fresh for %" PRId64 " s; then "
+	    "served stale while revalidating %" PRIu64 " s, on error %"
+	    PRIu64 " s\n", get_i(e, "age_s"), get_i(e, "fresh_for_s"),
+	    get_u(e, "stale_while_revalidate_s"),
+	    get_u(e, "stale_if_error_s"));
+	printf("  evicted in %" PRId64 " s; last used %" PRId64 " s ago\n",
+	    get_i(e, "evict_in_s"), get_i(e, "used_s_ago"));
+	sget(e, "headers", a, sizeof(a));
+	{
+		char *line, *save = NULL;
+		for (line = strtok_r(a, "\n", &save); line != NULL;
+		    line = strtok_r(NULL, "\n", &save))
+			printf("    %s\n", line);
+	}
+}
+
 static int
 run_cache(struct ctx *x, const struct cmd *self)
 {
+	const msgpack_object *es;
 	struct msg_out req;
 	struct msg_in in;
+	bool show;
+	uint32_t i;
 	int rc = 1;
 
-	if (x->argc < 1 || x->argc > 2 || strcmp(x->argv[0], "purge") != 0) {
+	show = x->argc == 2 && strcmp(x->argv[0], "show") == 0;
+	if (!show && (x->argc < 1 || x->argc > 2 ||
+	    strcmp(x->argv[0], "purge") != 0)) {
 		fprintf(stderr, "gwctl: usage: gwctl %s\n", self->usage);
 		return 1;
 	}
 	if (msg_out_init(&req, 3) < 0)
 		return 1;
 	msg_pack_kv_str(&req.pk, "cmd", "cache");
-	msg_pack_kv_str(&req.pk, "action", "purge");
-	msg_pack_kv_str(&req.pk, "prefix", x->argc > 1 ? x->argv[1] : "/");
+	msg_pack_kv_str(&req.pk, "action", show ? "show" : "purge");
+	msg_pack_kv_str(&req.pk, show ? "path" : "prefix",
+	    x->argc > 1 ? x->argv[1] : "/");
 	if (transact(x, &req, &in) < 0)
 		goto done;
 	rc = reply_ok(x, in.map);
-	if (rc == 0 && !x->json)
-		printf("purged %" PRIu64 " cached responses\n",
-		    get_u(in.map, "purged"));
+	if (rc != 0 || x->json)
+		goto done;
+	if (!show) {
+		printf("purged %" PRIu64 " cached response%s\n",
+		    get_u(in.map, "purged"), get_u(in.map, "purged") == 1 ?
+		    "" : "s");
+		goto done;
+	}
+	es = msg_get(in.map, "entries");
+	if (es == NULL || es->type != MSGPACK_OBJECT_ARRAY ||
+	    es->via.array.size == 0) {
+		printf("no cached response for %s\n", x->argv[1]);
+		goto done;
+	}
+	for (i = 0; i < es->via.array.size; i++)
+		print_entry(&es->via.array.ptr[i]);
 done:
 	msg_out_free(&req);
 	msg_in_free(&in);

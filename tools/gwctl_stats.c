@@ -236,6 +236,30 @@ window_line(FILE *f, const msgpack_object *reply)
 	    u(reply, "generation"), win);
 }
 
+/* The response cache's figures over every worker, and the store's. */
+static void
+print_cache(FILE *f, const msgpack_object *reply)
+{
+	const msgpack_object *c = msg_get(reply, "cache");
+	double hr = 0;
+
+	if (c == NULL || c->type != MSGPACK_OBJECT_MAP)
+		return;
+	num(c, "hit_ratio", &hr);
+	fprintf(f, "cache: %" PRIu64 " hits, %" PRIu64 " stale, %" PRIu64
+	    " misses, %" PRIu64 " bypass; hit ratio %.1f%%; %" PRIu64
+	    " collapsed waits, %" PRIu64 " refreshes, %" PRIu64 " too big\n",
+	    u(c, "hits"), u(c, "stale"), u(c, "misses"), u(c, "bypass"),
+	    hr * 100, u(c, "collapsed_waits"), u(c, "refreshes"),
+	    u(c, "too_big"));
+	fprintf(f, "cache: %" PRIu64 " entries, %" PRIu64 " of %" PRIu64
+	    " bytes; %" PRIu64 " evictions (%" PRIu64 " expired, %" PRIu64
+	    " for room), %" PRIu64 " invalidated\n", u(c, "entries"),
+	    u(c, "bytes"), u(c, "budget_bytes"), u(c, "evictions"),
+	    u(c, "evicted_expired"), u(c, "evicted_lru"),
+	    u(c, "invalidated"));
+}
+
 void
 gwctl_stats_print(FILE *f, const msgpack_object *reply)
 {
@@ -244,6 +268,7 @@ gwctl_stats_print(FILE *f, const msgpack_object *reply)
 	fputc('\n', f);
 	print_services(f, arr(reply, "services"));
 	fputc('\n', f);
+	print_cache(f, reply);
 	print_workers(f, reply);
 }
 

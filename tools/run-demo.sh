@@ -82,6 +82,7 @@ Portico demo
 try:
   curl localhost:8080/users/7
   curl 'localhost:8080/recommendations?user=7'
+  curl -i localhost:8080/products      # the catalogue, cached 60 s (X-Cache, Age)
   curl -i localhost:8080/orders/1      # 401: orders needs a JWT
   TOKEN=\$($BUILD/gwctl token --key etc/keys/rs256.pem --kid rs1 --sub alice --scope orders:read)
   curl -H "Authorization: Bearer \$TOKEN" localhost:8080/orders/1

@@ -55,7 +55,13 @@ ops_resume(struct xctx *cx)
 	loop_timer_set(&x->c->w->loop, &x->wait_timer, 0);
 }
 
-static const struct xctx_ops xops = { ops_wait, ops_resume };
+static int
+ops_fetch(struct xctx *cx, const struct xfetch *f)
+{
+	return proxy_fetch(XCTX_EXCHANGE(cx), f);
+}
+
+static const struct xctx_ops xops = { ops_wait, ops_resume, ops_fetch };
 
 /* ---- life ---------------------------------------------------------- */
 
@@ -413,7 +419,8 @@ build_head(struct exchange *x, const struct resp_src *s,
 	if (s->chunked && (filtered || (x->flags & XF_HTTP10)))
 		x->uc.flags |= UC_DECODE;
 	if (s->no_body) {
-		if (s->length >= 0) {
+		/* RFC 9110 8.6: never on a 204. */
+		if (s->length >= 0 && s->status != 204) {
 			hb_lit(&b, "Content-Length: ");
 			hb_u64(&b, (uint64_t)s->length);
 			hb_lit(&b, "\r\n");
@@ -626,6 +633,11 @@ exchange_error(struct conn *c, int status, const char *error,
 	x->status = status;
 	if (x->ctx.reason == NULL)
 		x->ctx.reason = error;
+	if (x->retry_after_s != 0) {
+		xctx_resp_header(&x->ctx, "Retry-After", "%u",
+		    x->retry_after_s);
+		x->retry_after_s = 0;
+	}
 	if (hbuf_open(x, &b) < 0) {
 		conn_close(c, "out of memory");
 		return CONN_GONE;
@@ -690,6 +702,32 @@ exchange_fail(struct exchange *x, int status, const char *error, bool close)
 }
 
 int
+exchange_upstream_failed(struct exchange *x, int status, const char *error,
+    bool close)
+{
+	struct worker *w = x->c->w;
+	struct xctx *cx = &x->ctx;
+
+	if (x->bytes_out == 0 && cx->route_index >= 0) {
+		cx->status = status;
+		cx->resp_headers = NULL;
+		cx->resp_nheaders = 0;
+		if (policy_run_upstream_error(&w->chains[cx->route_index], cx,
+		    x->ran) == POLICY_RESPOND) {
+			/* A head built for the upstream's response, if any,
+			 * is dropped for the policy's answer. */
+			x->hlen = x->hoff = 0;
+			x->fout.len = x->foff = 0;
+			x->flags &= ~(XF_RESP_HEAD | XF_FILTERED |
+			    XF_CHUNK_OUT | XF_RESP_LAST | XF_LOCAL);
+			cx->nresp_filters = 0;
+			return local_response(x, 0);
+		}
+	}
+	return exchange_fail(x, status, error, close);
+}
+
+int
 exchange_interim(struct exchange *x, const char *text)
 {
 	struct hb b;
@@ -723,6 +761,8 @@ local_response(struct exchange *x, unsigned upto)
 		    r->error : "refused", NULL,
 		    x->req_left > 0 || (x->flags & XF_REQ_CHUNKED));
 	s.status = r->status;
+	s.headers = r->headers;
+	s.nheaders = r->headers != NULL ? r->nheaders : 0;
 	s.length = r->source != NULL ? (r->source->len == BODY_LEN_UNKNOWN ?
 	    -1 : (int64_t)r->source->len) : (int64_t)r->body_len;
 	s.no_body = (x->flags & XF_HEAD) || s.status == 204 ||
@@ -1021,10 +1061,12 @@ exchange_run(struct exchange *x)
 		return pipeline(x);
 	if (x->flags & XF_UPSTREAM)
 		return proxy_run(x);
-	if ((rc = flush_out(x)) != 1)
-		return rc == CONN_GONE ? CONN_GONE : 0;
+	/* The body first: its first bytes go out in the head's write (one
+	 * sendmsg for a whole small response); then what is left. */
 	if ((x->flags & XF_LOCAL) && local_body(x) == CONN_GONE)
 		return CONN_GONE;
+	if ((rc = flush_out(x)) != 1)
+		return rc == CONN_GONE ? CONN_GONE : 0;
 	if (!(x->flags & XF_RESP_LAST) || out_pending(x))
 		return 0;
 	return conn_response_done(x->c);

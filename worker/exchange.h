@@ -70,6 +70,12 @@ int exchange_resp_done(struct exchange *x);
 int exchange_fail(struct exchange *x, int status, const char *error,
     bool close);
 
+/* exchange_upstream_failed: the upstream failed (STATUS, ERROR as
+ * exchange_fail): the policies' upstream-error hooks may answer instead
+ * (a stale cached response); else exchange_fail. 0 or CONN_GONE. */
+int exchange_upstream_failed(struct exchange *x, int status,
+    const char *error, bool close);
+
 /* exchange_interim: queue an interim response (TEXT, "HTTP/1.1 100
  * Continue\r\n\r\n") ahead of the response, and try to write it; what
  * does not go now goes before the response head. 0 or CONN_GONE. */

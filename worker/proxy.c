@@ -54,15 +54,16 @@ up_chunked(const struct exchange *x)
 #define HEAD_TOO_MANY_TOKENS	(-2)	/* 400 */
 #define HEAD_UNDERSCORE		(-3)	/* 400 (underscores_in_headers) */
 
-/* The upstream request head, into x->uc.hbuf. 0 or a HEAD_* code. */
+/* The upstream request head, into uc->hbuf (the exchange's own upstream
+ * client, or a background fetch's). 0 or a HEAD_* code. */
 static int
-build_request_head(struct exchange *x)
+build_request_head(struct exchange *x, struct upclient *uc)
 {
 	struct conn *c = x->c;
 	struct worker *w = c->w;
 	const struct config *cfg = w->cfg;
 	const struct xctx *cx = &x->ctx;
-	struct hb b = { x->uc.hbuf, 0, w->hbuf_size, true };
+	struct hb b = { uc->hbuf, 0, w->hbuf_size, true };
 	struct conn_tokens ct;
 	const struct http1_header *xff[8];
 	unsigned nxff = 0, i;
@@ -145,8 +146,8 @@ build_request_head(struct exchange *x)
 	hb_lit(&b, "\r\n");
 	if (!b.ok)
 		return HEAD_TOO_LONG;
-	x->uc.hlen = b.len;
-	x->uc.hoff = 0;
+	uc->hlen = b.len;
+	uc->hoff = 0;
 	return 0;
 }
 
@@ -409,26 +410,27 @@ cb_failed(void *owner, enum up_fail why)
 	switch (why) {
 	case UPF_TIMEOUT:
 	case UPF_CONNECT_TIMEOUT:
-		exchange_fail(x, 504, "upstream_timeout", close);
+		exchange_upstream_failed(x, 504, "upstream_timeout", close);
 		break;
 	case UPF_BAD:
-		exchange_fail(x, 502, "bad_gateway", close);
+		exchange_upstream_failed(x, 502, "bad_gateway", close);
 		break;
 	case UPF_UNAVAILABLE:
 		/* Every instance open or down: said at once, with when to
-		 * come back and which service it is. */
+		 * come back and which service it is (unless the cache has a
+		 * stale answer to give). */
 		x->err_service = uc->svc->cfg->name;
-		xctx_resp_header(&x->ctx, "Retry-After", "%u",
-		    resilience_retry_after(x->c->w, uc->svc));
-		exchange_fail(x, 503, "service_unavailable", close);
+		x->retry_after_s = resilience_retry_after(x->c->w, uc->svc);
+		exchange_upstream_failed(x, 503, "service_unavailable", close);
 		break;
 	case UPF_OVERLOADED:
 		x->err_service = uc->svc->cfg->name;
-		xctx_resp_header(&x->ctx, "Retry-After", "1");
-		exchange_fail(x, 503, "service_overloaded", close);
+		x->retry_after_s = 1;
+		exchange_upstream_failed(x, 503, "service_overloaded", close);
 		break;
 	default:
-		exchange_fail(x, 502, "upstream_unavailable", close);
+		exchange_upstream_failed(x, 502, "upstream_unavailable",
+		    close);
 		break;
 	}
 }
@@ -450,6 +452,31 @@ gone(const struct conn *c)
 	return (c->flags & CF_DEAD) ? CONN_GONE : 0;
 }
 
+/* The path the upstream gets (the route's rewrite) in x->up_path. 0, or
+ * -1 when the rewrite is too long. */
+static int
+upstream_path(struct exchange *x)
+{
+	struct worker *w = x->c->w;
+	struct xctx *cx = &x->ctx;
+	const struct cfg_route *r = cx->route;
+	int rn;
+
+	x->up_path = cx->path;
+	x->up_path_len = cx->path_len;
+	if (r->rewrite_re != NULL) {
+		rn = route_rewrite(r, w->md, cx->path, cx->path_len,
+		    w->rewrite_scratch, w->cfg->server.limits.header_bytes + 1);
+		if (rn < 0)
+			return -1;
+		if (rn > 0) {
+			x->up_path = w->rewrite_scratch;
+			x->up_path_len = rn;
+		}
+	}
+	return 0;
+}
+
 int
 proxy_start(struct exchange *x)
 {
@@ -459,26 +486,15 @@ proxy_start(struct exchange *x)
 	const struct cfg_route *r = cx->route;
 	struct service_rt *s = &w->svc[r->service];
 	struct upclient *uc = &x->uc;
-	int rn, rc;
+	int rc;
 
-	x->up_path = cx->path;
-	x->up_path_len = cx->path_len;
-	if (r->rewrite_re != NULL) {
-		rn = route_rewrite(r, w->md, cx->path, cx->path_len,
-		    w->rewrite_scratch, w->cfg->server.limits.header_bytes + 1);
-		if (rn < 0)
-			return exchange_error(c, 414, "uri_too_long", NULL,
-			    true);
-		if (rn > 0) {
-			x->up_path = w->rewrite_scratch;
-			x->up_path_len = rn;
-		}
-	}
+	if (upstream_path(x) < 0)
+		return exchange_error(c, 414, "uri_too_long", NULL, true);
 	if ((uc->hbuf = pool_buf_get(w, BUF_HEAD)) == NULL) {
 		conn_close(c, "out of memory");
 		return CONN_GONE;
 	}
-	switch (build_request_head(x)) {
+	switch (build_request_head(x, uc)) {
 	case 0:
 		break;
 	case HEAD_TOO_MANY_TOKENS:
@@ -554,4 +570,144 @@ proxy_run(struct exchange *x)
 		return gone(c);
 	}
 	return 0;
+}
+
+/* ---- background fetches ------------------------------------------ */
+
+/* A fetch outlives its exchange; the worker keeps them in a list so that
+ * a stopping worker ends them (and their owners hear of it). */
+struct bgfetch {
+	struct upclient uc;
+	struct xfetch f;
+	struct bgfetch *prev, *next;
+};
+
+static void
+fetch_end(struct bgfetch *b, bool ok)
+{
+	struct worker *w = b->uc.w;
+	struct xfetch f = b->f;
+
+	if (b->prev != NULL)
+		b->prev->next = b->next;
+	else
+		w->fetches = b->next;
+	if (b->next != NULL)
+		b->next->prev = b->prev;
+	free(b);
+	f.done(f.arg, ok);
+}
+
+static int
+fb_body_avail(void *owner, const char **p, size_t *n)
+{
+	(void)owner;
+	*p = NULL;
+	*n = 0;
+	return 1;
+}
+
+static void
+fb_body_sent(void *owner, size_t n)
+{
+	(void)owner;
+	(void)n;
+}
+
+static int
+fb_head(void *owner, const struct http1_response *res)
+{
+	struct bgfetch *b = owner;
+
+	if (b->uc.flags & UC_CHUNKED)
+		b->uc.flags |= UC_DECODE;
+	if (b->f.head(b->f.arg, res->status, res->headers,
+	    res->num_headers) < 0) {
+		upclient_abort(&b->uc);
+		fetch_end(b, false);
+		return UC_STOP;
+	}
+	return 0;
+}
+
+static ssize_t
+fb_body(void *owner, const char *p, size_t n, bool last)
+{
+	struct bgfetch *b = owner;
+
+	if (b->f.body(b->f.arg, p, n, last) < 0) {
+		upclient_abort(&b->uc);
+		fetch_end(b, false);
+		return UC_STOP;
+	}
+	return (ssize_t)n;
+}
+
+static void
+fb_done(void *owner)
+{
+	fetch_end(owner, true);
+}
+
+static void
+fb_failed(void *owner, enum up_fail why)
+{
+	(void)why;
+	fetch_end(owner, false);
+}
+
+static const struct upclient_ops fetch_ops = {
+	.body_avail = fb_body_avail,
+	.body_sent = fb_body_sent,
+	.head = fb_head,
+	.body = fb_body,
+	.done = fb_done,
+	.failed = fb_failed,
+};
+
+int
+proxy_fetch(struct exchange *x, const struct xfetch *f)
+{
+	struct conn *c = x->c;
+	struct worker *w = c->w;
+	struct xctx *cx = &x->ctx;
+	struct service_rt *s;
+	struct bgfetch *b;
+
+	/* Only a request that is all head can be sent twice. */
+	if (cx->route == NULL || cx->route->service < 0 ||
+	    cx->headers == NULL || x->req_left > 0 ||
+	    (x->flags & XF_REQ_CHUNKED) || upstream_path(x) < 0)
+		return -1;
+	s = &w->svc[cx->route->service];
+	if ((b = calloc(1, sizeof(*b))) == NULL)
+		return -1;
+	if ((b->uc.hbuf = pool_buf_get(w, BUF_HEAD)) == NULL ||
+	    build_request_head(x, &b->uc) != 0) {
+		if (b->uc.hbuf != NULL)
+			pool_buf_put(w, BUF_HEAD, b->uc.hbuf);
+		free(b);
+		return -1;
+	}
+	b->f = *f;
+	b->uc.flags = UC_IDEMPOTENT;
+	if (x->flags & XF_HEAD)
+		b->uc.flags |= UC_HEAD_REQ;
+	b->uc.hash = upstream_key_hash(s->cfg, c->peer.family, c->peer.addr,
+	    cx->headers, cx->nheaders, cx->id.consumer, cx->id.consumer_len);
+	b->next = w->fetches;
+	if (b->next != NULL)
+		b->next->prev = b;
+	w->fetches = b;
+	upclient_start(&b->uc, w, s, &fetch_ops, b);
+	return 0;
+}
+
+void
+proxy_fetch_stop_all(struct worker *w)
+{
+	while (w->fetches != NULL) {
+		upclient_abort(&w->fetches->uc);
+		fetch_end(w->fetches, false);
+	}
 }

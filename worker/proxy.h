@@ -20,5 +20,13 @@ int proxy_start(struct exchange *x);
 /* proxy_run: move bytes on: request body from the client, response to
  * the client when it has room again. */
 int proxy_run(struct exchange *x);
+/* proxy_fetch: a background fetch of the exchange's request (policy.h,
+ * struct xfetch): its upstream head is built now, as proxy_start would,
+ * and sent by an upstream client of its own. 0, or -1 when it cannot
+ * start (a request with a body, no service, out of memory). */
+int proxy_fetch(struct exchange *x, const struct xfetch *f);
+/* proxy_fetch_stop_all: end every background fetch (worker stopping);
+ * their owners hear done(false). */
+void proxy_fetch_stop_all(struct worker *w);
 
 #endif

@@ -33,6 +33,7 @@
 struct worker;
 struct exchange;
 struct tls_server;
+struct bgfetch;
 
 /* A client address kept compactly (an idle connection must stay small). */
 struct peer {
@@ -262,6 +263,7 @@ struct exchange {
 	struct upclient uc;
 	const char *up_addr;		/* instance used (access log) */
 	const char *err_service;	/* named in the JSON error (503) */
+	unsigned retry_after_s;		/* Retry-After of the error, or 0 */
 	uint64_t up_us;			/* upstream time (access log) */
 	/* access log */
 	uint64_t start_us;		/* head complete */
@@ -351,6 +353,7 @@ struct worker {
 	struct conn *runq;		/* to run after this batch of events */
 	struct exchange *x_free, *x_dead;
 	struct upconn *up_free, *up_dead;
+	struct bgfetch *fetches;	/* background fetches (proxy.c) */
 	struct arena_cache arenas;
 	char **cbuf_free;		/* pooled client input buffers */
 	unsigned ncbuf_free, capcbuf;
@@ -371,6 +374,7 @@ struct worker {
 	struct accesslog *alog;		/* NULL = access log off */
 	struct loop_timer alog_timer;
 	struct loop_timer rl_timer;	/* rate-limit leases go back */
+	struct loop_timer cache_timer;	/* cache hits marked used */
 	uint64_t trace_state;		/* xorshift state for trace ids */
 	struct http1_header *hdrs;	/* parse scratch, max_headers long */
 	size_t trace_hdr_len;

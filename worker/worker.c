@@ -9,11 +9,13 @@
 #include <unistd.h>
 
 #include "../master/log.h"
+#include "../policies/cache.h"
 #include "../policies/ratelimit.h"
 #include "conn.h"
 #include "../shm/store.h"
 #include "metrics.h"
 #include "pool.h"
+#include "proxy.h"
 #include "resilience.h"
 #include "tls.h"
 #include "upstream.h"
@@ -175,6 +177,13 @@ ratelimit_timer(struct loop *l, struct loop_timer *t)
 }
 
 static void
+cache_timer(struct loop *l, struct loop_timer *t)
+{
+	(void)t;
+	cache_tick(l->now_ms);
+}
+
+static void
 before_sleep(struct loop *l, void *arg)
 {
 	struct worker *w = arg;
@@ -184,6 +193,9 @@ before_sleep(struct loop *l, void *arg)
 	/* Leased rate-limit tokens not used go back on this timer. */
 	if (ratelimit_pending() && !loop_timer_armed(&w->rl_timer))
 		loop_timer_set(l, &w->rl_timer, RATELIMIT_TICK_MS);
+	/* Cache hits are marked used in the LRU order in batches. */
+	if (cache_pending() && !loop_timer_armed(&w->cache_timer))
+		loop_timer_set(l, &w->cache_timer, CACHE_TICK_MS);
 	/* Lines wait at most ACCESSLOG_FLUSH_MS: one write per batch, not
 	 * one per loop turn. */
 	if (accesslog_pending(w->alog) && !loop_timer_armed(&w->alog_timer))
@@ -306,6 +318,7 @@ worker_open(struct worker *w, const struct worker_args *a)
 		w->alog_timer.cb = flush_alog;
 		w->alog_timer.data = w;
 		w->rl_timer.cb = ratelimit_timer;
+		w->cache_timer.cb = cache_timer;
 		if (w->alog == NULL && err != 0)
 			log_error("access log %s: %s", cfg->server.access_log,
 			    strerror(err));
@@ -319,6 +332,7 @@ worker_open(struct worker *w, const struct worker_args *a)
 	    sizeof(*w->chains));
 	if (w->md == NULL || w->chains == NULL)
 		return -1;
+	cache_counters(w->stats);
 	if (policy_set_init(cfg, &w->pset) < 0)
 		return -1;
 	for (i = 0; i < cfg->nroutes; i++)
@@ -334,6 +348,7 @@ worker_close(struct worker *w)
 	size_t i;
 
 	conn_close_all(w, "worker stopping");
+	proxy_fetch_stop_all(w);
 	upstream_services_free(w->cfg, w->svc);	/* pooled connections */
 	w->svc = NULL;
 	resilience_free(w);

@@ -202,6 +202,10 @@ def test_products(ports):
     assert status == 200 and prod["id"] == "p-2" and prod["name"]
     status, _, prod2 = get_json(p, "/v2/products/p-2")
     assert status == 200 and prod2["id"] == "p-2" and prod2["version"] == 2
+    # the catalogue, stamped with the time it was made (the demo caches it)
+    status, _, cat = get_json(p, "/products")
+    assert status == 200 and len(cat["products"]) >= 6
+    assert cat["generated_at"].endswith("Z")
 
 
 def test_orders(ports):

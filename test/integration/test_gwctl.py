@@ -244,16 +244,6 @@ def test_explain_usage_errors(gw):
     fails(gwctl(gw, "explain", "GET", "/", "-H"), "needs a value")
 
 
-def test_not_built_yet(gw):
-    fails(gwctl(gw, "cache", "purge"), "the response cache is not built yet")
-    fails(gwctl(gw, "cache", "purge", "/api"), "not built yet")
-    r = gwctl(gw, "--json", "cache", "purge")
-    assert r.returncode != 0
-    assert json.loads(r.stdout) == {
-        "ok": False, "error": "the response cache is not built yet"}
-    fails(gwctl(gw, "cache"), "usage")
-
-
 def test_breakers_lists_every_instance(gw):
     """Services without a breaker or health checks are listed too."""
     out = ok(gw, "breakers")

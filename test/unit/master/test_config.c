@@ -135,6 +135,10 @@ test_demo_loads(void **state)
 	assert_string_equal(r->name, "catalog");
 	assert_non_null(r->rewrite_re);
 	assert_string_equal(r->prefix, "/products");
+	/* the product catalogue, cached for a minute */
+	assert_true(r->has_cache);
+	assert_int_equal(r->cache_ttl_s, 60);
+	assert_int_equal(cfg->server.state_cache_mb, 128);
 	r = &cfg->routes[7];
 	assert_string_equal(r->name, "legacy");
 	assert_non_null(r->re);
@@ -296,6 +300,7 @@ test_defaults(void **state)
 	assert_string_equal(sv->pid_file, "/tmp/run/portico.pid");
 	assert_string_equal(sv->state_path, "/dev/shm/portico");
 	assert_int_equal(sv->state_max_mb, 256);
+	assert_int_equal(sv->state_cache_mb, 128);	/* half of max_mb */
 	assert_int_equal(sv->limits.header_bytes, 16384);
 	assert_int_equal(sv->limits.headers, 100);
 	assert_int_equal(sv->limits.body_bytes, 10485760);
@@ -680,6 +685,22 @@ static const struct err_case err_cases[] = {
 	  "auth.jwt needs 'keys' or 'jwks_file'" },
 	{ "auth: {\n  api_keys = { header = \"X-K\"; };\n};\n", 2,
 	  "auth.api_keys needs 'file'" },
+	/* the cache: its share of the store, its settings */
+	{ "server: { state = { max_mb = 16;\n cache_mb = 13; }; };\n", 2,
+	  "server.state: cache_mb (13) may be at most 3/4 of max_mb (12 MB): "
+	  "the rest is for rate limiting, breakers and health" },
+	{ ROUTE("\n cache = { ttl_s = 5;\n stale_s = -1; };"), 8,
+	  "'stale_s' in route 'r' cache must not be negative" },
+	{ ROUTE("\n cache = { ttl_s = 5;\n max_body = 2147483648L; };"), 8,
+	  "'max_body' in route 'r' cache must be between 0 and 1073741824" },
+	{ ROUTE("\n cache = { ttl_s = 5;\n per_consumer = 1; };"), 8,
+	  "'per_consumer' in route 'r' cache must be true or false" },
+	{ ROUTE("\n cache = { ttl_s = 5;\n vary = [\"Accept\", \"accept\"]; };"),
+	  8, "route 'r' cache: vary names 'accept' twice" },
+	{ ROUTE("\n cache = { ttl = 5; };"), 7,
+	  "unknown setting 'ttl' in route 'r' cache" },
+	{ ROUTE("\n cache = { stale_s = 5; };"), 7,
+	  "route 'r' cache needs 'ttl_s'" },
 	/* aggregate validation (refused later, checked fully first) */
 	{ SVC "routes = ( { name = \"r\"; match = { path = \"/a\"; };\n"
 	  "  aggregate = { calls = (\n  { name = \"p\"; service = \"users\";"
@@ -699,8 +720,9 @@ static const struct err_case unbuilt_cases[] = {
 	{ ROUTE("\n rate_limit = { by = \"consumer\"; };"), 7,
 	  "rate_limit by consumer needs 'auth' on the route (jwt, api_key or "
 	  "any)" },
-	{ ROUTE("\n cache = { ttl_s = 5; };"), 7,
-	  "'cache' is not supported by this build yet" },
+	{ ROUTE("\n cache = { ttl_s = 5;\n per_consumer = true; };"), 8,
+	  "cache per_consumer needs 'auth' on the route (jwt, api_key or "
+	  "any)" },
 	{ SVC "routes = ( { name = \"r\"; match = { path = \"/a\"; };\n"
 	  "  aggregate = { calls = (\n  { name = \"p\"; service = \"users\";"
 	  " path = \"/u/{consumer}\"; fallback = \"{\\\"a\\\": [1, 2.5e3, "
@@ -735,6 +757,22 @@ test_unbuilt_refused(void **state)
 	assert_string_equal(cfg->routes[0].resp_add[0], "X-B: 2");
 	assert_string_equal(cfg->routes[0].req_remove[0], "Cookie");
 	assert_string_equal(cfg->routes[0].prefix, "/a");
+	config_free(cfg);
+	/* The cache, with every setting and with the defaults. */
+	cfg = load_ok("server: { state = { max_mb = 16; cache_mb = 12; }; };\n"
+	    ROUTE("cache = { ttl_s = 60; vary = [\"Accept-Encoding\"];"
+	    " stale_s = 30; max_body = 4096; };"));
+	assert_int_equal(cfg->server.state_cache_mb, 12);
+	assert_true(cfg->routes[0].has_cache);
+	assert_int_equal(cfg->routes[0].cache_ttl_s, 60);
+	assert_int_equal(cfg->routes[0].cache_stale_s, 30);
+	assert_int_equal(cfg->routes[0].cache_max_body, 4096);
+	assert_false(cfg->routes[0].cache_per_consumer);
+	assert_string_equal(cfg->routes[0].cache_vary[0], "Accept-Encoding");
+	config_free(cfg);
+	cfg = load_ok(ROUTE("cache = { ttl_s = 1; };"));
+	assert_int_equal(cfg->routes[0].cache_stale_s, 0);
+	assert_int_equal(cfg->routes[0].cache_max_body, 1048576);
 	config_free(cfg);
 }
 
