@@ -1,12 +1,9 @@
-"""Every access-log field, for a proxied request, a 401, a 429, a 502, a
-504 and a 400 parse error: every JSON line has every field, in one order,
-null where it does not apply. Query strings are logged with credentials
-redacted (the listed names, a configured extra, percent-encoded names,
-repeats, parameters without a value), and the combined format ends with
-the trace id.
-
-Pending: the cache-hit line ("cache": "hit") comes with the response
-cache; until then "cache" is null on every line (checked below)."""
+"""Every access-log field, for a proxied request, a cache miss and hit, a
+401, a 429, a 502, a 504 and a 400 parse error: every JSON line has every
+field, in one order, null where it does not apply. Query strings are
+logged with credentials redacted (the listed names, a configured extra,
+percent-encoded names, repeats, parameters without a value), and the
+combined format ends with the trace id."""
 
 import datetime
 import json
@@ -47,7 +44,6 @@ def entries(path, n):
         assert isinstance(e["duration_ms"], float) and \
             e["duration_ms"] >= 0, e
         assert e["client_ip"] == "127.0.0.1"
-        assert e["cache"] is None       # no cache yet (see the docstring)
         out[e["trace_id"]] = e
     return out
 
@@ -77,6 +73,7 @@ def gw(gateway, origin, tmp):
         route("slow", "slow", prefix="/slow"),
         dict(route("api", "up", prefix="/api"),
              rate_limit={"by": "ip", "tier": "many"}),
+        dict(route("cached", "up", prefix="/cached"), cache={"ttl_s": 60}),
     ]
     g = gateway({"up": service(o.addr, retries=0),
                  "dead": service(dead_addr, retries=0),
@@ -114,12 +111,28 @@ def test_proxied_request_fields(gw):
     assert isinstance(e["upstream_ms"], float)
     assert 0 <= e["upstream_ms"] <= e["duration_ms"]
     assert e["rate_limit"] == "allowed"
+    assert e["cache"] is None               # no cache on the route
     assert e["consumer"] is None
     assert e["user_agent"] == "tester/1.0"
     assert e["referer"] == "http://example.com/p"
     assert e["reason"] is None
     with open(gw.log) as f:
         assert "t0ps3cret" not in f.read()
+
+
+def test_cache_miss_and_hit_fields(gw):
+    for tid in ("miss-1", "hit-1"):
+        r, _, got = exchange(gw.port, build_request(
+            "GET", "/cached/item", headers=[("X-Trace-ID", tid)]))
+        assert r.status == 200
+    e = entries(gw.log, 2)
+    miss, hit = e["miss-1"], e["hit-1"]
+    assert miss["cache"] == "miss" and hit["cache"] == "hit", (miss, hit)
+    assert miss["upstream"] == gw.origin.addr
+    assert hit["upstream"] is None and hit["upstream_ms"] is None, hit
+    assert hit["route"] == "cached" and hit["status"] == 200
+    assert hit["bytes_out"] == got
+    assert len(gw.origin.complete_requests("/cached")) == 1
 
 
 def test_chunked_request_bytes_in(gw):
