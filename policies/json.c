@@ -184,6 +184,17 @@ json_lex_string(const char *p, size_t n, size_t *decoded)
 	return string_run(p, n, NULL, decoded);
 }
 
+ssize_t
+json_decode_string(const char *p, size_t n, char *out)
+{
+	size_t d = 0;
+	ssize_t k = string_run(p, n, out, &d);
+
+	if (k == 0 || (k > 0 && (size_t)k != n))
+		return JSON_E_SYNTAX;
+	return k < 0 ? k : (ssize_t)d;
+}
+
 static bool
 digit(unsigned char c)
 {
