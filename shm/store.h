@@ -46,6 +46,8 @@ enum store_db {
 	STORE_CACHE,		/* response cache */
 	STORE_CACHE_EXP,	/* expiry time + cache key: eviction index */
 	STORE_TICKETS,		/* TLS session-ticket keys: see tickets.h */
+	STORE_LASTGOOD,		/* aggregate parts' last good bodies:
+				 * see lastgood.h */
 	STORE__NDB
 };
 

@@ -5,6 +5,7 @@
  * change of its number here, and costs the others nothing.
  */
 #include "bucket.h"
+#include "lastgood.h"
 #include "store.h"
 #include "tickets.h"
 
@@ -22,4 +23,6 @@ const struct store_dbdef store_dbs[STORE__NDB] = {
 	[STORE_CACHE] = { "cache", 1, NULL, 0 },
 	[STORE_CACHE_EXP] = { "cache_exp", 1, NULL, 0 },
 	[STORE_TICKETS] = { "tickets", TICKETS_FORMAT, tickets_upkeep, 0 },
+	[STORE_LASTGOOD] = { "lastgood", LASTGOOD_FORMAT, lastgood_upkeep,
+	    sizeof(struct lastgood_sweep) },
 };
