@@ -246,6 +246,45 @@ struct wrow {
 	uint64_t conns, conns_total, requests, upstream, status[6];
 };
 
+/* The strip_fields and aggregate counters, summed over the workers. */
+struct feature_sums {
+	uint64_t strip[5], agg[4];
+};
+
+static const char *const strip_names[] = { "bodies", "removed", "not_json",
+    "invalid", "encoded" };
+static const char *const agg_names[] = { "requests", "degraded", "failed",
+    "parts_degraded" };
+
+static void
+add_features(struct feature_sums *f, const struct worker_counters *wc)
+{
+	f->strip[0] += COUNTER_GET(&wc->strip_bodies);
+	f->strip[1] += COUNTER_GET(&wc->strip_removed);
+	f->strip[2] += COUNTER_GET(&wc->strip_not_json);
+	f->strip[3] += COUNTER_GET(&wc->strip_invalid);
+	f->strip[4] += COUNTER_GET(&wc->strip_encoded);
+	f->agg[0] += COUNTER_GET(&wc->agg_requests);
+	f->agg[1] += COUNTER_GET(&wc->agg_degraded);
+	f->agg[2] += COUNTER_GET(&wc->agg_failed);
+	f->agg[3] += COUNTER_GET(&wc->agg_parts_degraded);
+}
+
+static void
+pack_features(msgpack_packer *pk, const struct feature_sums *f)
+{
+	int i;
+
+	msg_pack_str(pk, "strip_fields");
+	msgpack_pack_map(pk, 5);
+	for (i = 0; i < 5; i++)
+		msg_pack_kv_uint(pk, strip_names[i], f->strip[i]);
+	msg_pack_str(pk, "aggregate");
+	msgpack_pack_map(pk, 4);
+	for (i = 0; i < 4; i++)
+		msg_pack_kv_uint(pk, agg_names[i], f->agg[i]);
+}
+
 /* Five key/value pairs of a map. */
 static void
 pack_counts(msgpack_packer *pk, const struct wrow *r)
@@ -272,6 +311,7 @@ reply_stats(struct master *m, struct msg_out *o)
 {
 	const struct counters *ct = m->counters;
 	struct wrow *rows, total;
+	struct feature_sums fs;
 	unsigned i, n = 0;
 	int k;
 
@@ -281,6 +321,7 @@ reply_stats(struct master *m, struct msg_out *o)
 	if (rows == NULL)
 		return -1;
 	memset(&total, 0, sizeof(total));
+	memset(&fs, 0, sizeof(fs));
 	for (i = 0; i < ct->nslots; i++) {
 		const struct worker_counters *wc = &ct->slot[i];
 		struct wrow *r = &rows[n];
@@ -303,6 +344,7 @@ reply_stats(struct master *m, struct msg_out *o)
 		total.upstream += r->upstream;
 		for (k = 0; k < 6; k++)
 			total.status[k] += r->status[k];
+		add_features(&fs, wc);
 		n++;
 	}
 	if (msg_out_init(o, 4) < 0) {
@@ -321,9 +363,10 @@ reply_stats(struct master *m, struct msg_out *o)
 		pack_counts(&o->pk, &rows[i]);
 	}
 	msg_pack_str(&o->pk, "total");
-	msgpack_pack_map(&o->pk, 6);
+	msgpack_pack_map(&o->pk, 8);
 	msg_pack_kv_uint(&o->pk, "workers", n);
 	pack_counts(&o->pk, &total);
+	pack_features(&o->pk, &fs);
 	/* Per-route counters need per-worker per-route slots in shm. */
 	msg_pack_kv_str(&o->pk, "routes", "per-route stats come with the "
 	    "observability issue");

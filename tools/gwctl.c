@@ -744,8 +744,25 @@ run_stats(struct ctx *x, const struct cmd *self)
 		print_wrow(slot, &ws->via.array.ptr[i]);
 	}
 	tot = msg_get(in.map, "total");
-	if (tot != NULL && tot->type == MSGPACK_OBJECT_MAP)
+	if (tot != NULL && tot->type == MSGPACK_OBJECT_MAP) {
+		const msgpack_object *sf = msg_get(tot, "strip_fields");
+		const msgpack_object *ag = msg_get(tot, "aggregate");
+
 		print_wrow("total", tot);
+		if (sf != NULL)
+			printf("strip_fields: %" PRIu64 " JSON bodies, %" PRIu64
+			    " fields removed; passed unchanged: %" PRIu64
+			    " not JSON, %" PRIu64 " invalid, %" PRIu64
+			    " encoded\n", get_u(sf, "bodies"),
+			    get_u(sf, "removed"), get_u(sf, "not_json"),
+			    get_u(sf, "invalid"), get_u(sf, "encoded"));
+		if (ag != NULL)
+			printf("aggregate: %" PRIu64 " answered, %" PRIu64
+			    " degraded (%" PRIu64 " parts), %" PRIu64
+			    " failed (502)\n", get_u(ag, "requests"),
+			    get_u(ag, "degraded"), get_u(ag, "parts_degraded"),
+			    get_u(ag, "failed"));
+	}
 	if (msg_get_str(in.map, "routes", note, sizeof(note)) == 0)
 		printf("(%s)\n", note);
 done:
@@ -795,15 +812,20 @@ print_policies(const msgpack_object *ps, const char *prefix)
 			if (msg_get_str(p, "key", c, sizeof(c)) == 0)
 				printf(", key %s", c);
 		} else if (strcmp(name, "transform") == 0) {
-			printf(": request add [%s] remove [%s]; response add "
-			    "[%s] remove [%s] strip_fields [%s]",
+			printf(": request add [%s] remove [%s]",
 			    join(msg_get(p, "request_add"), ", ", "", a,
 			    sizeof(a)),
 			    join(msg_get(p, "request_remove"), ", ", "", b,
-			    sizeof(b)),
-			    join(msg_get(p, "response_add"), ", ", "", c,
+			    sizeof(b)));
+			printf(" rename [%s]; response add [%s]",
+			    join(msg_get(p, "request_rename"), ", ", "", a,
+			    sizeof(a)),
+			    join(msg_get(p, "response_add"), ", ", "", b,
+			    sizeof(b)));
+			printf(" remove [%s] rename [%s] strip_fields [%s]",
+			    join(msg_get(p, "response_remove"), ", ", "", c,
 			    sizeof(c)),
-			    join(msg_get(p, "response_remove"), ", ", "", d,
+			    join(msg_get(p, "response_rename"), ", ", "", d,
 			    sizeof(d)),
 			    join(msg_get(p, "strip_fields"), ", ", "", e,
 			    sizeof(e)));
@@ -823,12 +845,17 @@ print_policies(const msgpack_object *ps, const char *prefix)
 			    get_u(p, "timeout_ms"));
 			for (j = 0; cs != NULL && cs->type ==
 			    MSGPACK_OBJECT_ARRAY && j < cs->via.array.size;
-			    j++)
-				printf(" %s=%s%s", sget(&cs->via.array.ptr[j],
-				    "name", a, sizeof(a)),
-				    sget(&cs->via.array.ptr[j], "service", b,
-				    sizeof(b)), sget(&cs->via.array.ptr[j],
-				    "path", c, sizeof(c)));
+			    j++) {
+				const msgpack_object *cl = &cs->via.array.ptr[j];
+				printf(" %s=%s%s (%" PRIu64 " ms", sget(cl,
+				    "name", a, sizeof(a)), sget(cl, "service",
+				    b, sizeof(b)), sget(cl, "path", c,
+				    sizeof(c)), get_u(cl, "timeout_ms"));
+				if (msg_get_str(cl, "fallback", d,
+				    sizeof(d)) == 0)
+					printf(", fallback %s", d);
+				printf(")");
+			}
 		}
 		printf("%s\n", built ? "" : " (not built yet)");
 	}

@@ -10,6 +10,7 @@
 
 #include "../master/log.h"
 #include "../policies/ratelimit.h"
+#include "aggregate.h"
 #include "conn.h"
 #include "../shm/store.h"
 #include "pool.h"
@@ -322,6 +323,8 @@ worker_open(struct worker *w, const struct worker_args *a)
 		if (policy_chain_build(cfg, &cfg->routes[i], &w->pset,
 		    &w->chains[i]) < 0)
 			return -1;
+	if (aggregate_worker_init(w) < 0)
+		return -1;
 	return 0;
 }
 
@@ -341,6 +344,7 @@ worker_close(struct worker *w)
 	free(w->chains);
 	w->chains = NULL;
 	policy_set_free(&w->pset);
+	aggregate_worker_free(w);
 	arena_cache_free(&w->arenas);
 	route_match_data_free(w->md);
 	w->md = NULL;
