@@ -348,7 +348,7 @@ pop(struct jscan *s, char c, struct jscan_piece *pc)
 }
 
 static int
-value(struct jscan *s, const char *p, size_t n, bool last,
+begin_value(struct jscan *s, const char *p, size_t n, bool last,
     struct jscan_piece *pc)
 {
 	switch (p[0]) {
@@ -414,9 +414,9 @@ jscan_next(struct jscan *s, const char *p, size_t n, bool last,
 	case S_FIRST_ARR:
 		if (c == ']')
 			return pop(s, c, pc);
-		return value(s, p, n, last, pc);
+		return begin_value(s, p, n, last, pc);
 	case S_VALUE:
-		return value(s, p, n, last, pc);
+		return begin_value(s, p, n, last, pc);
 	default:
 		return fail(s, JSON_E_SYNTAX);	/* after the root value */
 	}

@@ -712,7 +712,8 @@ usage(FILE *f)
 "payments: /payments/{id}; echo: any method and path, answered with a JSON\n"
 "description of the request (method, path, headers, body_length, port).\n"
 "test query parameters on every service: sleep_ms=N, status=N, bytes=N,\n"
-"chunked=1.\n");
+"chunked=1. POST /_demo/settings?latency_ms=N&fail_rate=P changes the\n"
+"latency and failure rate of the running process (GET shows them).\n");
 }
 
 static int

@@ -880,6 +880,54 @@ not_allowed:
 }
 
 /*
+ * /_demo/settings: POST ?latency_ms=N&fail_rate=P changes what every
+ * listener of this process adds from now on (GET shows it), so a demo
+ * service can be made slow or broken while it runs. 0 when answered.
+ */
+static int
+settings(struct conn *c, const char *q, size_t qn, struct resp *r)
+{
+	struct demo *d = c->l->d;
+	const char *m = c->head + c->method, *v;
+	size_t ml = c->method_len, vl;
+	uint64_t ms;
+	char num[32], *end;
+	double p;
+
+	r->status = 200;
+	if (ieq(m, ml, "POST")) {
+		if (query_num(q, qn, "latency_ms", 0, MAX_SLEEP_MS, &ms) < 0)
+			goto bad;
+		if (query_get(q, qn, "latency_ms", &vl) != NULL)
+			d->latency_ms = (unsigned)ms;
+		if ((v = query_get(q, qn, "fail_rate", &vl)) != NULL) {
+			if (vl == 0 || vl >= sizeof(num))
+				goto bad;
+			memcpy(num, v, vl);
+			num[vl] = '\0';
+			p = strtod(num, &end);
+			if (*end != '\0' || !(p >= 0 && p <= 1))
+				goto bad;
+			d->fail_rate = p;
+		}
+	} else if (!ieq(m, ml, "GET") && !ieq(m, ml, "HEAD")) {
+		r->status = 405;
+		r->allow = "GET, HEAD, POST";
+		sb_str(&r->body, "{\"error\":\"method not allowed\"}");
+		return 0;
+	}
+	sb_printf(&r->body, "{\"service\":\"%s\",\"latency_ms\":%u,"
+	    "\"fail_rate\":%g}", service_names[c->l->svc], d->latency_ms,
+	    d->fail_rate);
+	return 0;
+bad:
+	r->status = 400;
+	sb_str(&r->body, "{\"error\":\"bad settings: latency_ms=0.."
+	    "600000, fail_rate=0..1\"}");
+	return 0;
+}
+
+/*
  * The request is complete: decide the answer, stage it and either send it
  * now or arm the delay timer.
  */
@@ -908,6 +956,18 @@ respond(struct conn *c)
 	if (qm) {
 		q = qm + 1;
 		qn = tn - pn - 1;
+	}
+	if (pn == 15 && memcmp(path, "/_demo/settings", 15) == 0 &&
+	    settings(c, q, qn, &r) == 0) {
+		/* answered at once: neither delayed nor failed on purpose */
+		free(c->head);
+		c->head = NULL;
+		if (stage_response(c, &r) < 0) {
+			conn_close(c);
+			return STEP_GONE;
+		}
+		c->state = ST_WRITE;
+		return STEP_MORE;
 	}
 	if (query_num(q, qn, "sleep_ms", 0, MAX_SLEEP_MS, &sleep_ms) < 0 ||
 	    query_num(q, qn, "status", 200, 599, &status) < 0 ||

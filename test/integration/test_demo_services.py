@@ -445,6 +445,31 @@ def test_fail_rate_half_is_mixed(request):
     assert 20 <= codes.count(500) <= 80
 
 
+def test_settings_change_latency_and_failures(request):
+    """POST /_demo/settings makes a running service slow or broken (what
+    the aggregation demo and tests use); it is itself never delayed or
+    failed, and refuses bad values."""
+    port, = free_ports(1)
+    start(request, ["products=127.0.0.1:%d" % port])
+    st, _, doc = get_json(port, "/_demo/settings")
+    assert st == 200 and doc == {"service": "products", "latency_ms": 0,
+                                 "fail_rate": 0}
+    st, _, doc = get_json(port, "/_demo/settings?latency_ms=200&fail_rate=1",
+                          method="POST")
+    assert st == 200 and doc["latency_ms"] == 200 and doc["fail_rate"] == 1
+    t = time.monotonic()
+    st, _, doc = get_json(port, "/promotions")
+    assert st == 500 and doc == {"error": "injected failure"}
+    assert time.monotonic() - t >= 0.19
+    for bad in ("latency_ms=x", "fail_rate=1.5", "fail_rate="):
+        assert fetch(port, "/_demo/settings?" + bad, method="POST")[0] == 400
+    assert fetch(port, "/_demo/settings", method="DELETE")[0] == 405
+    st, _, doc = get_json(port, "/_demo/settings?latency_ms=0&fail_rate=0",
+                          method="POST")
+    assert doc["latency_ms"] == 0 and doc["fail_rate"] == 0
+    assert get_json(port, "/promotions")[0] == 200
+
+
 def test_latency_is_concurrent(request):
     port, = free_ports(1)
     start(request, ["--latency-ms", "300", "products=127.0.0.1:%d" % port])
