@@ -33,14 +33,6 @@ jscan_free(struct jscan *s)
 	s->nkeep = s->capkeep = 0;
 }
 
-bool
-jscan_in_object(const struct jscan *s)
-{
-	unsigned d = s->depth;
-
-	return d > 0 && (s->obj[(d - 1) / 8] >> ((d - 1) % 8) & 1);
-}
-
 static bool
 is_ws(char c)
 {

@@ -85,7 +85,13 @@ int jscan_next(struct jscan *s, const char *p, size_t n, bool last,
     struct jscan_piece *pc);
 
 /* jscan_in_object: whether the innermost open container is an object. */
-bool jscan_in_object(const struct jscan *s);
+static inline bool
+jscan_in_object(const struct jscan *s)
+{
+	unsigned d = s->depth;
+
+	return d > 0 && (s->obj[(d - 1) / 8] >> ((d - 1) % 8) & 1);
+}
 
 /* jscan_validate: whether p[0..n) is one JSON text nested at most
  * MAX_DEPTH deep: 0 or a JSON_E_* code. */

@@ -24,6 +24,7 @@
  * a well-behaved upstream sends nothing to pass, and one that compresses
  * anyway is logged once per route and worker.
  */
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -55,12 +56,17 @@ struct tf_slot {
 	struct tf_strip *strip;		/* the body filter's state */
 };
 
+/* The body filter's state: a whole body under the bound is kept and
+ * stripped in one pass (jstrip_whole); a streamed one goes through the
+ * stream's state (js, only then made). */
 struct tf_strip {
-	struct jstrip js;
+	const struct jstrip_paths *paths;
 	struct obuf *out;		/* where this feed's output goes */
 	struct obuf in;			/* the whole body (buffered mode) */
+	uint64_t removed;
 	bool buffered;
 	bool counted;
+	struct jstrip js;		/* streamed mode only */
 };
 
 static void
@@ -274,7 +280,8 @@ count(struct xctx *x, struct tf_strip *st, int v)
 	st->counted = true;
 	if (v == JSTRIP_JSON) {
 		COUNTER_ADD(&x->stats->strip_bodies, 1);
-		COUNTER_ADD(&x->stats->strip_removed, st->js.removed);
+		COUNTER_ADD(&x->stats->strip_removed, st->buffered ?
+		    st->removed : st->js.removed);
 	} else {
 		COUNTER_ADD(v == JSTRIP_NOT_JSON ? &x->stats->strip_not_json :
 		    &x->stats->strip_invalid, 1);
@@ -297,18 +304,25 @@ strip_feed(struct xctx *x, void *arg, const char *p, size_t n, bool last,
 			count(x, st, v);
 		return 0;
 	}
-	/* Whole: what goes out is decided at the end. */
-	if (obuf_put(&st->in, p, n) < 0)
-		return -1;
-	if (!last)
-		return 0;
-	if ((v = jstrip_feed(&st->js, st->in.p, st->in.len, true)) < 0)
+	/* Whole: what goes out is decided at the end (and the body read in
+	 * one pass: jstrip_whole). A body that came in one piece is not
+	 * copied first. */
+	if (!last || st->in.len > 0) {
+		if (obuf_put(&st->in, p, n) < 0)
+			return -1;
+		if (!last)
+			return 0;
+		p = st->in.p;
+		n = st->in.len;
+	}
+	if ((v = jstrip_whole(st->paths, p, n, strip_emit, st,
+	    &st->removed)) < 0)
 		return -1;
 	count(x, st, v);
 	if (v == JSTRIP_INVALID) {
 		/* Not JSON after all: exactly as it came. */
 		out->len = mark;
-		if (obuf_put(out, st->in.p, st->in.len) < 0)
+		if (obuf_put(out, p, n) < 0)
 			return -1;
 	}
 	return 0;
@@ -351,6 +365,7 @@ strip_install(struct xctx *x, struct tf_route *tr, struct tf_slot *sl)
 	size_t cl = 0, el = 0;
 	struct tf_strip *st;
 	struct body_filter f = { 0 };
+	bool buffered;
 
 	if (x->method == M_HEAD || x->status < 200 || x->status == 204 ||
 	    x->status == 304 || x->resp_length == 0)
@@ -376,14 +391,18 @@ strip_install(struct xctx *x, struct tf_route *tr, struct tf_slot *sl)
 		COUNTER_ADD(&x->stats->strip_not_json, 1);
 		return 0;
 	}
-	if ((st = arena_alloc(&x->arena, sizeof(*st))) == NULL)
-		return -1;
-	memset(&st->in, 0, sizeof(st->in));
-	st->counted = false;
-	jstrip_init(&st->js, tr->strip, strip_emit, st);
-	sl->strip = st;
-	st->buffered = x->resp_length > 0 &&
+	buffered = x->resp_length > 0 &&
 	    (uint64_t)x->resp_length <= tr->r->strip_buffer_bytes;
+	/* (a buffered body needs no stream state) */
+	if ((st = arena_alloc(&x->arena, buffered ? offsetof(struct tf_strip,
+	    js) : sizeof(*st))) == NULL)
+		return -1;
+	memset(st, 0, offsetof(struct tf_strip, js));
+	st->paths = tr->strip;
+	st->buffered = buffered;
+	if (!buffered)
+		jstrip_init(&st->js, tr->strip, strip_emit, st);
+	sl->strip = st;
 	f.feed = strip_feed;
 	f.arg = st;
 	if (st->buffered) {
@@ -429,7 +448,8 @@ transform_done(struct xctx *x, void *state, void *slot)
 	(void)state;
 	if (sl == NULL || sl->strip == NULL)
 		return;
-	jstrip_free(&sl->strip->js);
+	if (!sl->strip->buffered)
+		jstrip_free(&sl->strip->js);
 	free(sl->strip->in.p);
 	sl->strip = NULL;
 }

@@ -11,7 +11,10 @@
  *    text that is JSON or is not JSON at all (anything but one that goes
  *    wrong midway, which passes on from about where it did) the same
  *    output byte for byte; when the input is valid JSON, the output is
- *    valid JSON too, and an input that is not JSON comes out unchanged.
+ *    valid JSON too, and an input that is not JSON comes out unchanged;
+ *  - the one-pass strip of a text in memory (jstrip_whole) reaches the
+ *    stream's verdict, removes as many members, and but for an invalid
+ *    text writes the same bytes.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -85,6 +88,8 @@ emit(void *arg, const char *p, size_t n)
 	return 0;
 }
 
+static uint64_t stream_removed;
+
 static int
 strip(const struct jstrip_paths *ps, const char *p, size_t n, size_t step,
     struct out *o)
@@ -100,6 +105,7 @@ strip(const struct jstrip_paths *ps, const char *p, size_t n, size_t step,
 		check(v >= 0);
 		off += k;
 	} while (off < n);
+	stream_removed = js.removed;
 	jstrip_free(&js);
 	return v;
 }
@@ -115,7 +121,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct json_limits lim = { DEPTH, 1 << 20 };
 	struct json_value v;
 	struct arena a;
-	struct out whole = { 0 }, parts = { 0 };
+	struct out whole = { 0 }, parts = { 0 }, one = { 0 };
+	uint64_t removed;
 	char *buf = malloc(size ? size : 1), err[100];
 	unsigned seed = size > 0 ? data[0] : 0;
 	int rc, tr, sv, pv;
@@ -148,6 +155,13 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		    (size == 0 || memcmp(whole.p, buf, size) == 0));
 	if (rc == 0 && sv == JSTRIP_JSON)
 		check(jscan_validate(whole.p, whole.len, DEPTH) == 0);
+	check(jstrip_whole(ps, buf, size, emit, &one, &removed) == pv);
+	if (pv == JSTRIP_JSON)
+		check(removed == stream_removed);
+	if (sv != JSTRIP_INVALID)
+		check(one.len == whole.len && (one.len == 0 ||
+		    memcmp(one.p, whole.p, one.len) == 0));
+	free(one.p);
 	free(whole.p);
 	free(parts.p);
 	free(buf);

@@ -70,13 +70,33 @@ run(const char *in, char **fields, size_t nf, size_t step, char **res,
 	return v;
 }
 
+/* The one-pass strip of a text in memory: its output in *res. */
+static int
+run_whole(const char *in, char **fields, size_t nf, char **res,
+    uint64_t *removed)
+{
+	struct jstrip_paths *ps;
+	struct out o = { 0 };
+	char err[200];
+	int v;
+
+	assert_int_equal(jstrip_compile(fields, nf, &ps, err, sizeof(err)), 0);
+	emit(&o, "", 0);
+	v = jstrip_whole(ps, in, strlen(in), emit, &o, removed);
+	jstrip_paths_free(ps);
+	*res = o.p;
+	return v;
+}
+
 /* IN gives WANT with verdict V, in every piece size from 1 to 12 and
- * whole. */
+ * whole, and from the one-pass strip (whose output of an invalid text is
+ * not used). */
 static void
 check(const char *in, const char *fields_csv, const char *want, int v)
 {
 	char *fields[8], buf[256], *res, *save = NULL, *t;
 	size_t nf = 0, step;
+	uint64_t removed;
 	int got;
 
 	snprintf(buf, sizeof(buf), "%s", fields_csv);
@@ -91,6 +111,11 @@ check(const char *in, const char *fields_csv, const char *want, int v)
 			    want, v);
 		free(res);
 	}
+	got = run_whole(in, fields, nf, &res, &removed);
+	if (got != v || (v != JSTRIP_INVALID && strcmp(res, want) != 0))
+		fail_msg("strip [%s] of '%s' in one pass:\n got  '%s' (%d)\n "
+		    "want '%s' (%d)", fields_csv, in, res, got, want, v);
+	free(res);
 }
 
 static void
@@ -142,6 +167,25 @@ test_layout(void **st)
 	check("{ \"a\" : 1 , \"debug\" : [ 1 ] }", "debug",
 	    "{ \"a\" : 1 }", JSTRIP_JSON);
 	check(" [ ] ", "debug", " [ ] ", JSTRIP_JSON);
+}
+
+/* At most 63 bytes of whitespace after a ',' held for a member that may
+ * go are kept, whatever the pieces. */
+static void
+test_long_whitespace(void **st)
+{
+	char in[512], want[512], nested[600];
+
+	(void)st;
+	snprintf(in, sizeof(in), "{\"a\":1,%100s\"b\":2, %100s\"c\":3}", "",
+	    "");
+	snprintf(want, sizeof(want), "{\"a\":1,%63s\"b\":2}", "");
+	check(in, "c", want, JSTRIP_JSON);
+	snprintf(want, sizeof(want), "{\"a\":1,%63s\"c\":3}", "");
+	check(in, "b", want, JSTRIP_JSON);
+	/* where no path is alive, nothing is touched */
+	snprintf(nested, sizeof(nested), "{\"o\":%s}", in);
+	check(nested, "x.y", nested, JSTRIP_JSON);
 }
 
 /* Not JSON, a JSON scalar, empty: unchanged. Invalid midway: what was
@@ -225,6 +269,7 @@ main(void)
 		cmocka_unit_test(test_names_and_paths),
 		cmocka_unit_test(test_layout),
 		cmocka_unit_test(test_not_json),
+		cmocka_unit_test(test_long_whitespace),
 		cmocka_unit_test(test_long_names),
 		cmocka_unit_test(test_compile),
 	};
