@@ -117,7 +117,7 @@ test_demo_loads(void **state)
 		fail_msg("%s", err);
 	assert_int_equal(cfg->server.workers, 2);
 	assert_int_equal(cfg->nservices, 4);
-	assert_int_equal(cfg->nroutes, 8);
+	assert_int_equal(cfg->nroutes, 9);
 	assert_string_equal(cfg->server.error_log, "-");
 	assert_string_equal(cfg->server.state_path, "/dev/shm/portico-demo");
 	assert_int_equal(cfg->server.nlisten, 2);
@@ -131,15 +131,20 @@ test_demo_loads(void **state)
 	assert_int_equal(r->methods, METHOD_BIT(M_GET) | METHOD_BIT(M_POST));
 	assert_string_equal(r->req_add[0], "X-Gateway: portico");
 	assert_string_equal(r->resp_add[0], "X-Served-By: portico");
-	r = &cfg->routes[2];
+	assert_int_equal(r->nstrip_fields, 2);
+	r = &cfg->routes[1];
+	assert_string_equal(r->name, "home");
+	assert_int_equal(r->ncalls, 4);
+	assert_string_equal(r->calls[2].fallback, "cache");
+	r = &cfg->routes[3];
 	assert_string_equal(r->name, "catalog");
 	assert_non_null(r->rewrite_re);
 	assert_string_equal(r->prefix, "/products");
-	r = &cfg->routes[7];
+	r = &cfg->routes[8];
 	assert_string_equal(r->name, "legacy");
 	assert_non_null(r->re);
 	assert_int_equal(r->service, config_service_index(cfg, "users"));
-	assert_int_equal(cfg->routes[5].service,
+	assert_int_equal(cfg->routes[6].service,
 	    config_service_index(cfg, "orders"));
 	/* health checks are not built: the demo leaves them off */
 	assert_false(cfg->services[0].health.enabled);
