@@ -92,6 +92,7 @@ fuzz:
 
 bench: deps all
 	@bash tools/bench.sh
+	@bash tools/bench-aggregate.sh
 	@bash tools/bench-rss.sh
 
 bench-instr: deps all

@@ -15,7 +15,8 @@
 # reading the worker's callgrind.out.PID).
 #
 #   REQUESTS=20000 CONNS=16 TARGETS="nginx haproxy portico" METHOD=auto|perf|callgrind PATH_=/small
-#   (TARGETS may name portico-base: the binary PORTICO_BASELINE)
+#   (TARGETS may name portico-base: the binary PORTICO_BASELINE; and
+#   portico-strip: strip_fields on the route, for PATH_=/json4k)
 set -u
 cd "$(dirname "$0")/.." || exit 1
 . tools/bench/lib.sh
@@ -71,12 +72,13 @@ start_target() {
 		haproxy_conf "$dir" "$port" "$ORIGIN_PORT" 1
 		"${wrap[@]}" "$HAPROXY" -f "$dir/haproxy.cfg" -db >>"$dir/stdout.log" 2>&1 &
 		;;
-	portico | portico-base)
+	portico | portico-base | portico-strip)
 		# portico-base: a second binary (PORTICO_BASELINE), e.g. the
 		# build before a change, measured the same way
-		local bin=$PORTICO
+		local bin=$PORTICO extra=""
 		[ "$name" = portico-base ] && bin=$PORTICO_BASELINE
-		portico_conf "$dir" "$port" "$(bench_ports 1)" "$ORIGIN_PORT" 1
+		[ "$name" = portico-strip ] && extra='transform = { response = { strip_fields = ["debug", "items.internal"]; }; };'
+		portico_conf "$dir" "$port" "$(bench_ports 1)" "$ORIGIN_PORT" 1 "$extra"
 		(cd "$dir" && exec "${wrap[@]}" "$bin" -c "$dir/portico.conf" -p "$dir") >>"$dir/stdout.log" 2>&1 &
 		;;
 	esac
@@ -89,7 +91,7 @@ worker_pid() {
 	case $1 in
 	haproxy) echo "$2" ;;
 	nginx) if [ "$METHOD" = callgrind ]; then echo "$2"; else bench_children "$2" | head -n 1; fi ;;
-	portico | portico-base) bench_children "$2" | head -n 1 ;;
+	portico*) bench_children "$2" | head -n 1 ;;
 	esac
 }
 
