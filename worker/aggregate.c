@@ -561,6 +561,23 @@ fallback(struct call *c)
 	return true;
 }
 
+/* Text appended at *o of a buffer sized for it. */
+static void
+put(char *dst, size_t *o, const char *s, size_t n)
+{
+	memcpy(dst + *o, s, n);
+	*o += n;
+}
+
+static void
+put_name(char *dst, size_t *o, const char *name, const char *after)
+{
+	put(dst, o, "\"", 1);
+	put(dst, o, name, strlen(name));
+	put(dst, o, "\"", 1);
+	put(dst, o, after, strlen(after));
+}
+
 /* The merged body and the X-Gateway-Degraded line. 0 or -1 (memory). */
 static int
 merge(struct agg *a)
@@ -568,7 +585,7 @@ merge(struct agg *a)
 	struct exchange *x = a->x;
 	struct xctx *cx = &x->ctx;
 	const struct cfg_route *r = cx->route;
-	size_t names = 0, total, need, o = 0, h = 0, hcap;
+	size_t names = 0, total, need, o = 0, h = 0;
 	char *body, *hline;
 	unsigned i, k;
 
@@ -592,34 +609,30 @@ merge(struct agg *a)
 		}
 		total += c->vlen;
 	}
-	if ((body = arena_alloc(&cx->arena, total + 1)) == NULL)
+	if ((body = arena_alloc(&cx->arena, total)) == NULL ||
+	    (hline = arena_alloc(&cx->arena, 20 + names)) == NULL)
 		return -1;
-	body[o++] = '{';
+	put(body, &o, "{", 1);
 	for (i = 0; i < a->n; i++) {
 		const struct call *c = &a->call[i];
-		o += (size_t)sprintf(body + o, "\"%s\":", c->cfg->name);
-		memcpy(body + o, c->value, c->vlen);
-		o += c->vlen;
-		body[o++] = ',';
+		put_name(body, &o, c->cfg->name, ":");
+		put(body, &o, c->value, c->vlen);
+		put(body, &o, ",", 1);
 	}
-	memcpy(body + o, "\"degraded\":[", 12);
-	o += 12;
-	hcap = 21 + names;
-	if ((hline = arena_alloc(&cx->arena, hcap)) == NULL)
-		return -1;
-	h = (size_t)sprintf(hline, "X-Gateway-Degraded: ");
+	put(body, &o, "\"degraded\":[", 12);
+	put(hline, &h, "X-Gateway-Degraded: ", 20);
 	for (i = 0, k = 0; i < a->n; i++) {
 		const struct call *c = &a->call[i];
 		if (!c->degraded)
 			continue;
-		o += (size_t)sprintf(body + o, "%s\"%s\"", k > 0 ? "," : "",
-		    c->cfg->name);
-		h += (size_t)sprintf(hline + h, "%s%s", k > 0 ? ", " : "",
-		    c->cfg->name);
-		k++;
+		if (k++ > 0) {
+			put(body, &o, ",", 1);
+			put(hline, &h, ", ", 2);
+		}
+		put_name(body, &o, c->cfg->name, "");
+		put(hline, &h, c->cfg->name, strlen(c->cfg->name));
 	}
-	body[o++] = ']';
-	body[o++] = '}';
+	put(body, &o, "]}", 2);
 	if (k > 0 && policy_edit_add(&cx->resp_edits, hline, h) < 0)
 		return -1;
 	xctx_respond(cx, 200, "application/json", body, o, false);
@@ -631,23 +644,28 @@ static void
 all_failed(struct agg *a)
 {
 	struct xctx *cx = &a->x->ctx;
-	size_t cap = 128 + sizeof(cx->trace), o;
+	size_t cap = 128 + sizeof(cx->trace), o = 0;
 	char *body;
 	unsigned i;
+	int n;
 
 	for (i = 0; i < a->n; i++)
 		cap += strlen(a->call[i].cfg->name) + strlen(a->call[i].why) + 6;
+	cx->reason = "all_calls_failed";
 	if ((body = arena_alloc(&cx->arena, cap)) == NULL) {
 		xctx_error(cx, 502, "all_calls_failed");
 		return;
 	}
-	o = (size_t)sprintf(body, "{\"error\":\"all_calls_failed\",\"status\""
-	    ":502,\"trace_id\":\"%s\",\"calls\":{", cx->trace);
-	for (i = 0; i < a->n; i++)
-		o += (size_t)sprintf(body + o, "%s\"%s\":\"%s\"", i > 0 ? "," :
-		    "", a->call[i].cfg->name, a->call[i].why);
-	o += (size_t)sprintf(body + o, "}}\n");
-	cx->reason = "all_calls_failed";
+	n = snprintf(body, cap, "{\"error\":\"all_calls_failed\",\"status\":"
+	    "502,\"trace_id\":\"%s\",\"calls\":{", cx->trace);
+	o = n > 0 ? (size_t)n : 0;
+	for (i = 0; i < a->n; i++) {
+		if (i > 0)
+			put(body, &o, ",", 1);
+		put_name(body, &o, a->call[i].cfg->name, ":");
+		put_name(body, &o, a->call[i].why, "");
+	}
+	put(body, &o, "}}\n", 3);
 	xctx_respond(cx, 502, "application/json", body, o, false);
 }
 
