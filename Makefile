@@ -104,6 +104,7 @@ fuzz:
 bench: deps all $(B)/tlsload $(B)/osslmem.so
 	@bash tools/bench.sh
 	@bash tools/bench/tls.sh
+	@bash tools/bench-aggregate.sh
 	@bash tools/bench-rss.sh
 	@bash tools/bench-cache-rss.sh
 

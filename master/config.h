@@ -203,8 +203,12 @@ enum rl_by { RL_NONE, RL_CONSUMER, RL_IP, RL_ROUTE, RL_HEADER };
 struct cfg_call {
 	char *name;
 	int service;			/* index into config.services */
-	char *path;			/* template, may hold {consumer} */
+	char *path;			/* template (policies/template.h) */
 	char *fallback;			/* JSON text, "cache", or NULL (none) */
+	unsigned timeout_ms;		/* the call's own; the aggregate's
+					 * timeout_ms when not set */
+	char **forward_headers;		/* request headers copied to the call */
+	size_t nforward_headers;
 	int line;
 };
 
@@ -243,8 +247,15 @@ struct cfg_route {
 	size_t nresp_add;
 	char **resp_remove;
 	size_t nresp_remove;
-	char **strip_fields;
+	char **req_rename;		/* "Old: New" */
+	size_t nreq_rename;
+	char **resp_rename;
+	size_t nresp_rename;
+	char **strip_fields;		/* "name" or "a.b.c" */
 	size_t nstrip_fields;
+	uint64_t strip_buffer_bytes;	/* a body with a Content-Length up to
+					 * this is stripped whole and gets a
+					 * new one; longer ones stream */
 
 	bool has_cache;
 	unsigned cache_ttl_s;
@@ -257,7 +268,11 @@ struct cfg_route {
 
 	struct cfg_call *calls;		/* aggregate; ncalls == 0: proxy */
 	size_t ncalls;
-	unsigned aggregate_timeout_ms;
+	unsigned aggregate_timeout_ms;	/* the whole aggregate's deadline */
+	uint64_t aggregate_part_bytes;	/* most body bytes of one call */
+	uint64_t aggregate_body_bytes;	/* most bytes of the merged body */
+	unsigned aggregate_fallback_ttl_s;	/* a last good body is kept
+						 * this long */
 };
 
 struct config {

@@ -12,6 +12,8 @@
 
 #include <libconfig.h>
 
+#include "../policies/jsonstrip.h"
+#include "../policies/template.h"
 #include "config.h"
 #include "config-int.h"
 
@@ -28,18 +30,32 @@ static const char *const rl_keys[] = { "by", "tier", "ipv6_prefix", NULL };
 static const char *const rewrite_keys[] = { "pattern", "to", NULL };
 static const char *const transform_keys[] = { "request", "response", NULL };
 static const char *const treq_keys[] = {
-	"add_headers", "remove_headers", NULL
+	"add_headers", "remove_headers", "rename_headers", NULL
 };
 static const char *const tresp_keys[] = {
-	"add_headers", "remove_headers", "strip_fields", NULL
+	"add_headers", "remove_headers", "rename_headers", "strip_fields",
+	"strip_buffer_bytes", NULL
 };
 static const char *const cache_keys[] = {
 	"ttl_s", "vary", "stale_s", "per_consumer", "max_body", NULL
 };
-static const char *const aggregate_keys[] = { "calls", "timeout_ms", NULL };
-static const char *const call_keys[] = {
-	"name", "service", "path", "fallback", NULL
+static const char *const aggregate_keys[] = {
+	"calls", "timeout_ms", "max_part_bytes", "max_body_bytes",
+	"fallback_ttl_s", NULL
 };
+static const char *const call_keys[] = {
+	"name", "service", "path", "fallback", "timeout_ms", "forward_headers",
+	NULL
+};
+/* Headers a call cannot take from the client: the gateway sets them (or
+ * they belong to one connection). */
+static const char *const call_own_headers[] = {
+	"host", "content-length", "transfer-encoding", "connection",
+	"keep-alive", "te", "trailer", "upgrade", "expect", "accept-encoding",
+	"proxy-connection", NULL
+};
+
+#define CALLS_MAX	64
 
 static int
 parse_match(struct ld *ld, const config_setting_t *rs, struct cfg_route *r,
@@ -223,6 +239,47 @@ parse_rewrite(struct ld *ld, const config_setting_t *rs, struct cfg_route *r,
 	return 0;
 }
 
+/* Each entry "Old: New", two header names; stored as "Old: New". */
+static int
+check_renames(struct ld *ld, const config_setting_t *s, char **v,
+    const char *what)
+{
+	char *colon, *to, *norm;
+	size_t i, j, len;
+
+	for (i = 0; v != NULL && v[i] != NULL; i++) {
+		const config_setting_t *e = config_setting_get_elem(s, i);
+
+		colon = strchr(v[i], ':');
+		if (colon == NULL)
+			return cfg_bad(ld, e, "%s: rename '%s' is not \"Old: "
+			    "New\"", what, v[i]);
+		*colon = '\0';
+		for (to = colon + 1; *to == ' ' || *to == '\t'; to++)
+			;
+		len = strlen(to);
+		while (len > 0 && (to[len - 1] == ' ' || to[len - 1] == '\t'))
+			to[--len] = '\0';
+		if (!cfg_is_token(v[i]) || !cfg_is_token(to)) {
+			*colon = ':';
+			return cfg_bad(ld, e, "%s: rename '%s' is not \"Old: "
+			    "New\" with two header names", what, v[i]);
+		}
+		for (j = 0; j < i; j++)
+			if (strncasecmp(v[j], v[i], strlen(v[i])) == 0 &&
+			    v[j][strlen(v[i])] == ':') {
+				*colon = ':';
+				return cfg_bad(ld, e, "%s: '%s' is renamed twice",
+				    what, v[i]);
+			}
+		if (asprintf(&norm, "%s: %s", v[i], to) < 0)
+			return cfg_oom(ld);
+		free(v[i]);
+		v[i] = norm;
+	}
+	return 0;
+}
+
 static int
 parse_transform(struct ld *ld, const config_setting_t *rs,
     struct cfg_route *r, const char *what)
@@ -248,7 +305,10 @@ parse_transform(struct ld *ld, const config_setting_t *rs,
 		    cfg_check_header_lines(ld, s, r->req_add, sub) < 0 ||
 		    cfg_get_strs(ld, g, "remove_headers", sub, &s, &r->req_remove,
 		    &r->nreq_remove) < 0 ||
-		    cfg_check_tokens(ld, s, r->req_remove, sub) < 0)
+		    cfg_check_tokens(ld, s, r->req_remove, sub) < 0 ||
+		    cfg_get_strs(ld, g, "rename_headers", sub, &s, &r->req_rename,
+		    &r->nreq_rename) < 0 ||
+		    check_renames(ld, s, r->req_rename, sub) < 0)
 			return -1;
 	}
 
@@ -263,9 +323,23 @@ parse_transform(struct ld *ld, const config_setting_t *rs,
 		    cfg_get_strs(ld, g, "remove_headers", sub, &s, &r->resp_remove,
 		    &r->nresp_remove) < 0 ||
 		    cfg_check_tokens(ld, s, r->resp_remove, sub) < 0 ||
-		    cfg_get_strs(ld, g, "strip_fields", sub, NULL, &r->strip_fields,
-		    &r->nstrip_fields) < 0)
+		    cfg_get_strs(ld, g, "rename_headers", sub, &s,
+		    &r->resp_rename, &r->nresp_rename) < 0 ||
+		    check_renames(ld, s, r->resp_rename, sub) < 0 ||
+		    cfg_get_strs(ld, g, "strip_fields", sub, &s, &r->strip_fields,
+		    &r->nstrip_fields) < 0 ||
+		    cfg_get_uint(ld, g, "strip_buffer_bytes", sub, 0,
+		    1ull << 30, 1u << 20, &r->strip_buffer_bytes) < 0)
 			return -1;
+		if (r->nstrip_fields > 0) {
+			struct jstrip_paths *ps;
+			char why[200];
+			if (jstrip_compile(r->strip_fields, r->nstrip_fields, &ps,
+			    why, sizeof(why)) < 0)
+				return cfg_bad(ld, s, "%s: strip_fields: %s", sub,
+				    why);
+			jstrip_paths_free(ps);
+		}
 	}
 	return 0;
 }
@@ -314,13 +388,30 @@ parse_cache(struct ld *ld, const config_setting_t *rs, struct cfg_route *r,
 	return 0;
 }
 
+/* A call's name is a key of the merged object and an item of
+ * X-Gateway-Degraded: letters, digits, '_', '-', '.'. */
+static bool
+call_name_ok(const char *n)
+{
+	const char *p;
+
+	if (*n == '\0' || strlen(n) > CFG_NAME_MAX)
+		return false;
+	for (p = n; *p != '\0'; p++)
+		if (!isalnum((unsigned char)*p) && strchr("_-.", *p) == NULL)
+			return false;
+	return true;
+}
+
 static int
 parse_call(struct ld *ld, const config_setting_t *e, struct cfg_call *c,
-    const char *agg)
+    const char *agg, unsigned agg_timeout)
 {
 	const config_setting_t *s;
-	const char *v, *p;
-	char what[240];
+	const char *v;
+	char what[320], why[200];
+	struct tmpl *t;
+	size_t i, k;
 
 	c->line = config_setting_source_line(e);
 	c->service = -1;
@@ -328,6 +419,13 @@ parse_call(struct ld *ld, const config_setting_t *e, struct cfg_call *c,
 	if (cfg_check_keys(ld, e, call_keys, what) < 0 ||
 	    cfg_need_str(ld, e, "name", what, &c->name) < 0)
 		return -1;
+	if (!call_name_ok(c->name))
+		return cfg_bad(ld, cfg_member(e, "name"), "%s name '%.16s' must "
+		    "be 1 to %d letters, digits, '_', '-' or '.'", what, c->name,
+		    CFG_NAME_MAX);
+	if (strcmp(c->name, "degraded") == 0)
+		return cfg_bad(ld, cfg_member(e, "name"), "%s name 'degraded' "
+		    "is the merged object's list of degraded parts", what);
 	snprintf(what, sizeof(what), "%s call '%s'", agg, c->name);
 	if (cfg_get_cstr(ld, e, "service", what, &s, &v) < 0)
 		return -1;
@@ -341,17 +439,41 @@ parse_call(struct ld *ld, const config_setting_t *e, struct cfg_call *c,
 	if (c->path[0] != '/')
 		return cfg_bad(ld, cfg_member(e, "path"), "%s: path '%s' must start "
 		    "with '/'", what, c->path);
-	for (p = strchr(c->path, '{'); p != NULL; p = strchr(p + 1, '{'))
-		if (strncmp(p, "{consumer}", 10) != 0)
-			return cfg_bad(ld, cfg_member(e, "path"), "%s: path '%s': "
-			    "only {consumer} may be substituted", what,
-			    c->path);
+	for (i = 0; c->path[i] != '\0'; i++)
+		if ((unsigned char)c->path[i] <= 0x20 ||
+		    (unsigned char)c->path[i] >= 0x7f || c->path[i] == '#')
+			return cfg_bad(ld, cfg_member(e, "path"), "%s: path '%s' "
+			    "holds a space, '#' or a byte that must be "
+			    "%%-encoded", what, c->path);
+	if (tmpl_parse(c->path, true, &t, why, sizeof(why)) < 0)
+		return cfg_bad(ld, cfg_member(e, "path"), "%s: path '%s': %s",
+		    what, c->path, why);
+	tmpl_free(t);
 	if (cfg_get_str(ld, e, "fallback", what, NULL, &c->fallback) < 0)
 		return -1;
 	if (c->fallback != NULL && strcmp(c->fallback, "cache") != 0 &&
 	    !cfg_json_valid(c->fallback))
 		return cfg_bad(ld, cfg_member(e, "fallback"), "%s: fallback must be "
 		    "JSON text or \"cache\"", what);
+	if (cfg_get_unsigned(ld, e, "timeout_ms", what, 1, 600000, agg_timeout,
+	    &c->timeout_ms) < 0)
+		return -1;
+	if (c->timeout_ms > agg_timeout)
+		return cfg_bad(ld, cfg_member(e, "timeout_ms"), "%s: timeout_ms "
+		    "%u is past the aggregate's timeout_ms (%u), which ends "
+		    "every call", what, c->timeout_ms, agg_timeout);
+	if (cfg_get_strs(ld, e, "forward_headers", what, &s,
+	    &c->forward_headers, &c->nforward_headers) < 0 ||
+	    cfg_check_tokens(ld, s, c->forward_headers, what) < 0)
+		return -1;
+	for (i = 0; i < c->nforward_headers; i++)
+		for (k = 0; call_own_headers[k] != NULL; k++)
+			if (strcasecmp(c->forward_headers[i],
+			    call_own_headers[k]) == 0)
+				return cfg_bad(ld, config_setting_get_elem(s, i),
+				    "%s: '%s' cannot be forwarded: the gateway "
+				    "sets it for each call", what,
+				    c->forward_headers[i]);
 	return 0;
 }
 
@@ -372,11 +494,20 @@ parse_aggregate(struct ld *ld, const config_setting_t *rs,
 	if (cfg_check_keys(ld, g, aggregate_keys, sub) < 0 ||
 	    cfg_get_list(ld, g, "calls", sub, &l) < 0 ||
 	    cfg_get_unsigned(ld, g, "timeout_ms", sub, 1, 600000, 200,
-	    &r->aggregate_timeout_ms) < 0)
+	    &r->aggregate_timeout_ms) < 0 ||
+	    cfg_get_uint(ld, g, "max_part_bytes", sub, 2, 1ull << 30, 1u << 20,
+	    &r->aggregate_part_bytes) < 0 ||
+	    cfg_get_uint(ld, g, "max_body_bytes", sub, 64, 1ull << 32,
+	    4u << 20, &r->aggregate_body_bytes) < 0 ||
+	    cfg_get_unsigned(ld, g, "fallback_ttl_s", sub, 1, 31536000, 86400,
+	    &r->aggregate_fallback_ttl_s) < 0)
 		return -1;
 	if (l == NULL || config_setting_length(l) == 0)
 		return cfg_bad(ld, l ? l : g, "%s needs at least one entry in "
 		    "'calls'", sub);
+	if (config_setting_length(l) > CALLS_MAX)
+		return cfg_bad(ld, l, "%s has more than %d calls", sub,
+		    CALLS_MAX);
 	r->calls = calloc(config_setting_length(l), sizeof(*r->calls));
 	if (r->calls == NULL)
 		return cfg_oom(ld);
@@ -384,13 +515,95 @@ parse_aggregate(struct ld *ld, const config_setting_t *rs,
 		const config_setting_t *e = config_setting_get_elem(l, i);
 
 		r->ncalls++;
-		if (parse_call(ld, e, &r->calls[i], sub) < 0)
+		if (parse_call(ld, e, &r->calls[i], sub,
+		    r->aggregate_timeout_ms) < 0)
 			return -1;
 		for (j = 0; j < i; j++)
 			if (strcmp(r->calls[j].name, r->calls[i].name) == 0)
 				return cfg_bad(ld, cfg_member(e, "name"), "%s: call "
 				    "name '%s' is used twice", sub,
 				    r->calls[i].name);
+	}
+	return 0;
+}
+
+/* What template T (from setting S) needs of route R: a verified
+ * consumer, regex groups. */
+static int
+template_fits(struct ld *ld, const config_setting_t *s,
+    const struct cfg_route *r, const struct tmpl *t, const char *what,
+    const char *text)
+{
+	uint32_t ncap = 0;
+
+	if (t->consumer && r->auth == AUTH_NONE)
+		return cfg_bad(ld, s, "%s: '%s' uses {consumer}, which needs "
+		    "'auth' on the route (jwt, api_key or any)", what, text);
+	if (t->max_group == 0)
+		return 0;
+	if (r->re != NULL)
+		pcre2_pattern_info(r->re, PCRE2_INFO_CAPTURECOUNT, &ncap);
+	if (t->max_group > ncap)
+		return cfg_bad(ld, s, "%s: '%s' uses {%u}, but the route's match "
+		    "%s", what, text, t->max_group, r->re == NULL ? "is not a "
+		    "regex" : "regex has fewer groups");
+	return 0;
+}
+
+static int
+check_header_templates(struct ld *ld, const config_setting_t *rs,
+    const struct cfg_route *r, const char *path, char **lines, size_t n,
+    const char *what)
+{
+	const config_setting_t *l = cfg_lookup_from(rs, path);
+	struct tmpl *t;
+	char why[200];
+	size_t i;
+	int rc;
+
+	for (i = 0; i < n; i++) {
+		const config_setting_t *e = l != NULL ?
+		    config_setting_get_elem(l, i) : rs;
+		if (tmpl_parse(strchr(lines[i], ':') + 2, false, &t, why,
+		    sizeof(why)) < 0)
+			return cfg_bad(ld, e, "%s: %s", what, why);
+		rc = template_fits(ld, e, r, t, what, lines[i]);
+		tmpl_free(t);
+		if (rc < 0)
+			return -1;
+	}
+	return 0;
+}
+
+static int
+check_templates(struct ld *ld, const config_setting_t *rs,
+    const struct cfg_route *r, const char *what)
+{
+	const config_setting_t *l = cfg_lookup_from(rs, "aggregate.calls");
+	char sub[320], why[200];
+	struct tmpl *t;
+	size_t i;
+	int rc;
+
+	snprintf(sub, sizeof(sub), "%s transform.request", what);
+	if (check_header_templates(ld, rs, r, "transform.request.add_headers",
+	    r->req_add, r->nreq_add, sub) < 0)
+		return -1;
+	snprintf(sub, sizeof(sub), "%s transform.response", what);
+	if (check_header_templates(ld, rs, r, "transform.response.add_headers",
+	    r->resp_add, r->nresp_add, sub) < 0)
+		return -1;
+	for (i = 0; i < r->ncalls; i++) {
+		const config_setting_t *e = cfg_member(config_setting_get_elem(l,
+		    i), "path");
+		snprintf(sub, sizeof(sub), "%s aggregate call '%s'", what,
+		    r->calls[i].name);
+		if (tmpl_parse(r->calls[i].path, true, &t, why, sizeof(why)) < 0)
+			return cfg_bad(ld, e, "%s: %s", sub, why);
+		rc = template_fits(ld, e, r, t, sub, r->calls[i].path);
+		tmpl_free(t);
+		if (rc < 0)
+			return -1;
 	}
 	return 0;
 }
@@ -474,7 +687,8 @@ parse_route(struct ld *ld, const config_setting_t *rs, struct cfg_route *r,
 	if (parse_rate_limit(ld, rs, r, what) < 0 ||
 	    parse_rewrite(ld, rs, r, what) < 0 ||
 	    parse_transform(ld, rs, r, what) < 0 ||
-	    parse_cache(ld, rs, r, what) < 0)
+	    parse_cache(ld, rs, r, what) < 0 ||
+	    check_templates(ld, rs, r, what) < 0)
 		return -1;
 	return 0;
 }
@@ -516,11 +730,7 @@ cfg_parse_routes(struct ld *ld, const config_setting_t *root)
 int
 cfg_refuse_unbuilt(struct ld *ld, const config_setting_t *root)
 {
-	static const char *const route_unbuilt[] = {
-		"aggregate", NULL
-	};
-	const config_setting_t *l, *e, *s;
-	const char *const *k;
+	const config_setting_t *l, *e;
 	int i;
 
 	l = cfg_member(root, "routes");
@@ -545,18 +755,6 @@ cfg_refuse_unbuilt(struct ld *ld, const config_setting_t *root)
 			return cfg_bad(ld, cfg_lookup_from(e,
 			    "cache.per_consumer"), "cache per_consumer needs "
 			    "'auth' on the route (jwt, api_key or any)");
-		/* aggregate: its issue. */
-		for (k = route_unbuilt; *k != NULL; k++) {
-			s = cfg_member(e, *k);
-			if (s != NULL)
-				return cfg_bad(ld, s, "'%s' is not supported by "
-				    "this build yet", *k);
-		}
-		/* JSON field stripping: the transform issue. */
-		s = cfg_lookup_from(e, "transform.response.strip_fields");
-		if (s != NULL)
-			return cfg_bad(ld, s, "'transform.response.strip_fields' "
-			    "is not supported by this build yet");
 	}
 	return 0;
 }
@@ -581,12 +779,15 @@ cfg_free_route(struct cfg_route *r)
 	cfg_free_strv(r->req_remove);
 	cfg_free_strv(r->resp_add);
 	cfg_free_strv(r->resp_remove);
+	cfg_free_strv(r->req_rename);
+	cfg_free_strv(r->resp_rename);
 	cfg_free_strv(r->strip_fields);
 	cfg_free_strv(r->cache_vary);
 	for (i = 0; i < r->ncalls; i++) {
 		free(r->calls[i].name);
 		free(r->calls[i].path);
 		free(r->calls[i].fallback);
+		cfg_free_strv(r->calls[i].forward_headers);
 	}
 	free(r->calls);
 }

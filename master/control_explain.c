@@ -125,8 +125,9 @@ pack_policies(msgpack_packer *pk, const struct config *cfg,
 {
 	static const char *const auths[] = { "none", "jwt", "api_key",
 	    "any" };
-	bool tf = r->nreq_add + r->nreq_remove + r->nresp_add +
-	    r->nresp_remove + r->nstrip_fields > 0;
+	bool tf = r->nreq_add + r->nreq_remove + r->nreq_rename +
+	    r->nresp_add + r->nresp_remove + r->nresp_rename +
+	    r->nstrip_fields > 0;
 	unsigned n = 0;
 	char by[160], key[300];
 	const char *v;
@@ -191,14 +192,17 @@ pack_policies(msgpack_packer *pk, const struct config *cfg,
 		msg_pack_kv_str(pk, "key", key);
 	}
 	if (tf) {
-		msgpack_pack_map(pk, 7);
+		msgpack_pack_map(pk, 9);
 		msg_pack_kv_str(pk, "name", "transform");
 		msg_pack_kv_bool(pk, "built", true);
 		pack_strs(pk, "request_add", r->req_add, r->nreq_add);
 		pack_strs(pk, "request_remove", r->req_remove, r->nreq_remove);
+		pack_strs(pk, "request_rename", r->req_rename, r->nreq_rename);
 		pack_strs(pk, "response_add", r->resp_add, r->nresp_add);
 		pack_strs(pk, "response_remove", r->resp_remove,
 		    r->nresp_remove);
+		pack_strs(pk, "response_rename", r->resp_rename,
+		    r->nresp_rename);
 		pack_strs(pk, "strip_fields", r->strip_fields,
 		    r->nstrip_fields);
 	}
@@ -217,20 +221,21 @@ pack_policies(msgpack_packer *pk, const struct config *cfg,
 
 		msgpack_pack_map(pk, 4);
 		msg_pack_kv_str(pk, "name", "aggregate");
-		msg_pack_kv_bool(pk, "built", false);
+		msg_pack_kv_bool(pk, "built", true);
 		msg_pack_kv_uint(pk, "timeout_ms", r->aggregate_timeout_ms);
 		msg_pack_str(pk, "calls");
 		msgpack_pack_array(pk, r->ncalls);
 		for (i = 0; i < r->ncalls; i++) {
 			const struct cfg_call *cl = &r->calls[i];
 
-			msgpack_pack_map(pk, 4);
+			msgpack_pack_map(pk, 5);
 			msg_pack_kv_str(pk, "name", cl->name);
 			msg_pack_kv_str(pk, "service", cl->service >= 0 &&
 			    (size_t)cl->service < cfg->nservices ?
 			    cfg->services[cl->service].name : "?");
 			msg_pack_kv_str(pk, "path", cl->path);
 			msg_pack_kv_str(pk, "fallback", cl->fallback);
+			msg_pack_kv_uint(pk, "timeout_ms", cl->timeout_ms);
 		}
 	}
 }
@@ -503,7 +508,7 @@ control_reply_explain(const struct config *cfg, const msgpack_object *req,
 		snprintf(reason, sizeof(reason), "route '%s' (line %d) "
 		    "matches%s", r->name, r->line,
 		    r->service >= 0 ? "; forwarded to its service" :
-		    "; it aggregates (not built yet)");
+		    "; answered by its aggregate calls");
 	}
 	msg_pack_kv_str(&o->pk, "reason", reason);
 	msg_pack_str(&o->pk, "route");

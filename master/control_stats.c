@@ -243,9 +243,46 @@ pack_service(msgpack_packer *pk, const struct stats_view *v,
 	}
 }
 
+/* The strip_fields and aggregate counts, over every slot (a slot's
+ * counts are never reset, so the sums only grow). */
+static void
+pack_features(msgpack_packer *pk, const struct counters *ct)
+{
+	static const char *const strip[] = { "bodies", "removed", "not_json",
+	    "invalid", "encoded" };
+	static const char *const agg[] = { "requests", "degraded", "failed",
+	    "parts_degraded" };
+	uint64_t sf[5] = { 0 }, ag[4] = { 0 };
+	unsigned i;
+	int k;
+
+	for (i = 0; i < ct->nslots; i++) {
+		const struct worker_counters *wc = &ct->slot[i];
+
+		sf[0] += COUNTER_GET(&wc->strip_bodies);
+		sf[1] += COUNTER_GET(&wc->strip_removed);
+		sf[2] += COUNTER_GET(&wc->strip_not_json);
+		sf[3] += COUNTER_GET(&wc->strip_invalid);
+		sf[4] += COUNTER_GET(&wc->strip_encoded);
+		ag[0] += COUNTER_GET(&wc->agg_requests);
+		ag[1] += COUNTER_GET(&wc->agg_degraded);
+		ag[2] += COUNTER_GET(&wc->agg_failed);
+		ag[3] += COUNTER_GET(&wc->agg_parts_degraded);
+	}
+	msg_pack_str(pk, "strip_fields");
+	msgpack_pack_map(pk, 5);
+	for (k = 0; k < 5; k++)
+		msg_pack_kv_uint(pk, strip[k], sf[k]);
+	msg_pack_str(pk, "aggregate");
+	msgpack_pack_map(pk, 4);
+	for (k = 0; k < 4; k++)
+		msg_pack_kv_uint(pk, agg[k], ag[k]);
+}
+
 /* Every counters slot with a live process, whatever its generation (a
- * draining one still serves its connections), and the sum. The slots are
- * copied first so the list and the total agree. */
+ * draining one still serves its connections), and the sum (with the
+ * strip_fields and aggregate counts). The slots are copied first so the
+ * list and the total agree. */
 static int
 pack_workers(struct master *m, msgpack_packer *pk)
 {
@@ -293,9 +330,10 @@ pack_workers(struct master *m, msgpack_packer *pk)
 		pack_counts(pk, &rows[i]);
 	}
 	msg_pack_str(pk, "total");
-	msgpack_pack_map(pk, 6);
+	msgpack_pack_map(pk, 8);
 	msg_pack_kv_uint(pk, "workers", n);
 	pack_counts(pk, &total);
+	pack_features(pk, ct);
 	free(rows);
 	return 0;
 }

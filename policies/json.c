@@ -92,6 +92,20 @@ utf8_put(char *o, unsigned cp)
 	return 4;
 }
 
+/* Bytes a string may hold as they are: printable ASCII (and DEL) but
+ * '"' and '\\'. */
+const unsigned char json_plain[256] = {
+#define R8(c)	[c] = 1, [c + 1] = 1, [c + 2] = 1, [c + 3] = 1, \
+		[c + 4] = 1, [c + 5] = 1, [c + 6] = 1, [c + 7] = 1
+	[0x20] = 1, [0x21] = 1, [0x23] = 1, [0x24] = 1, [0x25] = 1,
+	[0x26] = 1, [0x27] = 1,
+	R8(0x28), R8(0x30), R8(0x38), R8(0x40), R8(0x48), R8(0x50),
+	[0x58] = 1, [0x59] = 1, [0x5a] = 1, [0x5b] = 1, [0x5d] = 1,
+	[0x5e] = 1, [0x5f] = 1,
+	R8(0x60), R8(0x68), R8(0x70), R8(0x78),
+#undef R8
+};
+
 /*
  * The string at p[0] == '"': validate (and decode into out, when not
  * NULL: out has room for the decoded length, which never exceeds the
@@ -111,6 +125,15 @@ string_run(const char *s, size_t n, char *out, size_t *decoded)
 		return JSON_E_SYNTAX;
 	while (i < n) {
 		unsigned char c = p[i];
+		if (out == NULL && json_plain[c]) {
+			/* Runs of plain ASCII: nothing to check or decode. */
+			size_t j = i + 1;
+			while (j < n && json_plain[p[j]])
+				j++;
+			o += j - i;
+			i = j;
+			continue;
+		}
 		if (c == '"') {
 			if (decoded != NULL)
 				*decoded = o;
@@ -182,6 +205,17 @@ ssize_t
 json_lex_string(const char *p, size_t n, size_t *decoded)
 {
 	return string_run(p, n, NULL, decoded);
+}
+
+ssize_t
+json_decode_string(const char *p, size_t n, char *out)
+{
+	size_t d = 0;
+	ssize_t k = string_run(p, n, out, &d);
+
+	if (k == 0 || (k > 0 && (size_t)k != n))
+		return JSON_E_SYNTAX;
+	return k < 0 ? k : (ssize_t)d;
 }
 
 static bool

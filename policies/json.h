@@ -17,10 +17,10 @@
  * live as long as it; the input may be dropped after json_parse.
  *
  * Two layers share one lexer: json_parse builds a tree of a complete text
- * (what JWTs and JWKS need); the streaming scanner that body filters need
- * (strip_fields, aggregation parts) comes with that work and reuses the
- * same string, number and literal rules (json_lex_*), so both readers
- * refuse exactly the same texts.
+ * (what JWTs and JWKS need); the streaming scanner of body filters
+ * (jsonscan.h: strip_fields, aggregation parts) reuses the same string,
+ * number and literal rules (json_lex_*), so both readers refuse the same
+ * tokens.
  */
 #ifndef PORTICO_JSON_H
 #define PORTICO_JSON_H
@@ -115,6 +115,32 @@ const char *json_strerror(int err);
 /* json_lex_string: a string token from its opening quote; *decoded (when
  * not NULL) gets the length of its decoded UTF-8. */
 ssize_t json_lex_string(const char *p, size_t n, size_t *decoded);
+/* json_decode_string: a whole string token p[0..n) (as json_lex_string
+ * measured it) decoded into OUT, which has room for n bytes; returns the
+ * decoded length, or a JSON_E_* code. */
+ssize_t json_decode_string(const char *p, size_t n, char *out);
+/* json_plain: the bytes a string holds as they are (printable ASCII but
+ * '"' and '\\'). json_lex_string_quick: json_lex_string with the common
+ * case (nothing but plain bytes to the closing quote) inline. */
+extern const unsigned char json_plain[256];
+
+static inline ssize_t
+json_lex_string_quick(const char *p, size_t n, size_t *decoded)
+{
+	size_t i = 1;
+
+	if (n > 0 && p[0] == '"') {
+		while (i < n && json_plain[(unsigned char)p[i]])
+			i++;
+		if (i < n && p[i] == '"') {
+			if (decoded != NULL)
+				*decoded = i - 1;
+			return (ssize_t)i + 1;
+		}
+	}
+	return json_lex_string(p, n, decoded);
+}
+
 /* json_lex_number: a number token; since a number has no terminator,
  * LAST says whether more bytes may follow p[n - 1]. */
 ssize_t json_lex_number(const char *p, size_t n, bool last);

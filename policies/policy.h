@@ -44,6 +44,7 @@
 #include <sys/types.h>
 
 #include "../master/config.h"
+#include "../shm/counters.h"
 #include "../worker/http1.h"
 #include "arena.h"
 
@@ -131,6 +132,10 @@ struct body_filter {
 	void *arg;
 	uint64_t max;			/* bytes it may hold; 0 = streams */
 	bool same_length;		/* emits exactly what it is fed */
+	bool hold;			/* emits only with the last call (it
+					 * keeps the whole body): the writer
+					 * holds the head until then and sends
+					 * the output's Content-Length */
 };
 
 /*
@@ -227,6 +232,9 @@ struct xctx {
 	int status;
 	const struct http1_header *resp_headers;
 	size_t resp_nheaders;
+	int64_t resp_length;		/* body bytes, -1 unknown (chunked,
+					 * to the close) */
+	struct worker_counters *stats;	/* this worker's counters */
 
 	unsigned nreq_filters, nresp_filters;
 	void *slot[POLICY_CHAIN_MAX];	/* per-policy exchange state */

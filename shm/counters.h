@@ -36,6 +36,19 @@ struct worker_counters {
 	uint64_t cache_refreshes;	/* background refreshes started */
 	uint64_t cache_errors;		/* store errors (logged) */
 	/* ---- end of the response cache ---- */
+	/* transform.response.strip_fields */
+	uint64_t strip_bodies;		/* JSON bodies read through */
+	uint64_t strip_removed;		/* members removed from them */
+	uint64_t strip_not_json;	/* passed unchanged: not JSON (type or
+					 * content) */
+	uint64_t strip_invalid;		/* passed unchanged from where they
+					 * stopped being JSON */
+	uint64_t strip_encoded;		/* passed unchanged: Content-Encoding */
+	/* aggregate routes */
+	uint64_t agg_requests;		/* aggregates answered */
+	uint64_t agg_degraded;		/* of them, with a degraded part */
+	uint64_t agg_failed;		/* of them, 502: every call failed */
+	uint64_t agg_parts_degraded;	/* parts that took their fallback */
 };
 
 struct counters {

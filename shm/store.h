@@ -47,6 +47,8 @@ enum store_db {
 	STORE_CACHE_EXP,	/* eviction indexes: expiry, last use */
 	STORE_CACHE_META,	/* per entry figures, fetch locks, totals */
 	STORE_TICKETS,		/* TLS session-ticket keys: see tickets.h */
+	STORE_LASTGOOD,		/* aggregate parts' last good bodies:
+				 * see lastgood.h */
 	STORE__NDB
 };
 

@@ -8,6 +8,7 @@
 #include "bucket.h"
 #include "cache_store.h"
 #include "health.h"
+#include "lastgood.h"
 #include "store.h"
 #include "tickets.h"
 
@@ -34,4 +35,6 @@ const struct store_dbdef store_dbs[STORE__NDB] = {
 	[STORE_CACHE_EXP] = { "cache_exp", CACHE_DB_FORMAT, NULL, 0 },
 	[STORE_CACHE_META] = { "cache_meta", CACHE_DB_FORMAT, NULL, 0 },
 	[STORE_TICKETS] = { "tickets", TICKETS_FORMAT, tickets_upkeep, 0 },
+	[STORE_LASTGOOD] = { "lastgood", LASTGOOD_FORMAT, lastgood_upkeep,
+	    sizeof(struct lastgood_sweep) },
 };

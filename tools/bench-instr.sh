@@ -19,7 +19,8 @@
 #   portico-gw / portico-gw-base: the same two binaries on the full gateway
 #   route of `make bench`'s gateway scenario, tools/bench/features/auth.sh,
 #   every request with the scenario's RS256 token;
-#   portico-cache: the same requests answered from the response cache)
+#   portico-cache: the same requests answered from the response cache;
+#   portico-strip: strip_fields on the route, for PATH_=/json4k)
 set -u
 cd "$(dirname "$0")/.." || exit 1
 . tools/bench/lib.sh
@@ -89,12 +90,13 @@ start_target() {
 		haproxy_conf "$dir" "$port" "$ORIGIN_PORT" 1
 		"${wrap[@]}" "$HAPROXY" -f "$dir/haproxy.cfg" -db >>"$dir/stdout.log" 2>&1 &
 		;;
-	portico | portico-base)
+	portico | portico-base | portico-strip)
 		# portico-base: a second binary (PORTICO_BASELINE), e.g. the
 		# build before a change, measured the same way
-		local bin=$PORTICO
+		local bin=$PORTICO extra=""
 		[ "$name" = portico-base ] && bin=$PORTICO_BASELINE
-		portico_conf "$dir" "$port" "$(bench_ports 1)" "$ORIGIN_PORT" 1
+		[ "$name" = portico-strip ] && extra='transform = { response = { strip_fields = ["debug", "items.internal"]; }; };'
+		portico_conf "$dir" "$port" "$(bench_ports 1)" "$ORIGIN_PORT" 1 "$extra"
 		(cd "$dir" && exec "${wrap[@]}" "$bin" -c "$dir/portico.conf" -p "$dir") >>"$dir/stdout.log" 2>&1 &
 		;;
 	portico-gw | portico-gw-base)

@@ -4,7 +4,7 @@
 # every proxy alike; ratios are taken inside each round, then the median.
 #
 #   WORKERS=2 ROUNDS=5 DURATION=5 WRK_THREADS=1 CONNS=64
-#   SCENARIOS="small big close c256 ratelimit ratelimit10k accesslog metrics resilience jwt gateway cache"
+#   SCENARIOS="small big close c256 ratelimit ratelimit10k accesslog metrics resilience jwt gateway cache strip"
 #
 # Output: a table per scenario on stdout, also in build/bench/results.txt and
 # build/bench/results.json. BENCH_KEEP=1 keeps the temp dir (configs, logs).
@@ -17,7 +17,7 @@ ROUNDS=${ROUNDS:-5}
 DURATION=${DURATION:-5}
 WRK_THREADS=${WRK_THREADS:-1}
 CONNS=${CONNS:-64}
-SCENARIOS=${SCENARIOS:-"small big close c256 ratelimit ratelimit10k accesslog metrics resilience jwt gateway cache"}
+SCENARIOS=${SCENARIOS:-"small big close c256 ratelimit ratelimit10k accesslog metrics resilience jwt gateway cache strip"}
 OUT=build/bench
 
 # ---- fronts: name -> kind (nginx | haproxy | portico) and config function ----

@@ -838,15 +838,20 @@ print_policies(const msgpack_object *ps, const char *prefix)
 			if (msg_get_str(p, "key", c, sizeof(c)) == 0)
 				printf(", key %s", c);
 		} else if (strcmp(name, "transform") == 0) {
-			printf(": request add [%s] remove [%s]; response add "
-			    "[%s] remove [%s] strip_fields [%s]",
+			printf(": request add [%s] remove [%s]",
 			    join(msg_get(p, "request_add"), ", ", "", a,
 			    sizeof(a)),
 			    join(msg_get(p, "request_remove"), ", ", "", b,
-			    sizeof(b)),
-			    join(msg_get(p, "response_add"), ", ", "", c,
+			    sizeof(b)));
+			printf(" rename [%s]; response add [%s]",
+			    join(msg_get(p, "request_rename"), ", ", "", a,
+			    sizeof(a)),
+			    join(msg_get(p, "response_add"), ", ", "", b,
+			    sizeof(b)));
+			printf(" remove [%s] rename [%s] strip_fields [%s]",
+			    join(msg_get(p, "response_remove"), ", ", "", c,
 			    sizeof(c)),
-			    join(msg_get(p, "response_remove"), ", ", "", d,
+			    join(msg_get(p, "response_rename"), ", ", "", d,
 			    sizeof(d)),
 			    join(msg_get(p, "strip_fields"), ", ", "", e,
 			    sizeof(e)));
@@ -870,12 +875,17 @@ print_policies(const msgpack_object *ps, const char *prefix)
 			    get_u(p, "timeout_ms"));
 			for (j = 0; cs != NULL && cs->type ==
 			    MSGPACK_OBJECT_ARRAY && j < cs->via.array.size;
-			    j++)
-				printf(" %s=%s%s", sget(&cs->via.array.ptr[j],
-				    "name", a, sizeof(a)),
-				    sget(&cs->via.array.ptr[j], "service", b,
-				    sizeof(b)), sget(&cs->via.array.ptr[j],
-				    "path", c, sizeof(c)));
+			    j++) {
+				const msgpack_object *cl = &cs->via.array.ptr[j];
+				printf(" %s=%s%s (%" PRIu64 " ms", sget(cl,
+				    "name", a, sizeof(a)), sget(cl, "service",
+				    b, sizeof(b)), sget(cl, "path", c,
+				    sizeof(c)), get_u(cl, "timeout_ms"));
+				if (msg_get_str(cl, "fallback", d,
+				    sizeof(d)) == 0)
+					printf(", fallback %s", d);
+				printf(")");
+			}
 		}
 		printf("%s\n", built ? "" : " (not built yet)");
 	}

@@ -260,6 +260,28 @@ print_cache(FILE *f, const msgpack_object *reply)
 	    u(c, "invalidated"));
 }
 
+/* The strip_fields and aggregate counts (in the total). */
+static void
+print_features(FILE *f, const msgpack_object *reply)
+{
+	const msgpack_object *t = msg_get(reply, "total");
+	const msgpack_object *sf = t != NULL ? msg_get(t, "strip_fields") :
+	    NULL;
+	const msgpack_object *ag = t != NULL ? msg_get(t, "aggregate") : NULL;
+
+	if (sf != NULL && sf->type == MSGPACK_OBJECT_MAP)
+		fprintf(f, "strip_fields: %" PRIu64 " JSON bodies, %" PRIu64
+		    " fields removed; passed unchanged: %" PRIu64 " not JSON, %"
+		    PRIu64 " invalid, %" PRIu64 " encoded\n", u(sf, "bodies"),
+		    u(sf, "removed"), u(sf, "not_json"), u(sf, "invalid"),
+		    u(sf, "encoded"));
+	if (ag != NULL && ag->type == MSGPACK_OBJECT_MAP)
+		fprintf(f, "aggregate: %" PRIu64 " answered, %" PRIu64
+		    " degraded (%" PRIu64 " parts), %" PRIu64 " failed (502)\n",
+		    u(ag, "requests"), u(ag, "degraded"),
+		    u(ag, "parts_degraded"), u(ag, "failed"));
+}
+
 void
 gwctl_stats_print(FILE *f, const msgpack_object *reply)
 {
@@ -269,6 +291,7 @@ gwctl_stats_print(FILE *f, const msgpack_object *reply)
 	print_services(f, arr(reply, "services"));
 	fputc('\n', f);
 	print_cache(f, reply);
+	print_features(f, reply);
 	print_workers(f, reply);
 }
 

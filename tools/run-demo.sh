@@ -5,6 +5,7 @@
 #
 # Extra flags for the demo services (see `build/demo --help`), e.g.
 #   DEMO_FLAGS="--latency-ms 20" DEMO_FLAGS_payments="--fail-rate 0.5" make run
+# (a running service is made slow or failing with POST /_control/fail?mode=...)
 # Arguments given to this script are passed on to portico.
 set -u
 cd "$(dirname "$0")/.." || exit 1
@@ -86,6 +87,9 @@ try:
   curl -i localhost:8080/orders/1      # 401: orders needs a JWT
   TOKEN=\$($BUILD/gwctl token --key etc/keys/rs256.pem --kid rs1 --sub alice --scope orders:read)
   curl -H "Authorization: Bearer \$TOKEN" localhost:8080/orders/1
+  curl -H "Authorization: Bearer \$TOKEN" localhost:8080/api/home   # four services in one
+  curl -X POST 'localhost:8003/_control/fail?mode=slow&ms=500'   # products slow: degraded
+  curl -X POST localhost:8003/_control/recover
   curl -H "X-API-Key: \$(cat etc/keys/demo-api-key.txt)" localhost:8080/payments/1
   curl -i localhost:8001/health        # a service directly, no gateway
   curl -X POST 'localhost:8011/_control/fail?mode=500'   # users :8011 fails

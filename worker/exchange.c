@@ -5,6 +5,7 @@
 
 #include "../master/log.h"
 #include "../policies/trace.h"
+#include "aggregate.h"
 #include "conn.h"
 #include "exchange.h"
 #include "head.h"
@@ -83,6 +84,7 @@ exchange_new(struct conn *c)
 	x->ctx.resp_extra = x->extra;
 	x->ctx.resp_extra_cap = sizeof(x->extra);
 	x->ctx.ops = &xops;
+	x->ctx.stats = w->stats;
 	x->wait_timer.cb = wait_fire;
 	x->wait_timer.data = x;
 	x->start_us = w->loop.now_us;
@@ -224,6 +226,7 @@ exchange_release(struct conn *c)
 		    x->ran);
 	loop_timer_cancel(&w->loop, &x->wait_timer);
 	upclient_abort(&x->uc);
+	aggregate_release(x);
 	if (x->uc.hbuf != NULL) {
 		pool_buf_put(w, BUF_HEAD, x->uc.hbuf);
 		x->uc.hbuf = NULL;
@@ -252,7 +255,8 @@ exchange_release(struct conn *c)
 static bool
 out_pending(const struct exchange *x)
 {
-	return x->hoff < x->hlen || x->foff < x->fout.len;
+	return (x->hoff < x->hlen && !(x->flags & XF_HOLD)) ||
+	    x->foff < x->fout.len;
 }
 
 /* Write what the exchange owns (head, framed filter output) and then
@@ -267,6 +271,8 @@ write_out(struct exchange *x, const char *extra, size_t n)
 	ssize_t w;
 	int cnt = 0;
 
+	if (x->flags & XF_HOLD)
+		return 0;	/* nothing goes before the head */
 	if (x->hoff < x->hlen) {
 		iov[cnt].iov_base = x->hbuf + x->hoff;
 		iov[cnt++].iov_len = x->hlen - x->hoff;
@@ -370,6 +376,19 @@ filters_keep_length(const struct xctx *cx)
 	return true;
 }
 
+/* Whether a filter emits only with the body's last bytes: then the whole
+ * output is known before anything goes, and gets a Content-Length. */
+static bool
+filters_hold(const struct xctx *cx)
+{
+	unsigned i;
+
+	for (i = 0; i < cx->nresp_filters; i++)
+		if (cx->resp_filter[i].hold)
+			return true;
+	return false;
+}
+
 /* Decide the body's framing toward the client and write the head into
  * hbuf. -1 when it does not fit (or the upstream listed too many
  * Connection names). */
@@ -430,6 +449,8 @@ build_head(struct exchange *x, const struct resp_src *s,
 		hb_lit(&b, "Content-Length: ");
 		hb_u64(&b, (uint64_t)s->length);
 		hb_lit(&b, "\r\n");
+	} else if (filtered && filters_hold(cx)) {
+		x->flags |= XF_HOLD;	/* Content-Length at the end */
 	} else if (x->flags & XF_HTTP10) {
 		c->flags |= CF_CLOSE_AFTER;	/* delimited by the close */
 	} else if (filtered || s->chunked) {
@@ -444,11 +465,30 @@ build_head(struct exchange *x, const struct resp_src *s,
 	hb_edits(&b, &cx->resp_edits);
 	hb_put(&b, cx->resp_extra, cx->resp_extra_len);
 	hb_connection(x, &b);
-	hb_lit(&b, "\r\n");
+	if (!(x->flags & XF_HOLD))
+		hb_lit(&b, "\r\n");
 	if (!b.ok)
 		return -1;
 	x->hlen += b.len;
 	x->flags |= XF_RESP_HEAD | XF_SENT;
+	return 0;
+}
+
+/* The held head gets its Content-Length and its end: the whole output
+ * is in fout. -1 when it does not fit. */
+static int
+release_head(struct exchange *x)
+{
+	struct hb b = { x->hbuf + x->hlen, 0, x->c->w->hbuf_size - x->hlen,
+	    true };
+
+	hb_lit(&b, "Content-Length: ");
+	hb_u64(&b, x->fout.len);
+	hb_lit(&b, "\r\n\r\n");
+	if (!b.ok)
+		return -1;
+	x->hlen += b.len;
+	x->flags &= ~XF_HOLD;
 	return 0;
 }
 
@@ -462,6 +502,8 @@ exchange_resp_head(struct exchange *x, const struct resp_src *s)
 	cx->status = s->status;
 	cx->resp_headers = s->headers;
 	cx->resp_nheaders = s->nheaders;
+	cx->resp_length = s->no_body ? 0 : s->chunked || s->to_eof ? -1 :
+	    s->length;
 	cx->now_ms = w->loop.now_ms;
 	if (cx->route_index >= 0 && policy_run_response(
 	    &w->chains[cx->route_index], cx, x->ran) == POLICY_RESPOND) {
@@ -540,6 +582,8 @@ filter_body(struct exchange *x, const char *p, size_t n, bool last)
 		    (last && obuf_put(&x->fout, "0\r\n\r\n", 5) < 0))
 			goto done;
 	}
+	if (last && (x->flags & XF_HOLD) && release_head(x) < 0)
+		goto done;
 	rc = 0;
 done:
 	free(stage.p);
@@ -619,7 +663,8 @@ exchange_error(struct conn *c, int status, const char *error,
 		trace_settle(&x->ctx, &w->trace_state, NULL, 0, NULL, 0, 0);
 	}
 	upclient_abort(&x->uc);
-	x->flags &= ~(XF_UPSTREAM | XF_FILTERED | XF_PENDING);
+	aggregate_release(x);
+	x->flags &= ~(XF_UPSTREAM | XF_FILTERED | XF_PENDING | XF_HOLD);
 	loop_timer_cancel(&w->loop, &x->wait_timer);
 	/* The request head is answered; drop it from the input. */
 	if (x->head_len > 0 && x->head_len <= c->in_len) {
@@ -695,7 +740,7 @@ exchange_fail(struct exchange *x, int status, const char *error, bool close)
 	x->hlen = x->hoff = 0;
 	x->fout.len = x->foff = 0;
 	x->flags &= ~(XF_RESP_HEAD | XF_FILTERED | XF_CHUNK_OUT |
-	    XF_RESP_LAST | XF_LOCAL);
+	    XF_RESP_LAST | XF_LOCAL | XF_HOLD);
 	x->lbody = NULL;
 	x->src = NULL;
 	return exchange_error(x->c, status, error, NULL, close);
@@ -787,6 +832,7 @@ local_response(struct exchange *x, unsigned upto)
 	cx->status = s.status;
 	cx->resp_headers = NULL;
 	cx->resp_nheaders = 0;
+	cx->resp_length = s.no_body ? 0 : s.length;
 	if (cx->route_index >= 0 && upto > 0 && policy_run_response(
 	    &w->chains[cx->route_index], cx, upto) == POLICY_RESPOND)
 		return exchange_error(x->c, cx->resp.status, cx->resp.error ?
@@ -803,6 +849,12 @@ local_response(struct exchange *x, unsigned upto)
 		x->src = NULL;
 	}
 	return exchange_run(x);
+}
+
+int
+exchange_local_response(struct exchange *x)
+{
+	return local_response(x, x->ran);
 }
 
 /* Move the gateway's own body on. 0 or CONN_GONE. */
@@ -889,6 +941,8 @@ pipeline(struct exchange *x)
 	case POLICY_RESPOND:
 		return local_response(x, x->stage);
 	default:
+		if (cx->route->ncalls > 0)
+			return aggregate_start(x);
 		return proxy_start(x);
 	}
 }
@@ -1056,6 +1110,8 @@ exchange_run(struct exchange *x)
 
 	if (x->flags & XF_PENDING)
 		return 0;
+	if (x->flags & XF_AGGREGATE)
+		return aggregate_run(x);
 	if (!(x->flags & (XF_RESP_HEAD | XF_UPSTREAM | XF_LOCAL)))
 		/* Resumed after a wait: the hook runs again. */
 		return pipeline(x);

@@ -75,6 +75,10 @@ int exchange_fail(struct exchange *x, int status, const char *error,
  * (a stale cached response); else exchange_fail. 0 or CONN_GONE. */
 int exchange_upstream_failed(struct exchange *x, int status,
     const char *error, bool close);
+/* exchange_local_response: answer with x->ctx.resp (set by the
+ * exchange's own producer, as a policy's RESPOND would), through the
+ * response hooks of every policy that ran. 0 or CONN_GONE. */
+int exchange_local_response(struct exchange *x);
 
 /* exchange_interim: queue an interim response (TEXT, "HTTP/1.1 100
  * Continue\r\n\r\n") ahead of the response, and try to write it; what

@@ -220,6 +220,12 @@ struct upclient {
 #define XF_RESUME	0x2000	/* a resume is queued for the loop */
 #define XF_DEAD		0x4000	/* released; freed after the batch */
 #define XF_REQ_FED	0x8000	/* request filters had their last call */
+#define XF_HOLD		0x10000	/* head built, held until the last filter
+				 * output gives its Content-Length */
+#define XF_AGGREGATE	0x20000	/* aggregate calls run (aggregate.h) */
+
+struct agg;
+struct agg_worker;
 
 struct exchange {
 	struct conn *c;
@@ -261,6 +267,7 @@ struct exchange {
 	uint32_t slen, soff;
 	/* upstream */
 	struct upclient uc;
+	struct agg *agg;		/* an aggregate's calls (in the arena) */
 	const char *up_addr;		/* instance used (access log) */
 	const char *err_service;	/* named in the JSON error (503) */
 	unsigned retry_after_s;		/* Retry-After of the error, or 0 */
@@ -383,6 +390,7 @@ struct worker {
 	unsigned ngw_hdrs;
 	char *path_scratch;		/* normalised path */
 	char *rewrite_scratch;
+	struct agg_worker *aggw;	/* aggregate routes (aggregate.c) */
 };
 
 #endif

@@ -11,6 +11,7 @@
 #include "../master/log.h"
 #include "../policies/cache.h"
 #include "../policies/ratelimit.h"
+#include "aggregate.h"
 #include "conn.h"
 #include "../shm/store.h"
 #include "metrics.h"
@@ -339,6 +340,8 @@ worker_open(struct worker *w, const struct worker_args *a)
 		if (policy_chain_build(cfg, &cfg->routes[i], &w->pset,
 		    &w->chains[i]) < 0)
 			return -1;
+	if (aggregate_worker_init(w) < 0)
+		return -1;
 	return 0;
 }
 
@@ -361,6 +364,7 @@ worker_close(struct worker *w)
 	w->chains = NULL;
 	policy_set_free(&w->pset);
 	metrics_close(w);
+	aggregate_worker_free(w);
 	arena_cache_free(&w->arenas);
 	route_match_data_free(w->md);
 	w->md = NULL;

@@ -159,17 +159,24 @@ EOF
 }
 
 # origin_conf DIR PORT: nginx origin, 1 worker, ~100-byte JSON on /small (and
-# any other path, so a default health check finds it), 16 KiB on /big.
+# any other path, so a default health check finds it), 16 KiB on /big, a
+# 4 KiB JSON document on /json4k (the strip_fields scenario).
 origin_conf() {
 	local dir=$1 port=$2
 	mkdir -p "$dir/html"
 	"$PY" -c 'import sys; sys.stdout.write(("x" * 63 + "\n") * 256)' >"$dir/html/big"
+	"$PY" -c 'import json, sys
+items = [{"id": i, "name": "item number %d" % i, "price": 9.5, "currency": "EUR",
+          "internal": {"cost": 3}}
+         for i in range(40)]
+sys.stdout.write(json.dumps({"debug": "x" * 250, "items": items}))' >"$dir/html/json4k"
 	cat >"$dir/nginx.conf" <<EOF
 $(nginx_head "$dir" 1)
 	server {
 		listen 127.0.0.1:$port reuseport backlog=4096;
 		default_type application/json;
 		location = /big { root $dir/html; default_type application/octet-stream; }
+		location = /json4k { root $dir/html; default_type application/json; }
 		location / {
 			return 200 '{"id":12345,"name":"bench","status":"ok","items":[1,2,3,4,5],"note":"origin small body 100B"}\n';
 		}

@@ -117,7 +117,7 @@ test_demo_loads(void **state)
 		fail_msg("%s", err);
 	assert_int_equal(cfg->server.workers, 2);
 	assert_int_equal(cfg->nservices, 4);
-	assert_int_equal(cfg->nroutes, 8);
+	assert_int_equal(cfg->nroutes, 9);
 	assert_string_equal(cfg->server.error_log, "-");
 	assert_string_equal(cfg->server.state_path, "/dev/shm/portico-demo");
 	assert_int_equal(cfg->server.nlisten, 2);
@@ -131,7 +131,12 @@ test_demo_loads(void **state)
 	assert_int_equal(r->methods, METHOD_BIT(M_GET) | METHOD_BIT(M_POST));
 	assert_string_equal(r->req_add[0], "X-Gateway: portico");
 	assert_string_equal(r->resp_add[0], "X-Served-By: portico");
-	r = &cfg->routes[2];
+	assert_int_equal(r->nstrip_fields, 2);
+	r = &cfg->routes[1];
+	assert_string_equal(r->name, "home");
+	assert_int_equal(r->ncalls, 4);
+	assert_string_equal(r->calls[2].fallback, "cache");
+	r = &cfg->routes[3];
 	assert_string_equal(r->name, "catalog");
 	assert_non_null(r->rewrite_re);
 	assert_string_equal(r->prefix, "/products");
@@ -139,11 +144,11 @@ test_demo_loads(void **state)
 	assert_true(r->has_cache);
 	assert_int_equal(r->cache_ttl_s, 60);
 	assert_int_equal(cfg->server.state_cache_mb, 128);
-	r = &cfg->routes[7];
+	r = &cfg->routes[8];
 	assert_string_equal(r->name, "legacy");
 	assert_non_null(r->re);
 	assert_int_equal(r->service, config_service_index(cfg, "users"));
-	assert_int_equal(cfg->routes[5].service,
+	assert_int_equal(cfg->routes[6].service,
 	    config_service_index(cfg, "orders"));
 	/* users: two instances with health checks and a breaker (the
 	 * README's resilience walk-through) */
@@ -225,7 +230,7 @@ test_contract_trimmed_loads(void **state)
 	assert_int_equal(system(cmd), 0);
 }
 
-/* The full contract validates; only refuse_unbuilt stops it. */
+/* The full contract loads: every setting in it is built. */
 static void
 test_contract_full(void **state)
 {
@@ -236,10 +241,10 @@ test_contract_full(void **state)
 	config_t lc;
 
 	(void)state;
-	assert_int_equal(config_load(CONF_DIR "contract-full.conf", NULL, &cfg,
-	    err, sizeof(err)), -1);
-	assert_string_equal(err, CONF_DIR "contract-full.conf:84: "
-	    "'aggregate' is not supported by this build yet");
+	if (config_load(CONF_DIR "contract-full.conf", NULL, &cfg, err,
+	    sizeof(err)) != 0)
+		fail_msg("%s", err);
+	config_free(cfg);
 
 	ld.file = CONF_DIR "contract-full.conf";
 	ld.cfg = calloc(1, sizeof(*ld.cfg));
@@ -723,14 +728,6 @@ static const struct err_case unbuilt_cases[] = {
 	{ ROUTE("\n cache = { ttl_s = 5;\n per_consumer = true; };"), 8,
 	  "cache per_consumer needs 'auth' on the route (jwt, api_key or "
 	  "any)" },
-	{ SVC "routes = ( { name = \"r\"; match = { path = \"/a\"; };\n"
-	  "  aggregate = { calls = (\n  { name = \"p\"; service = \"users\";"
-	  " path = \"/u/{consumer}\"; fallback = \"{\\\"a\\\": [1, 2.5e3, "
-	  "null]}\"; } ); }; } );\n", 4,
-	  "'aggregate' is not supported by this build yet" },
-	{ ROUTE("\n transform = { response = {\n strip_fields = [\"x\"]; }; };"),
-	  8, "'transform.response.strip_fields' is not supported by this "
-	  "build yet" },
 };
 
 static void
@@ -773,6 +770,93 @@ test_unbuilt_refused(void **state)
 	cfg = load_ok(ROUTE("cache = { ttl_s = 1; };"));
 	assert_int_equal(cfg->routes[0].cache_stale_s, 0);
 	assert_int_equal(cfg->routes[0].cache_max_body, 1048576);
+	config_free(cfg);
+}
+
+/* An aggregate route, lines 3..8: the route's EXTRA on line 5, the
+ * call's name on line 7, its path and EXTRA on line 8. */
+#define AGG(extra, name, path, cextra) SVC \
+	"routes = (\n" \
+	"  { name = \"r\"; match = { regex = \"^/a/([a-z]+)$\"; };\n" \
+	"    " extra "\n" \
+	"    aggregate = { timeout_ms = 200;\n" \
+	"      calls = ( { name = \"" name "\"; service = \"users\";\n" \
+	"        path = \"" path "\"; " cextra " } ); }; } );\n"
+
+static const struct err_case agg_cases[] = {
+	{ AGG("", "degraded", "/u", ""), 7, "route 'r' aggregate call name "
+	  "'degraded' is the merged object's list of degraded parts" },
+	{ AGG("", "a b", "/u", ""), 7, "route 'r' aggregate call name 'a b' "
+	  "must be 1 to 64 letters, digits, '_', '-' or '.'" },
+	{ AGG("", "p", "/u/{x}", ""), 8, "route 'r' aggregate call 'p': path "
+	  "'/u/{x}': '{x}' is not a template (use {consumer}, {query.NAME}, "
+	  "{header.NAME} or {1}..{9})" },
+	{ AGG("", "p", "/u/{consumer}", ""), 8, "route 'r' aggregate call "
+	  "'p': '/u/{consumer}' uses {consumer}, which needs 'auth' on the "
+	  "route (jwt, api_key or any)" },
+	{ AGG("", "p", "/u/{2}", ""), 8, "route 'r' aggregate call 'p': "
+	  "'/u/{2}' uses {2}, but the route's match regex has fewer groups" },
+	{ AGG("", "p", "/u v", ""), 8, "route 'r' aggregate call 'p': path "
+	  "'/u v' holds a space, '#' or a byte that must be %-encoded" },
+	{ AGG("", "p", "/u", "timeout_ms = 300;"), 8, "route 'r' aggregate "
+	  "call 'p': timeout_ms 300 is past the aggregate's timeout_ms (200), "
+	  "which ends every call" },
+	{ AGG("", "p", "/u", "forward_headers = [\"Host\"];"), 8,
+	  "route 'r' aggregate call 'p': 'Host' cannot be forwarded: the "
+	  "gateway sets it for each call" },
+	{ AGG("", "p", "/u", "fallback = \"[1,\";"), 8, "route 'r' aggregate "
+	  "call 'p': fallback must be JSON text or \"cache\"" },
+	{ AGG("service = \"users\";", "p", "/u", ""), 6, "route 'r' has both "
+	  "'service' and 'aggregate'" },
+	{ ROUTE("\n transform = { response = {\n strip_fields = [\"a..b\"]; "
+	  "}; };"), 8, "route 'r' transform.response: strip_fields: field "
+	  "'a..b' has an empty name (a path is names joined by '.')" },
+	{ ROUTE("\n transform = { request = {\n rename_headers = [\"X-A\"]; "
+	  "}; };"), 8, "route 'r' transform.request: rename 'X-A' is not "
+	  "\"Old: New\"" },
+	{ ROUTE("\n transform = { response = {\n rename_headers = [\"X-A: "
+	  "B C\"]; }; };"), 8, "route 'r' transform.response: rename 'X-A: "
+	  "B C' is not \"Old: New\" with two header names" },
+	{ ROUTE("\n transform = { request = {\n add_headers = [\"X-U: "
+	  "{consumer}\"]; }; };"), 8, "route 'r' transform.request: 'X-U: "
+	  "{consumer}' uses {consumer}, which needs 'auth' on the route (jwt, "
+	  "api_key or any)" },
+	{ ROUTE("\n transform = { response = {\n add_headers = [\"X-U: "
+	  "{1}\"]; }; };"), 8, "route 'r' transform.response: 'X-U: {1}' uses "
+	  "{1}, but the route's match is not a regex" },
+};
+
+/* Aggregation and the transforms: every setting checked with its line,
+ * and the defaults. */
+static void
+test_aggregate_settings(void **state)
+{
+	struct config *cfg;
+	const struct cfg_route *r;
+
+	(void)state;
+	run_err_cases(agg_cases, sizeof(agg_cases) / sizeof(agg_cases[0]));
+	cfg = load_ok(AGG("", "p", "/u/{1}?q={query.x}&h={header.X-Y}",
+	    "fallback = \"cache\"; forward_headers = [\"Accept-Language\"];"));
+	r = &cfg->routes[0];
+	assert_int_equal(r->ncalls, 1);
+	assert_int_equal(r->service, -1);
+	assert_int_equal(r->aggregate_timeout_ms, 200);
+	assert_int_equal(r->calls[0].timeout_ms, 200);
+	assert_int_equal(r->aggregate_part_bytes, 1 << 20);
+	assert_int_equal(r->aggregate_body_bytes, 4 << 20);
+	assert_int_equal(r->aggregate_fallback_ttl_s, 86400);
+	assert_string_equal(r->calls[0].forward_headers[0], "Accept-Language");
+	config_free(cfg);
+	cfg = load_ok(ROUTE("\n transform = { request = { rename_headers = "
+	    "[\"X-A:X-B\"]; }; response = { strip_fields = [\"a\", \"b.c\"]; "
+	    "rename_headers = [\"Server:  X-Upstream \"]; add_headers = "
+	    "[\"X-Q: {query.q} {x}\"]; }; };"));
+	r = &cfg->routes[0];
+	assert_string_equal(r->req_rename[0], "X-A: X-B");
+	assert_string_equal(r->resp_rename[0], "Server: X-Upstream");
+	assert_int_equal(r->nstrip_fields, 2);
+	assert_int_equal(r->strip_buffer_bytes, 1 << 20);
 	config_free(cfg);
 }
 
@@ -1059,6 +1143,7 @@ main(void)
 		cmocka_unit_test(test_resilience_settings),
 		cmocka_unit_test(test_errors),
 		cmocka_unit_test(test_unbuilt_refused),
+		cmocka_unit_test(test_aggregate_settings),
 		cmocka_unit_test(test_auth_files_checked),
 		cmocka_unit_test(test_groups_on_one_line),
 		cmocka_unit_test(test_wrapped_literals),

@@ -343,7 +343,7 @@ static int
 tp_request(struct xctx *x, void *state, void *slot)
 {
 	struct tslot *s = slot;
-	struct body_filter f = { feed_upper, NULL, 0, false };
+	struct body_filter f = { feed_upper, NULL, 0, false, false };
 
 	(void)state;
 	tp.requests++;
@@ -375,7 +375,7 @@ tp_request(struct xctx *x, void *state, void *slot)
 static int
 tp_response(struct xctx *x, void *state, void *slot)
 {
-	struct body_filter f = { feed_double, NULL, 0, false };
+	struct body_filter f = { feed_double, NULL, 0, false, false };
 
 	(void)state;
 	(void)slot;
