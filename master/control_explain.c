@@ -115,9 +115,9 @@ xreq_header(const struct xreq *x, const char *name, const char **val,
 
 /*
  * The route's policies in pipeline order (trace, auth, rate limit,
- * transform, cache), each a map with "name" and its settings; "built": false for
- * those configured but not in this build yet. With X (explain), the rate
- * limit also names the bucket key the request would use.
+ * transform, cache, aggregate), each a map with "name" and its settings.
+ * With X (explain), the rate limit also names the bucket key the request
+ * would use.
  */
 static void
 pack_policies(msgpack_packer *pk, const struct config *cfg,
@@ -140,9 +140,8 @@ pack_policies(msgpack_packer *pk, const struct config *cfg,
 	n += r->ncalls > 0;
 	msgpack_pack_array(pk, n);
 	if (r->auth != AUTH_NONE) {
-		msgpack_pack_map(pk, 4);
+		msgpack_pack_map(pk, 3);
 		msg_pack_kv_str(pk, "name", "auth");
-		msg_pack_kv_bool(pk, "built", false);
 		msg_pack_kv_str(pk, "mode", (unsigned)r->auth < 4 ?
 		    auths[r->auth] : "?");
 		pack_strs(pk, "scopes", r->scopes, r->nscopes);
@@ -155,8 +154,8 @@ pack_policies(msgpack_packer *pk, const struct config *cfg,
 		switch (r->rl_by) {
 		case RL_CONSUMER:
 			snprintf(by, sizeof(by), "consumer");
-			snprintf(key, sizeof(key), "the consumer (needs "
-			    "authentication, not built yet)");
+			snprintf(key, sizeof(key), "the consumer (as the "
+			    "route's auth verifies it)");
 			break;
 		case RL_IP:
 			snprintf(by, sizeof(by), "ip");
@@ -182,9 +181,8 @@ pack_policies(msgpack_packer *pk, const struct config *cfg,
 				    "the shared empty-key bucket)");
 			break;
 		}
-		msgpack_pack_map(pk, 5);
+		msgpack_pack_map(pk, 4);
 		msg_pack_kv_str(pk, "name", "rate_limit");
-		msg_pack_kv_bool(pk, "built", true);
 		msg_pack_kv_str(pk, "by", by);
 		/* No tier: the consumer's own, or "anonymous" without one. */
 		msg_pack_kv_str(pk, "tier", tier != NULL ? tier :
@@ -192,9 +190,8 @@ pack_policies(msgpack_packer *pk, const struct config *cfg,
 		msg_pack_kv_str(pk, "key", key);
 	}
 	if (tf) {
-		msgpack_pack_map(pk, 9);
+		msgpack_pack_map(pk, 8);
 		msg_pack_kv_str(pk, "name", "transform");
-		msg_pack_kv_bool(pk, "built", true);
 		pack_strs(pk, "request_add", r->req_add, r->nreq_add);
 		pack_strs(pk, "request_remove", r->req_remove, r->nreq_remove);
 		pack_strs(pk, "request_rename", r->req_rename, r->nreq_rename);
@@ -207,9 +204,8 @@ pack_policies(msgpack_packer *pk, const struct config *cfg,
 		    r->nstrip_fields);
 	}
 	if (r->has_cache) {
-		msgpack_pack_map(pk, 7);
+		msgpack_pack_map(pk, 6);
 		msg_pack_kv_str(pk, "name", "cache");
-		msg_pack_kv_bool(pk, "built", true);
 		msg_pack_kv_uint(pk, "ttl_s", r->cache_ttl_s);
 		pack_strs(pk, "vary", r->cache_vary, r->ncache_vary);
 		msg_pack_kv_uint(pk, "stale_s", r->cache_stale_s);
@@ -219,9 +215,8 @@ pack_policies(msgpack_packer *pk, const struct config *cfg,
 	if (r->ncalls > 0) {
 		size_t i;
 
-		msgpack_pack_map(pk, 4);
+		msgpack_pack_map(pk, 3);
 		msg_pack_kv_str(pk, "name", "aggregate");
-		msg_pack_kv_bool(pk, "built", true);
 		msg_pack_kv_uint(pk, "timeout_ms", r->aggregate_timeout_ms);
 		msg_pack_str(pk, "calls");
 		msgpack_pack_array(pk, r->ncalls);

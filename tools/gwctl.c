@@ -818,7 +818,6 @@ print_policies(const msgpack_object *ps, const char *prefix)
 {
 	const msgpack_object *p;
 	char name[32], a[512], b[512], c[512], d[512], e[512];
-	bool built = true;
 	uint32_t i;
 
 	if (ps == NULL || ps->type != MSGPACK_OBJECT_ARRAY ||
@@ -829,8 +828,6 @@ print_policies(const msgpack_object *ps, const char *prefix)
 	for (i = 0; i < ps->via.array.size; i++) {
 		p = &ps->via.array.ptr[i];
 		sget(p, "name", name, sizeof(name));
-		built = true;
-		msg_get_bool(p, "built", &built);
 		printf("%s%s", prefix, name);
 		if (strcmp(name, "rate_limit") == 0) {
 			printf(": by %s, tier %s", sget(p, "by", a, sizeof(a)),
@@ -887,7 +884,7 @@ print_policies(const msgpack_object *ps, const char *prefix)
 				printf(")");
 			}
 		}
-		printf("%s\n", built ? "" : " (not built yet)");
+		printf("\n");
 	}
 }
 

@@ -1,5 +1,5 @@
 """gwctl against a running master: every command's table and --json, explain
-(match, rewrite, 404, 405, 400, host, balancing), commands not built yet,
+(match, rewrite, 404, 405, 400, host, balancing),
 reopen, stop, failures (unknown command, no master), and the control socket
 refusing garbage without disturbing the master."""
 
@@ -85,7 +85,9 @@ def gw(gateway, origin):
     routes = [api,
               route("exact", "one", path="/x", host="a.example"),
               route("numbers", "rr", regex="^/r/[0-9]+$"),
-              route("ip", "byip", prefix="/ip")]
+              route("ip", "byip", prefix="/ip"),
+              dict(route("cat", "one", prefix="/cat"),
+                   cache={"ttl_s": 30})]
     g = gateway(services, routes, workers=2, extra={"tiers": TIERS})
     g.origins = (o1, o2, o3)
     return g
@@ -140,7 +142,7 @@ def test_stats_table_and_json(gw):
 
 def test_routes_table_and_json(gw):
     out = ok(gw, "routes")
-    assert "4 routes" in out
+    assert "5 routes" in out
     for want in ("api", "prefix /api, methods GET,POST, host any",
                  "hash:header:X-User", "^/api/(.*)$ -> /v2/$1",
                  "rate_limit: by header:X-User, tier anonymous",
@@ -152,7 +154,7 @@ def test_routes_table_and_json(gw):
         assert want in out, (want, out)
     j = js(gw, "routes")
     assert [r["name"] for r in j["routes"]] == ["api", "exact", "numbers",
-                                                "ip"]
+                                                "ip", "cat"]
     api = j["routes"][0]
     assert api["match"] == {"kind": "prefix", "value": "/api",
                             "methods": ["GET", "POST"], "host": None}
@@ -193,6 +195,17 @@ def test_explain_match_rewrite_and_hash(gw):
     time.sleep(0.2)
     for o in gw.origins:
         assert o.complete_requests() == [], "explain sent a request"
+
+
+def test_explain_names_every_policy_as_live(gw):
+    """Every contract policy is built: explain lists the cache without a
+    "not built" mark, in the table and in --json."""
+    out = ok(gw, "explain", "GET", "/cat/1")
+    assert "cache" in out and "not built" not in out, out
+    j = js(gw, "explain", "GET", "/cat/1")
+    pols = {p["name"]: p for p in j["policies"]}
+    assert "cache" in pols, j["policies"]
+    assert all("built" not in p for p in j["policies"]), j["policies"]
 
 
 def test_explain_balancing(gw):
