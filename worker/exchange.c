@@ -147,7 +147,8 @@ log_line(struct exchange *x, int status)
 	e.bytes_out = x->bytes_out;
 	e.duration_us = w->loop.now_us - x->start_us;
 	e.route = cx->route != NULL ? cx->route->name : NULL;
-	e.service = cx->route != NULL ?
+	/* An aggregate route has no service of its own (index -1). */
+	e.service = cx->route != NULL && cx->route->service >= 0 ?
 	    w->cfg->services[cx->route->service].name : NULL;
 	e.upstream = x->up_addr;
 	e.upstream_us = x->up_addr != NULL ? x->up_us : ACCESSLOG_NO_TIME;

@@ -20,8 +20,8 @@ import time
 
 import pytest
 
-from conftest import (GWCTL, Client, assert_gateway_error, http, route,
-                      service)
+from conftest import (GWCTL, Client, access_lines, assert_gateway_error,
+                      http, route, service)
 from origin import KEEP, WAIT_CLOSE, chunked_response, response
 
 API_KEY = "pk_agg_0123456789"
@@ -106,6 +106,26 @@ def demos(demo):
 
 
 # ------------------------------------------------------------ the answer
+
+def test_access_log_line_of_an_aggregate(gateway, tmp, demos):
+    """An aggregate route has no service of its own: its access-log line
+    says so (service and upstream null) and the worker lives on. The
+    demo's /api/home with the access log on killed the worker here."""
+    log = os.path.join(tmp, "access.log")
+    g = home_gateway(gateway, tmp, demos,
+                     server={"access_log": {"path": log}})
+    pids = sorted(g.worker_pids())
+    for _ in range(3):
+        assert get(g).status == 200
+    lines = access_lines(log, 3)
+    assert len(lines) == 3, lines
+    for ln in lines:
+        assert ln["route"] == "home" and ln["status"] == 200, ln
+        assert ln["service"] is None and ln["upstream"] is None, ln
+        assert ln["consumer"] == "alice", ln
+    assert sorted(g.worker_pids()) == pids
+    assert "killed by signal" not in g.error_log()
+
 
 def test_merged_object_parts_as_they_came(gateway, tmp, demos):
     g = home_gateway(gateway, tmp, demos)
