@@ -125,6 +125,15 @@ def test_access_log_line_of_an_aggregate(gateway, tmp, demos):
         assert ln["consumer"] == "alice", ln
     assert sorted(g.worker_pids()) == pids
     assert "killed by signal" not in g.error_log()
+    import subprocess
+    out = subprocess.run([GWCTL, "-s", os.path.join(g.tmp, "portico.sock"),
+                          "--json", "stats"], capture_output=True,
+                         text=True, timeout=10)
+    home = [r for r in json.loads(out.stdout)["routes"]
+            if r["name"] == "home"]
+    assert len(home) == 1 and home[0]["service"] is None, home
+    assert home[0]["requests"] == 3, home
+    assert json.loads(out.stdout)["total"]["aggregate"]["requests"] == 3
 
 
 def test_merged_object_parts_as_they_came(gateway, tmp, demos):
