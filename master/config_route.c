@@ -280,6 +280,76 @@ check_renames(struct ld *ld, const config_setting_t *s, char **v,
 	return 0;
 }
 
+/* Headers the gateway writes itself: the message's framing and the
+ * hop-by-hop ones. No transform may add them or rename into or out of
+ * them (two Content-Lengths, or a client's X-Len renamed into one, would
+ * read differently at the next hop). */
+static const char *const framing_headers[] = {
+	"content-length", "transfer-encoding", "connection", "keep-alive",
+	"proxy-connection", "te", "trailer", "upgrade", "expect", NULL
+};
+
+/* Why NAME (LEN bytes) is the gateway's to set, or NULL. The request
+ * also carries the forwarding headers, the trace context and the
+ * verified identity; both directions carry the trace id. */
+static const char *
+gateway_owned(const struct config *cfg, const char *name, size_t len,
+    bool request)
+{
+	static const char *const fwd[] = { "x-forwarded-for",
+	    "x-forwarded-proto", "x-forwarded-host", NULL };
+	const char *const ids[] = { cfg->auth.id_consumer, cfg->auth.id_tier,
+	    cfg->auth.id_scopes };
+	size_t i;
+
+#define NAME_IS(n)	((n) != NULL && strlen(n) == len && \
+	strncasecmp(name, (n), len) == 0)
+	for (i = 0; framing_headers[i] != NULL; i++)
+		if (NAME_IS(framing_headers[i]))
+			return "the gateway writes the framing and hop-by-hop "
+			    "headers itself";
+	if (NAME_IS(cfg->server.trace_header))
+		return "the gateway sets it (the trace id)";
+	if (!request)
+		return NULL;
+	if (NAME_IS("traceparent") || NAME_IS("tracestate"))
+		return "the gateway sets it (the trace context)";
+	for (i = 0; fwd[i] != NULL; i++)
+		if (NAME_IS(fwd[i]))
+			return "the gateway sets it (X-Forwarded-*)";
+	for (i = 0; i < 3; i++)
+		if (NAME_IS(ids[i]))
+			return "the gateway sets it from the verified identity";
+#undef NAME_IS
+	return NULL;
+}
+
+/* Each of LINES ("Name: value" or "Old: New") names no header the
+ * gateway owns; with RENAME the new name is checked too. */
+static int
+check_owned(struct ld *ld, const config_setting_t *s, char **lines,
+    bool request, bool rename, const char *what)
+{
+	const char *colon, *to, *why;
+	size_t i;
+
+	for (i = 0; lines != NULL && lines[i] != NULL; i++) {
+		colon = strchr(lines[i], ':');
+		to = colon + 2;		/* normalised to "Name: x" */
+		if ((why = gateway_owned(ld->cfg, lines[i],
+		    (size_t)(colon - lines[i]), request)) != NULL)
+			return cfg_bad(ld, config_setting_get_elem(s, i),
+			    "%s: '%.*s' cannot be set or renamed: %s", what,
+			    (int)(colon - lines[i]), lines[i], why);
+		if (rename && (why = gateway_owned(ld->cfg, to, strlen(to),
+		    request)) != NULL)
+			return cfg_bad(ld, config_setting_get_elem(s, i),
+			    "%s: '%s' cannot be set or renamed: %s", what, to,
+			    why);
+	}
+	return 0;
+}
+
 static int
 parse_transform(struct ld *ld, const config_setting_t *rs,
     struct cfg_route *r, const char *what)
@@ -303,12 +373,14 @@ parse_transform(struct ld *ld, const config_setting_t *rs,
 		    cfg_get_strs(ld, g, "add_headers", sub, &s, &r->req_add,
 		    &r->nreq_add) < 0 ||
 		    cfg_check_header_lines(ld, s, r->req_add, sub) < 0 ||
+		    check_owned(ld, s, r->req_add, true, false, sub) < 0 ||
 		    cfg_get_strs(ld, g, "remove_headers", sub, &s, &r->req_remove,
 		    &r->nreq_remove) < 0 ||
 		    cfg_check_tokens(ld, s, r->req_remove, sub) < 0 ||
 		    cfg_get_strs(ld, g, "rename_headers", sub, &s, &r->req_rename,
 		    &r->nreq_rename) < 0 ||
-		    check_renames(ld, s, r->req_rename, sub) < 0)
+		    check_renames(ld, s, r->req_rename, sub) < 0 ||
+		    check_owned(ld, s, r->req_rename, true, true, sub) < 0)
 			return -1;
 	}
 
@@ -320,12 +392,14 @@ parse_transform(struct ld *ld, const config_setting_t *rs,
 		    cfg_get_strs(ld, g, "add_headers", sub, &s, &r->resp_add,
 		    &r->nresp_add) < 0 ||
 		    cfg_check_header_lines(ld, s, r->resp_add, sub) < 0 ||
+		    check_owned(ld, s, r->resp_add, false, false, sub) < 0 ||
 		    cfg_get_strs(ld, g, "remove_headers", sub, &s, &r->resp_remove,
 		    &r->nresp_remove) < 0 ||
 		    cfg_check_tokens(ld, s, r->resp_remove, sub) < 0 ||
 		    cfg_get_strs(ld, g, "rename_headers", sub, &s,
 		    &r->resp_rename, &r->nresp_rename) < 0 ||
 		    check_renames(ld, s, r->resp_rename, sub) < 0 ||
+		    check_owned(ld, s, r->resp_rename, false, true, sub) < 0 ||
 		    cfg_get_strs(ld, g, "strip_fields", sub, &s, &r->strip_fields,
 		    &r->nstrip_fields) < 0 ||
 		    cfg_get_uint(ld, g, "strip_buffer_bytes", sub, 0,

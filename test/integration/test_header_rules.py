@@ -219,3 +219,39 @@ def test_semicolon_elsewhere_passes(gw):
     with Client(gw.port) as c:
         r = c.request(path="/a;v=1/b")
     assert r.status == 200
+
+
+def test_transform_cannot_write_framing_or_gateway_headers(tmp):
+    """A transform that adds Content-Length, or renames a client header
+    into one, is refused at load with its line: the upstream would read
+    the request's framing differently from the gateway."""
+    import subprocess
+    from conftest import PORTICO, write_config
+    for tf, name in (({"request": {"add_headers": ["Content-Length: 5"]}},
+                      "Content-Length"),
+                     ({"request": {"rename_headers": ["X-Len: "
+                                                      "Transfer-Encoding"]}},
+                      "Transfer-Encoding"),
+                     ({"request": {"add_headers": ["X-User-ID: bob"]}},
+                      "X-User-ID")):
+        r = route("all", "up", prefix="/")
+        r["transform"] = tf
+        path, _ = write_config(tmp, {"up": service("127.0.0.1:9")}, [r])
+        out = subprocess.run([PORTICO, "-t", "-c", path],
+                             capture_output=True, text=True, timeout=10)
+        assert out.returncode != 0, out
+        assert "%s:" % path in out.stderr and \
+            "'%s' cannot be set or renamed" % name in out.stderr, out.stderr
+
+
+def test_transform_host_replaces_the_clients(gateway, origin):
+    o = origin()
+    r = route("all", "up", prefix="/")
+    r["transform"] = {"request": {"add_headers": ["Host: backend.internal"]}}
+    g = gateway({"up": service(o.addr)}, [r])
+    with Client(g.port) as c:
+        assert c.request(path="/h", host="a.example") \
+            .status == 200
+    hosts = [v for k, v in o.complete_requests()[-1].headers
+             if k.lower() == "host"]
+    assert hosts == ["backend.internal"], hosts

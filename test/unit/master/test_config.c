@@ -817,6 +817,46 @@ static const struct err_case agg_cases[] = {
 	{ ROUTE("\n transform = { response = {\n rename_headers = [\"X-A: "
 	  "B C\"]; }; };"), 8, "route 'r' transform.response: rename 'X-A: "
 	  "B C' is not \"Old: New\" with two header names" },
+	/* The framing and the headers the gateway sets are not the
+	 * operator's to add or rename into: two Content-Lengths, or a
+	 * client's X-Len renamed into one, would desynchronise. */
+	{ ROUTE("\n transform = { request = {\n add_headers = [\"X-A: 1\",\n"
+	  "\"Content-Length: 5\"]; }; };"), 9, "route 'r' transform.request: "
+	  "'Content-Length' cannot be set or renamed: the gateway writes the "
+	  "framing and hop-by-hop headers itself" },
+	{ ROUTE("\n transform = { response = {\n add_headers = [\""
+	  "transfer-encoding: chunked\"]; }; };"), 8, "route 'r' "
+	  "transform.response: 'transfer-encoding' cannot be set or renamed: "
+	  "the gateway writes the framing and hop-by-hop headers itself" },
+	{ ROUTE("\n transform = { request = {\n rename_headers = [\"X-Len: "
+	  "Content-Length\"]; }; };"), 8, "route 'r' transform.request: "
+	  "'Content-Length' cannot be set or renamed: the gateway writes the "
+	  "framing and hop-by-hop headers itself" },
+	{ ROUTE("\n transform = { response = {\n rename_headers = [\""
+	  "Connection: X-C\"]; }; };"), 8, "route 'r' transform.response: "
+	  "'Connection' cannot be set or renamed: the gateway writes the "
+	  "framing and hop-by-hop headers itself" },
+	{ ROUTE("\n transform = { request = {\n add_headers = [\"x-trace-id: "
+	  "abc\"]; }; };"), 8, "route 'r' transform.request: 'x-trace-id' "
+	  "cannot be set or renamed: the gateway sets it (the trace id)" },
+	{ ROUTE("\n transform = { response = {\n add_headers = [\"X-Trace-ID: "
+	  "abc\"]; }; };"), 8, "route 'r' transform.response: 'X-Trace-ID' "
+	  "cannot be set or renamed: the gateway sets it (the trace id)" },
+	{ ROUTE("\n transform = { request = {\n add_headers = [\"traceparent: "
+	  "x\"]; }; };"), 8, "route 'r' transform.request: 'traceparent' "
+	  "cannot be set or renamed: the gateway sets it (the trace context)" },
+	{ ROUTE("\n transform = { request = {\n add_headers = [\""
+	  "X-Forwarded-For: 1.2.3.4\"]; }; };"), 8, "route 'r' "
+	  "transform.request: 'X-Forwarded-For' cannot be set or renamed: the "
+	  "gateway sets it (X-Forwarded-*)" },
+	{ ROUTE("\n transform = { request = {\n rename_headers = [\"X-Who: "
+	  "X-User-ID\"]; }; };"), 8, "route 'r' transform.request: "
+	  "'X-User-ID' cannot be set or renamed: the gateway sets it from the "
+	  "verified identity" },
+	{ ROUTE("\n transform = { request = {\n add_headers = [\""
+	  "X-User-Tier: free\"]; }; };"), 8, "route 'r' transform.request: "
+	  "'X-User-Tier' cannot be set or renamed: the gateway sets it from "
+	  "the verified identity" },
 	{ ROUTE("\n transform = { request = {\n add_headers = [\"X-U: "
 	  "{consumer}\"]; }; };"), 8, "route 'r' transform.request: 'X-U: "
 	  "{consumer}' uses {consumer}, which needs 'auth' on the route (jwt, "
