@@ -450,17 +450,26 @@ headers(const struct rl_tier *tv, struct xctx *ctx, uint64_t left,
 }
 
 static int
-refuse(const struct rl_tier *tv, struct xctx *ctx, int status,
-    uint64_t retry_s)
+refuse(const struct rl_route *rr, const struct rl_tier *tv,
+    struct xctx *ctx, int status, uint64_t retry_s)
 {
+	const char *error = status == 429 ? "rate_limited" :
+	    "rate_limit_unavailable";
+	char why[64 + RL_NAME_MAX + RL_KIND_MAX];
+	int n;
+
 	if (retry_s == 0)
 		retry_s = 1;
 	ctx->ratelimit = status == 429 ? XRL_LIMITED : XRL_UNAVAILABLE;
 	headers(tv, ctx, 0, retry_s);
 	xctx_resp_header(ctx, "Retry-After", "%llu",
 	    (unsigned long long)retry_s);
-	return xctx_error(ctx, status, status == 429 ? "rate_limited" :
-	    "rate_limit_unavailable");
+	/* The log's reason names the limit: its tier and its key. */
+	n = snprintf(why, sizeof(why), "%s: tier %s, by %.*s", error,
+	    tv->tier->name, (int)rr->kind_len, rr->kind);
+	if (ctx->reason == NULL && n > 0 && (size_t)n < sizeof(why))
+		ctx->reason = arena_dup(&ctx->arena, why, (size_t)n);
+	return xctx_error(ctx, status, error);
 }
 
 /* The answer's RateLimit header from what this worker knows of the
@@ -497,7 +506,7 @@ rl_request(struct xctx *ctx, void *state, void *slot)
 	klen = make_key(rr, tv, ctx, key);
 	tab = leases();
 	if (tab == NULL)
-		return refuse(tv, ctx, 503, 1);
+		return refuse(rr, tv, ctx, 503, 1);
 	hash = lease_hash(tab, key, klen);
 	e = lease_get(tab, key, klen, hash);
 	if (e != NULL && !bucket_same_params(&e->p, &tv->p)) {
@@ -514,7 +523,7 @@ rl_request(struct xctx *ctx, void *state, void *slot)
 	st = store_of(ctx->cfg);
 	if (st == NULL) {
 		warn_store("opening the store", 0, ctx->now_ms);
-		return refuse(tv, ctx, 503, 1);
+		return refuse(rr, tv, ctx, 503, 1);
 	}
 	/* No room to hold a lease: take exactly the token this request
 	 * needs, which leaves nothing to give back. */
@@ -524,10 +533,10 @@ rl_request(struct xctx *ctx, void *state, void *slot)
 	    2 * (uint64_t)ctx->cfg->server.workers, &v);
 	if (n < 0) {
 		warn_store("leasing tokens", n, ctx->now_ms);
-		return refuse(tv, ctx, 503, 1);
+		return refuse(rr, tv, ctx, 503, 1);
 	}
 	if (n == 0)
-		return refuse(tv, ctx, 429, secs_up(v.wait_ns));
+		return refuse(rr, tv, ctx, 429, secs_up(v.wait_ns));
 	if (e == NULL && n > 1)
 		e = lease_put(tab, key, klen, hash);
 	if (e == NULL) {

@@ -192,7 +192,8 @@ def test_rate_limit_fields(gw):
     assert es["rl-1"]["reason"] is None
     e = es["rl-2"]
     assert e["status"] == 429 and e["rate_limit"] == "limited"
-    assert e["reason"] == "rate_limited"
+    # which limit: the tier and what the bucket is keyed by
+    assert e["reason"] == "rate_limited: tier one, by ip"
     assert e["route"] == "limited" and e["service"] == "up"
     assert e["upstream"] is None and e["upstream_ms"] is None
     assert e["bytes_in"] == sent and e["bytes_out"] == got
