@@ -185,7 +185,7 @@ breaker_decode(const void *buf, size_t len, struct breaker *b)
 {
 	uint64_t v[1 + NFIELDS];
 
-	if (health_read_uints(buf, len, v, 1 + NFIELDS) < 0 ||
+	if (store_read_uints(buf, len, v, 1 + NFIELDS) < 0 ||
 	    v[0] != BREAKER_FORMAT || v[1] > BREAKER_HALF_OPEN ||
 	    v[2] > UINT32_MAX || v[5] > UINT32_MAX || v[7] > UINT32_MAX ||
 	    v[8] > UINT32_MAX)
@@ -418,7 +418,7 @@ svc_decode(const MDB_val *d, struct breaker_svc *v)
 {
 	uint64_t f[1 + SVC_NFIELDS];
 
-	if (health_read_uints(d->mv_data, d->mv_size, f, 1 + SVC_NFIELDS) < 0
+	if (store_read_uints(d->mv_data, d->mv_size, f, 1 + SVC_NFIELDS) < 0
 	    || f[0] != BREAKER_FORMAT)
 		return -1;
 	v->retries_refused = f[1];

@@ -139,37 +139,6 @@ bucket_encode(const struct bucket *b, void *buf, size_t cap)
 	return sb.overflow ? -1 : (int)sb.len;
 }
 
-/* One msgpack unsigned integer at *P (before END): positive fixint or
- * uint 8/16/32/64, big-endian. 0, or -1 for anything else. */
-static int
-get_uint(const unsigned char **p, const unsigned char *end, uint64_t *v)
-{
-	const unsigned char *q = *p;
-	size_t n, i;
-
-	if (q >= end)
-		return -1;
-	if (*q <= 0x7f) {
-		*v = *q;
-		*p = q + 1;
-		return 0;
-	}
-	switch (*q) {
-	case 0xcc: n = 1; break;
-	case 0xcd: n = 2; break;
-	case 0xce: n = 4; break;
-	case 0xcf: n = 8; break;
-	default: return -1;
-	}
-	if ((size_t)(end - q - 1) < n)
-		return -1;
-	*v = 0;
-	for (i = 1; i <= n; i++)
-		*v = *v << 8 | q[i];
-	*p = q + 1 + n;
-	return 0;
-}
-
 /* Read on every lease and every check of one, so a direct reader of the
  * six leading integers rather than msgpack-c's general unpacker (which
  * allocates a zone per call); the layout is the one bucket_encode
@@ -177,27 +146,10 @@ get_uint(const unsigned char **p, const unsigned char *end, uint64_t *v)
 int
 bucket_decode(const void *buf, size_t len, struct bucket *b)
 {
-	const unsigned char *p = buf, *end = p + len;
 	uint64_t v[6];
-	size_t n;
-	int i;
 
-	if (len < 1)
+	if (store_read_uints(buf, len, v, 6) < 0)
 		return -1;
-	if (*p >= 0x90 && *p <= 0x9f) {
-		n = *p & 0x0f;
-		p++;
-	} else if (*p == 0xdc && len >= 3) {
-		n = (size_t)p[1] << 8 | p[2];
-		p += 3;
-	} else {
-		return -1;
-	}
-	if (n < 6)
-		return -1;
-	for (i = 0; i < 6; i++)
-		if (get_uint(&p, end, &v[i]) < 0)
-			return -1;
 	if (v[0] != BUCKET_FORMAT || v[3] == 0 || v[4] == 0 || v[5] == 0 ||
 	    v[5] > UINT64_MAX / BUCKET_ONE || v[1] > v[5] * BUCKET_ONE)
 		return -1;

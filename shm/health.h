@@ -110,9 +110,5 @@ struct health_key {
 int health_assume_up(struct store *s, const struct health_key *keys,
     size_t n, uint64_t now_ns);
 
-/* health_read_uints: the first N unsigned integers of a msgpack array
- * (V[0..N)); 0, or -1 when BUF is not such an array (fewer, or another
- * type). breaker.c reads its records with it too. */
-int health_read_uints(const void *buf, size_t len, uint64_t *v, size_t n);
 
 #endif

@@ -91,6 +91,61 @@ store_buf_write(void *data, const char *buf, size_t len)
 	return 0;
 }
 
+/* One msgpack unsigned integer at *P (before END). 0 or -1. */
+static int
+get_uint(const unsigned char **p, const unsigned char *end, uint64_t *v)
+{
+	const unsigned char *q = *p;
+	size_t n, i;
+
+	if (q >= end)
+		return -1;
+	if (*q <= 0x7f) {
+		*v = *q;
+		*p = q + 1;
+		return 0;
+	}
+	switch (*q) {
+	case 0xcc: n = 1; break;
+	case 0xcd: n = 2; break;
+	case 0xce: n = 4; break;
+	case 0xcf: n = 8; break;
+	default: return -1;
+	}
+	if ((size_t)(end - q - 1) < n)
+		return -1;
+	*v = 0;
+	for (i = 1; i <= n; i++)
+		*v = *v << 8 | q[i];
+	*p = q + 1 + n;
+	return 0;
+}
+
+int
+store_read_uints(const void *buf, size_t len, uint64_t *v, size_t n)
+{
+	const unsigned char *p = buf, *end = p + len;
+	size_t have, i;
+
+	if (len < 1)
+		return -1;
+	if (*p >= 0x90 && *p <= 0x9f) {
+		have = *p & 0x0f;
+		p++;
+	} else if (*p == 0xdc && len >= 3) {
+		have = (size_t)p[1] << 8 | p[2];
+		p += 3;
+	} else {
+		return -1;
+	}
+	if (have < n)
+		return -1;
+	for (i = 0; i < n; i++)
+		if (get_uint(&p, end, &v[i]) < 0)
+			return -1;
+	return 0;
+}
+
 /* Two generations of workers (a reload runs both), the master, gwctl's
  * requests served by the master, and room for a binary upgrade's master. */
 static unsigned

@@ -150,6 +150,12 @@ struct store_buf {
 	int overflow;
 };
 int store_buf_write(void *data, const char *buf, size_t len);
+/* store_read_uints: the first N unsigned integers of a msgpack array
+ * (V[0..N)); 0, or -1 when BUF is not such an array (fewer, or another
+ * type). Buckets, health and breaker records are read with it on every
+ * lease and refill: a direct reader, not msgpack-c's unpacker (which
+ * allocates a zone per call). A later format may append fields. */
+int store_read_uints(const void *buf, size_t len, uint64_t *v, size_t n);
 
 /*
  * Room in the map. LMDB needs free pages for every write, deletions
