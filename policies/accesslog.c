@@ -12,6 +12,7 @@
 
 #include "../master/log.h"
 #include "accesslog.h"
+#include "hex.h"
 
 #define AL_BUF (64 * 1024)
 #define AL_HIGH (32 * 1024)	/* write once this much has gathered */
@@ -273,18 +274,6 @@ static const char *const credential_names[] = {
 	"token", "access_token", "id_token", "api_key", "apikey", "key",
 	"password", "secret", "signature", "sig", NULL
 };
-
-static int
-hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
 
 static bool
 name_in(char *const *list, const char *name, size_t n)

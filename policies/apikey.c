@@ -13,6 +13,7 @@
 #include <openssl/evp.h>
 
 #include "apikey.h"
+#include "hex.h"
 
 #define STR_(x)	#x
 #define STR(x)	STR_(x)
@@ -148,18 +149,6 @@ apikey_bad_scope(const char *s)
 			return "is not a scope token (visible ASCII but '\"' "
 			    "and '\\')";
 	return NULL;
-}
-
-static int
-hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
 }
 
 static int

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "template.h"
+#include "hex.h"
 
 /* ---- parsing ----------------------------------------------------- */
 
@@ -137,18 +138,6 @@ tmpl_env_init(struct tmpl_env *e, struct xctx *x)
 {
 	e->x = x;
 	e->ngroups = -1;
-}
-
-static int
-hexval(unsigned char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
 }
 
 /* A growing result in the arena: enough room is taken up front (a value

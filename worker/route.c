@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "route.h"
+#include "../policies/hex.h"
 
 struct route_match_data {
 	pcre2_match_data *md;
@@ -44,18 +45,6 @@ static const uint8_t cls[256] = {
 };
 
 static const char hexup[] = "0123456789ABCDEF";
-
-static int
-hexval(unsigned char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	return -1;
-}
 
 /*
  * One pass over the input, writing straight into out. Each segment is
