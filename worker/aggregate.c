@@ -169,22 +169,6 @@ deadline_fire(struct loop *l, struct loop_timer *t)
 
 /* ---- upstream client callbacks ----------------------------------- */
 
-static int
-cb_body_avail(void *owner, const char **p, size_t *n)
-{
-	(void)owner;
-	*p = NULL;
-	*n = 0;
-	return 1;
-}
-
-static void
-cb_body_sent(void *owner, size_t n)
-{
-	(void)owner;
-	(void)n;
-}
-
 static const struct http1_header *
 find(const struct http1_response *res, const char *name, size_t nl)
 {
@@ -331,8 +315,6 @@ cb_failed(void *owner, enum up_fail why)
 }
 
 static const struct upclient_ops call_ops = {
-	.body_avail = cb_body_avail,
-	.body_sent = cb_body_sent,
 	.head = cb_head,
 	.body = cb_body,
 	.done = cb_done,

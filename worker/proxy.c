@@ -599,22 +599,6 @@ fetch_end(struct bgfetch *b, bool ok)
 }
 
 static int
-fb_body_avail(void *owner, const char **p, size_t *n)
-{
-	(void)owner;
-	*p = NULL;
-	*n = 0;
-	return 1;
-}
-
-static void
-fb_body_sent(void *owner, size_t n)
-{
-	(void)owner;
-	(void)n;
-}
-
-static int
 fb_head(void *owner, const struct http1_response *res)
 {
 	struct bgfetch *b = owner;
@@ -657,8 +641,6 @@ fb_failed(void *owner, enum up_fail why)
 }
 
 static const struct upclient_ops fetch_ops = {
-	.body_avail = fb_body_avail,
-	.body_sent = fb_body_sent,
 	.head = fb_head,
 	.body = fb_body,
 	.done = fb_done,

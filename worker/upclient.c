@@ -329,7 +329,13 @@ send_request(struct upclient *uc)
 	int cnt;
 
 	while (!(uc->flags & UC_REQ_DONE)) {
-		last = uc->ops->body_avail(uc->owner, &bp, &bn);
+		if (uc->ops->body_avail != NULL) {
+			last = uc->ops->body_avail(uc->owner, &bp, &bn);
+		} else {
+			bp = NULL;	/* a request without a body */
+			bn = 0;
+			last = 1;
+		}
 		if (last == UC_STOP)
 			return -1;
 		cnt = 0;
@@ -369,7 +375,8 @@ send_request(struct upclient *uc)
 		}
 		if (n > 0) {
 			uc->body_sent = true;
-			uc->ops->body_sent(uc->owner, n);
+			if (uc->ops->body_sent != NULL)
+				uc->ops->body_sent(uc->owner, n);
 		}
 	}
 	return 0;

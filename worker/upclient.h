@@ -40,9 +40,9 @@ struct upclient_ops {
 	/* body_avail: request body bytes ready to send (*p, *n; *n = 0 when
 	 * none yet: the owner may read its client here). Returns 1 when the
 	 * body is complete with them (or there is none), 0 when more will
-	 * come, or UC_STOP. */
+	 * come, or UC_STOP. NULL: the request has no body. */
 	int (*body_avail)(void *owner, const char **p, size_t *n);
-	/* body_sent: the first N of those bytes are sent. */
+	/* body_sent: the first N of those bytes are sent (NULL: not told). */
 	void (*body_sent)(void *owner, size_t n);
 	/* head: the final response head. 0, or UC_STOP. */
 	int (*head)(void *owner, const struct http1_response *res);
