@@ -7,7 +7,8 @@ aggregate with the access log on once killed them on every request).
 
 The demo listens on fixed ports (8080, 8443, 9901, 8001-8004, 8011): the
 test is skipped when one of them is taken, and stops everything it
-started by the script's pid."""
+started by the script's pid. It runs etc/portico.conf with a store of its
+own (the demo's store outlives runs)."""
 
 import json
 import os
@@ -42,8 +43,11 @@ def get(path, port=8080, method="GET", headers=()):
         return c.request(method=method, path=path, headers=list(headers))
 
 
+CONF = {}
+
+
 def gwctl(*args):
-    r = subprocess.run([GWCTL, "-c", "etc/portico.conf"] + list(args),
+    r = subprocess.run([GWCTL, "-c", CONF["path"]] + list(args),
                        cwd=REPO, capture_output=True, text=True, timeout=20,
                        stdin=subprocess.DEVNULL)
     assert r.returncode == 0, (args, r.stdout, r.stderr)
@@ -69,8 +73,19 @@ def demo_run(tmp):
         pytest.skip("demo ports in use: %s" % taken)
     subprocess.run(["bash", "etc/gen-keys.sh"], cwd=REPO, check=True,
                    capture_output=True, timeout=60)
+    # etc/portico.conf as it is, but with a store of its own: the demo's
+    # /dev/shm/portico-demo keeps health, breakers and the cache across
+    # runs, and what an earlier run left there is not this test's.
+    with open(os.path.join(REPO, "etc", "portico.conf")) as f:
+        text = f.read()
+    shared = 'path = "/dev/shm/portico-demo";'
+    assert shared in text
+    CONF["path"] = os.path.join(tmp, "portico.conf")
+    with open(CONF["path"], "w") as f:
+        f.write(text.replace(shared, 'path = "%s";' %
+                             os.path.join(tmp, "state")))
     out = open(os.path.join(tmp, "demo.out"), "w+")
-    env = dict(os.environ, PORTICO_BUILD=BUILD)
+    env = dict(os.environ, PORTICO_BUILD=BUILD, PORTICO_CONF=CONF["path"])
     p = subprocess.Popen(["bash", "tools/run-demo.sh"], cwd=REPO, env=env,
                          stdout=out, stderr=subprocess.STDOUT,
                          stdin=subprocess.DEVNULL, start_new_session=True)
