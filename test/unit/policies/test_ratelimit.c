@@ -228,6 +228,10 @@ test_limit_and_headers(void **st)
 	assert_int_equal(rl_request(&c, state, NULL), POLICY_RESPOND);
 	assert_int_equal(c.resp.status, 429);
 	assert_string_equal(c.resp.error, "rate_limited");
+	/* The log's reason names the limit (in the exchange's arena). */
+	assert_string_equal(c.reason, "rate_limited: tier anonymous, by "
+	    "header:x-key");
+	arena_reset(&c.arena);
 	assert_non_null(strstr(extra, "Retry-After: 1\r\n"));
 	assert_non_null(strstr(extra, "RateLimit: \"anonymous\";r=0;t=1\r\n"));
 	/* Another key value has its own bucket. */
@@ -241,6 +245,7 @@ test_limit_and_headers(void **st)
 	}
 	ctx_init(&c, peer, 0, 1000);
 	assert_int_equal(rl_request(&c, state, NULL), POLICY_RESPOND);
+	arena_reset(&c.arena);
 	rl_free(state);
 	route.rl_by = RL_IP;
 	route.rl_header = NULL;
