@@ -326,12 +326,7 @@ bucket_return_many(struct store *s, const struct bucket_giveback *g,
 			goto fail;
 		written++;
 	}
-	if (written == 0) {
-		store_write_abort(txn);
-		return 0;
-	}
-	rc = store_write_commit(txn);
-	return rc < 0 ? rc : written;
+	return store_write_end(txn, written);
 fail:
 	store_write_abort(txn);
 	return rc;

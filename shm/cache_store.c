@@ -301,6 +301,29 @@ neg(int rc)
 	return rc > 0 ? -rc : rc;
 }
 
+/* The record under K in DBI, opened for reading past its header: a
+ * fixarray of N fields whose first is the format version, LEN bytes in
+ * all (r->bad when it is not). 1 found, 0 absent, negative on error. */
+static int
+rd_open(MDB_txn *txn, MDB_dbi dbi, MDB_val *k, size_t len, unsigned n,
+    struct rd *r)
+{
+	MDB_val v;
+	int rc;
+
+	rc = mdb_get(txn, dbi, k, &v);
+	if (rc == MDB_NOTFOUND)
+		return 0;
+	if (rc != 0)
+		return neg(rc);
+	r->p = v.mv_data;
+	r->end = r->p + v.mv_size;
+	r->bad = v.mv_size != len || r->p[0] != (MP_FIXARRAY | n) ||
+	    r->p[1] != CACHE_VALUE_VERSION;
+	r->p += 2;
+	return 1;
+}
+
 struct meta {
 	uint64_t evict_ns, used_ns, charge;
 	unsigned kind;
@@ -333,22 +356,14 @@ static int
 meta_get(struct cx *c, const char *key, size_t klen, struct meta *m)
 {
 	char kb[1 + CACHE_KEY_MAX];
-	MDB_val k, v;
+	MDB_val k;
 	struct rd r;
 	int rc;
 
 	k.mv_data = kb;
 	k.mv_size = tagged('k', key, klen, kb);
-	rc = mdb_get(c->txn, c->meta, &k, &v);
-	if (rc == MDB_NOTFOUND)
-		return 1;
-	if (rc != 0)
-		return neg(rc);
-	r.p = v.mv_data;
-	r.end = r.p + v.mv_size;
-	r.bad = v.mv_size != META_LEN || r.p[0] != (MP_FIXARRAY | 5) ||
-	    r.p[1] != CACHE_VALUE_VERSION;
-	r.p += 2;
+	if ((rc = rd_open(c->txn, c->meta, &k, META_LEN, 5, &r)) <= 0)
+		return rc < 0 ? rc : 1;
 	m->evict_ns = get_int(&r, MP_U64, 8);
 	m->used_ns = get_int(&r, MP_U64, 8);
 	m->charge = get_int(&r, MP_U64, 8);
@@ -418,21 +433,13 @@ fig_at(struct cache_figures *f, int i)
 static int
 figs_get(MDB_txn *txn, MDB_dbi meta, struct cache_figures *f)
 {
-	MDB_val k = { 1, "s" }, v;
+	MDB_val k = { 1, "s" };
 	struct rd r;
 	int rc, i;
 
 	memset(f, 0, sizeof(*f));
-	rc = mdb_get(txn, meta, &k, &v);
-	if (rc == MDB_NOTFOUND)
-		return 0;
-	if (rc != 0)
-		return neg(rc);
-	r.p = v.mv_data;
-	r.end = r.p + v.mv_size;
-	r.bad = v.mv_size != FIGS_LEN || r.p[0] != (MP_FIXARRAY | 10) ||
-	    r.p[1] != CACHE_VALUE_VERSION;
-	r.p += 2;
+	if ((rc = rd_open(txn, meta, &k, FIGS_LEN, 10, &r)) <= 0)
+		return rc;
 	for (i = 0; i < FIGS_N; i++)
 		*fig_at(f, i) = get_int(&r, MP_U64, 8);
 	if (r.bad)
@@ -614,23 +621,15 @@ lock_read(MDB_txn *txn, MDB_dbi meta, const char *key, size_t klen,
     struct cache_lock *l)
 {
 	char kb[1 + CACHE_KEY_MAX];
-	MDB_val k, v;
+	MDB_val k;
 	struct rd r;
 	int rc;
 
 	memset(l, 0, sizeof(*l));
 	k.mv_data = kb;
 	k.mv_size = tagged('l', key, klen, kb);
-	rc = mdb_get(txn, meta, &k, &v);
-	if (rc == MDB_NOTFOUND)
-		return 0;
-	if (rc != 0)
-		return neg(rc);
-	r.p = v.mv_data;
-	r.end = r.p + v.mv_size;
-	r.bad = v.mv_size != LOCK_LEN || r.p[0] != (MP_FIXARRAY | 5) ||
-	    r.p[1] != CACHE_VALUE_VERSION;
-	r.p += 2;
+	if ((rc = rd_open(txn, meta, &k, LOCK_LEN, 5, &r)) <= 0)
+		return rc;
 	l->state = (enum cache_lock_state)get_fix(&r);
 	l->pid = (pid_t)get_int(&r, MP_U32, 4);
 	l->since_ns = get_int(&r, MP_U64, 8);

@@ -230,12 +230,7 @@ health_assume_up(struct store *s, const struct health_key *keys, size_t n,
 			goto fail;
 		written++;
 	}
-	if (written == 0) {
-		store_write_abort(txn);
-		return 0;
-	}
-	rc = store_write_commit(txn);
-	return rc < 0 ? rc : written;
+	return store_write_end(txn, written);
 fail:
 	store_write_abort(txn);
 	return rc;

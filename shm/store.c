@@ -893,3 +893,16 @@ store_write_abort(MDB_txn *txn)
 {
 	mdb_txn_abort(txn);
 }
+
+int
+store_write_end(MDB_txn *txn, int written)
+{
+	int rc;
+
+	if (written == 0) {
+		store_write_abort(txn);
+		return 0;
+	}
+	rc = store_write_commit(txn);
+	return rc < 0 ? rc : written;
+}

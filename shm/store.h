@@ -141,6 +141,9 @@ void store_read_end(struct store *s);
 int store_write_begin(struct store *s, MDB_txn **txn);
 int store_write_commit(MDB_txn *txn);
 void store_write_abort(MDB_txn *txn);
+/* store_write_end: commit TXN when WRITTEN > 0, else abort it (nothing
+ * to make durable). WRITTEN, or a negative store code from the commit. */
+int store_write_end(MDB_txn *txn, int written);
 
 /* A fixed buffer for msgpack_packer_init(pk, buf, store_buf_write): the
  * values are small, so no allocation; overflow is remembered. */
