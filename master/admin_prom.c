@@ -38,6 +38,15 @@ family(struct abuf *b, const char *name, const char *type, const char *help)
 	abuf_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
+/* A family of one unlabelled series: its HELP, TYPE and value. */
+static void
+scalar(struct abuf *b, const char *name, const char *type, const char *help,
+    unsigned long long value)
+{
+	family(b, name, type, help);
+	abuf_printf(b, "%s %llu\n", name, value);
+}
+
 /* NAME{route="R"[,EXTRA]} - the route label left out for the requests no
  * route matched. Closes the brace when EXTRA is NULL. */
 static void
@@ -215,22 +224,15 @@ upstreams(struct abuf *b, const struct stats_view *v)
 static void
 process(struct abuf *b, struct master *m, const struct stats_view *v)
 {
-	family(b, "portico_connections_open", "gauge", "Client connections "
-	    "open now, in every generation.");
-	abuf_printf(b, "portico_connections_open %llu\n",
-	    (unsigned long long)v->conns_open);
-	family(b, "portico_upstream_connections_open", "gauge", "Upstream "
-	    "connections open now (pooled or in use).");
-	abuf_printf(b, "portico_upstream_connections_open %llu\n",
-	    (unsigned long long)v->upstream_conns);
-	family(b, "portico_tls_handshake_failures_total", "counter", "Client "
-	    "TLS handshakes that failed or did not finish in time.");
-	abuf_printf(b, "portico_tls_handshake_failures_total %llu\n",
-	    (unsigned long long)v->tls_handshake_failures);
-	family(b, "portico_received_bytes_total", "counter", "Bytes read from "
-	    "clients.");
-	abuf_printf(b, "portico_received_bytes_total %llu\n",
-	    (unsigned long long)v->bytes_in);
+	scalar(b, "portico_connections_open", "gauge", "Client connections "
+	    "open now, in every generation.", v->conns_open);
+	scalar(b, "portico_upstream_connections_open", "gauge", "Upstream "
+	    "connections open now (pooled or in use).", v->upstream_conns);
+	scalar(b, "portico_tls_handshake_failures_total", "counter", "Client "
+	    "TLS handshakes that failed or did not finish in time.",
+	    v->tls_handshake_failures);
+	scalar(b, "portico_received_bytes_total", "counter", "Bytes read from "
+	    "clients.", v->bytes_in);
 	family(b, "portico_workers", "gauge", "Worker processes alive, by "
 	    "the state of their generation.");
 	abuf_printf(b, "portico_workers{state=\"serving\"} %u\n"
@@ -243,13 +245,11 @@ process(struct abuf *b, struct master *m, const struct stats_view *v)
 	    "portico_reloads_total{result=\"failed\"} %llu\n",
 	    (unsigned long long)v->reloads_ok,
 	    (unsigned long long)v->reloads_failed);
-	family(b, "portico_worker_restarts_total", "counter", "Workers that "
-	    "died and were respawned.");
-	abuf_printf(b, "portico_worker_restarts_total %llu\n",
-	    (unsigned long long)v->restarts);
-	family(b, "portico_config_generation", "gauge", "The serving "
-	    "generation (1 at start, one more at each reload).");
-	abuf_printf(b, "portico_config_generation %u\n", m->generation);
+	scalar(b, "portico_worker_restarts_total", "counter", "Workers that "
+	    "died and were respawned.", v->restarts);
+	scalar(b, "portico_config_generation", "gauge", "The serving "
+	    "generation (1 at start, one more at each reload).",
+	    m->generation);
 	family(b, "portico_start_time_seconds", "gauge", "When the master "
 	    "started, in seconds since the epoch.");
 	abuf_printf(b, "portico_start_time_seconds %.3f\n",
