@@ -125,6 +125,7 @@ trace_settle(struct xctx *cx, uint64_t *rng, const char *xt, size_t xtn,
 	bool valid = tp != NULL && ntp == 1 &&
 	    traceparent_parse(tp, tpn, &p) == 0;
 	char *o = cx->traceparent;
+	bool made = false;
 
 	if (xt != NULL) {
 		memcpy(cx->trace, xt, xtn);
@@ -135,6 +136,7 @@ trace_settle(struct xctx *cx, uint64_t *rng, const char *xt, size_t xtn,
 	} else {
 		trace_hex(rng, cx->trace, 32);
 		cx->trace_len = 32;
+		made = true;
 	}
 	cx->trace[cx->trace_len] = '\0';
 	if (!valid) {
@@ -142,7 +144,9 @@ trace_settle(struct xctx *cx, uint64_t *rng, const char *xt, size_t xtn,
 		 * marked sampled: the gateway records every request (its
 		 * access-log line), and a service with a parent-based sampler
 		 * keeps its spans. */
-		if (!as_w3c_id(cx->trace, cx->trace_len, p.trace_id))
+		if (made)	/* lowercase hex, never all zeros */
+			memcpy(p.trace_id, cx->trace, 32);
+		else if (!as_w3c_id(cx->trace, cx->trace_len, p.trace_id))
 			trace_hex(rng, p.trace_id, 32);
 		p.flags = 0x01;
 	}
