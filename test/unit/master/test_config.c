@@ -866,6 +866,66 @@ static const struct err_case agg_cases[] = {
 	  "{1}, but the route's match is not a regex" },
 };
 
+/* Whether a route whose transform (DIR: request or response) uses NAME
+ * as FORM (0 added, 1 renamed into, 2 renamed out of) loads: false, and
+ * the reason printed, when that differs from OK. */
+static bool
+transform_loads_as(const char *dir, const char *name, int form, bool ok)
+{
+	static const char *const fmt[] = {
+	    "transform = { %s = { add_headers = [\"%s: 1\"]; }; };",
+	    "transform = { %s = { rename_headers = [\"X-Old: %s\"]; }; };",
+	    "transform = { %s = { rename_headers = [\"%s: X-New\"]; }; };",
+	};
+	char tf[256], text[1024], err[512] = "";
+	struct config *cfg = NULL;
+	bool loaded;
+
+	snprintf(tf, sizeof(tf), fmt[form], dir, name);
+	snprintf(text, sizeof(text), "%sroutes = ( { name = \"r\"; match = "
+	    "{ prefix = \"/a\"; }; service = \"users\"; %s } );\n", SVC,
+	    tf);
+	loaded = load_text(text, &cfg, err, sizeof(err)) == 0;
+	config_free(cfg);
+	if (loaded == ok && (ok || strstr(err, "cannot be set or renamed")))
+		return true;
+	print_error("%s: %s\n", tf, loaded ? "loaded" : err);
+	return false;
+}
+
+/* Every header the README lists as the gateway's own is refused in a
+ * transform, added, renamed into or renamed out of, in any case; the
+ * request-only ones pass on the response side. */
+static void
+test_transform_owned_headers(void **state)
+{
+	static const char *const both[] = { "Content-Length",
+	    "Transfer-Encoding", "Connection", "Keep-Alive",
+	    "Proxy-Connection", "TE", "Trailer", "Upgrade", "Expect",
+	    "X-Trace-ID", "x-trace-id", "content-length", NULL };
+	static const char *const request[] = { "traceparent", "tracestate",
+	    "X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host",
+	    "X-User-ID", "X-User-Tier", "X-User-Scopes", "x-user-id", NULL };
+	size_t i, bad = 0;
+	int form;
+
+	(void)state;
+	for (form = 0; form < 3; form++) {
+		for (i = 0; both[i] != NULL; i++)
+			bad += !transform_loads_as("request", both[i], form,
+			    false) + !transform_loads_as("response", both[i],
+			    form, false);
+		for (i = 0; request[i] != NULL; i++)
+			bad += !transform_loads_as("request", request[i], form,
+			    false) + !transform_loads_as("response", request[i],
+			    form, true);
+		bad += !transform_loads_as("request", "X-Gateway", form,
+		    true) + !transform_loads_as("response", "X-Gateway", form,
+		    true);
+	}
+	assert_int_equal(bad, 0);
+}
+
 /* Aggregation and the transforms: every setting checked with its line,
  * and the defaults. */
 static void
@@ -1184,6 +1244,7 @@ main(void)
 		cmocka_unit_test(test_errors),
 		cmocka_unit_test(test_unbuilt_refused),
 		cmocka_unit_test(test_aggregate_settings),
+		cmocka_unit_test(test_transform_owned_headers),
 		cmocka_unit_test(test_auth_files_checked),
 		cmocka_unit_test(test_groups_on_one_line),
 		cmocka_unit_test(test_wrapped_literals),
