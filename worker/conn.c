@@ -86,7 +86,12 @@ conn_accept(struct worker *w, int fd, const struct sockaddr *sa,
 		}
 		SSL_set_accept_state(ssl);
 		tls_set_strict(ssl, ls->strict_sni);
-		io_tls(&c->io, ssl);
+		if (io_tls(&c->io, ssl) < 0) {
+			SSL_free(ssl);
+			close(fd);
+			pool_conn_dead(w, c);
+			return;
+		}
 	}
 	c->lfd.fd = fd;
 	c->lfd.cb = conn_event;

@@ -41,17 +41,28 @@ struct io {
 	bool plain_on_tls;	/* a TLS session met a plain HTTP request */
 	bool drained;		/* TLS: the last socket read came up short,
 				 * and no read event came since */
+	bool rd_eof;		/* TLS: a socket read returned 0 */
+	uint8_t tickets;	/* TLS 1.3 server: session tickets to issue
+				 * once the handshake is done */
+	uint8_t tickets_due;	/* ... with the first response (its request
+				 * came with the handshake's last flight) */
+	uint8_t hold;		/* TLS: socket writes to keep back (tickets)
+				 * for the response's first record */
+	bool carry;		/* TLS: inside the write that sends them */
 	struct ssl_st *ssl;	/* a TLS session, or NULL (plain TCP) */
 	uint32_t wpend;		/* TLS: bytes of a write to repeat */
 	unsigned long tls_err;	/* TLS: OpenSSL's error of the failed call */
+	uint8_t *held;		/* TLS: bytes kept back (malloc'd), not yet */
+	uint32_t nheld;		/* sent, which go before any other */
 };
 
 /* io_init: a socket, nothing known of its readiness. */
 void io_init(struct io *io, int fd);
 /* io_tls: run a TLS session over the socket (SSL is an SSL * made from
  * the right context, in accept or connect state): from now on reads and
- * writes go through it, the handshake with the first of them. */
-void io_tls(struct io *io, struct ssl_st *ssl);
+ * writes go through it, the handshake with the first of them. -1 when
+ * out of memory (the caller still owns SSL). */
+int io_tls(struct io *io, struct ssl_st *ssl);
 /* io_handshake: drive a TLS session's handshake (connect side: run it
  * before the first write, so its time is the connect's). 1 when done,
  * IO_AGAIN (wait for rd_wait), IO_ERR (failed: tls_err says why). */

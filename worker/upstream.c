@@ -235,14 +235,14 @@ upstream_acquire(struct worker *w, struct instance *inst, struct upclient *uc)
 	if (inst->svc->tls != NULL) {
 		SSL *ssl = tls_client_new(inst->svc->tls, inst->svc->cfg,
 		    a, &inst->tls_sess);
-		if (ssl == NULL) {
+		if (ssl == NULL || io_tls(&u->io, ssl) < 0) {
 			log_error("upstream %s: cannot start TLS", a->text);
+			SSL_free(ssl);
 			close(fd);
 			pool_upconn_dead(w, u);
 			errno = ENOMEM;
 			return NULL;
 		}
-		io_tls(&u->io, ssl);
 	}
 	if (loop_add(&w->loop, &u->lfd, EPOLLIN | EPOLLOUT | EPOLLRDHUP |
 	    EPOLLET) < 0) {
