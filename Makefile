@@ -101,9 +101,14 @@ check-asan:
 fuzz:
 	@bash test/fuzz/run.sh
 
+# Each comparison twice: on the shared machine (load generator, origin and
+# front on the same two cores), then in capacity mode (each front held to
+# half a core, so req/s measure the front; README, Performance).
 bench: deps all $(B)/tlsload $(B)/osslmem.so
 	@bash tools/bench.sh
+	@FRONT_CPU=0.5 SCENARIOS="small gateway" bash tools/bench.sh
 	@bash tools/bench/tls.sh
+	@FRONT_CPU=0.5 bash tools/bench/tls.sh
 	@bash tools/bench-aggregate.sh
 	@bash tools/bench-rss.sh
 	@bash tools/bench-cache-rss.sh

@@ -7,7 +7,8 @@
 #   SCENARIOS="small big close c256 ratelimit ratelimit10k accesslog metrics resilience jwt gateway cache strip"
 #
 # Output: a table per scenario on stdout, also in build/bench/results.txt and
-# build/bench/results.json. BENCH_KEEP=1 keeps the temp dir (configs, logs).
+# build/bench/results.json (RESULTS=NAME: NAME.txt, NAME.json). BENCH_KEEP=1
+# keeps the temp dir (configs, logs). FRONT_CPU=CORES: capacity mode, below.
 set -u
 cd "$(dirname "$0")/.." || exit 1
 . tools/bench/lib.sh
@@ -19,6 +20,13 @@ WRK_THREADS=${WRK_THREADS:-1}
 CONNS=${CONNS:-64}
 SCENARIOS=${SCENARIOS:-"small big close c256 ratelimit ratelimit10k accesslog metrics resilience jwt gateway cache strip"}
 OUT=build/bench
+# FRONT_CPU=0.5: each front (its master and workers) gets that many cores
+# of CPU time through a cgroup of its own, so the front is what runs out of
+# CPU and req/s measure its capacity; the load generator and the origin,
+# which share the machine, keep the rest. Results then go to
+# capacity.txt/json unless RESULTS names them.
+FRONT_CPU=${FRONT_CPU:-}
+RESULTS=${RESULTS:-$([ -n "$FRONT_CPU" ] && echo capacity || echo results)}
 
 # ---- fronts: name -> kind (nginx | haproxy | portico) and config function ----
 # A config function is called as FN DIR PORT and writes DIR's config.
@@ -156,6 +164,9 @@ for f in "${FRONTS_ALL[@]}"; do
 		bench_untrack "$pid"
 		continue
 	fi
+	if [ -n "${FRONT_CPU:-}" ] && ! bench_cpu_budget "$pid" "$f" "$FRONT_CPU"; then
+		bench_die "FRONT_CPU=$FRONT_CPU: no writable cgroup cpu controller here"
+	fi
 	FRONT_PORT[$f]=$port
 	FRONT_PID[$f]=$pid
 	FRONTS+=("$f")
@@ -169,8 +180,9 @@ done
 	echo "versions: $("$NGINX" -v 2>&1 | sed 's/.*: //'), haproxy $("$HAPROXY" -v | sed -n '1s/^HAProxy version \([^ ]*\).*/\1/p'), wrk $("$WRK" -v 2>&1 | sed -n '1s/^wrk \([^ ]*\).*/\1/p')"
 	echo "setup: workers=$WORKERS rounds=$ROUNDS duration=${DURATION}s wrk -t$WRK_THREADS; origin nginx 1 worker; fronts: ${FRONTS[*]}"
 	echo "ratios (req/s:nginx, cpu:nginx, pairs) are per round, then the median over rounds"
-} | tee "$OUT/results.txt"
-"$PY" - "$OUT/results.json" "$WORKERS" "$ROUNDS" "$DURATION" "$WRK_THREADS" "$(nproc)" "${FRONTS[@]}" <<'EOF'
+	[ -z "$FRONT_CPU" ] || bench_budget_banner "$FRONT_CPU"
+} | tee "$OUT/$RESULTS.txt"
+"$PY" - "$OUT/$RESULTS.json" "$WORKERS" "$ROUNDS" "$DURATION" "$WRK_THREADS" "$(nproc)" "${FRONTS[@]}" <<'EOF'
 import json, sys, time, platform
 a = sys.argv
 json.dump({"date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "kernel": platform.release(),
@@ -211,7 +223,8 @@ run_one() {
 	printf '{"scenario":"%s","desc":"%s","proxy":"%s","round":%d,"rps":%s,"p50_us":%s,"p99_us":%s,"requests":%s,"errors":%s,"non2xx":%s,"cpu_ticks":%d,"hz":%d,"store_writes":%s}\n' \
 		"$sc" "${SC_DESC[$sc]}" "$f" "$round" "$1" "$2" "$3" "$4" "$5" "$6" $((t1 - t0)) "$HZ" "$writes" \
 		| sed 's/:nan/:NaN/g' >>"$RAW"
-	printf '  %-8s round %d  %-14s %9.0f req/s  errors %d\n' "$sc" "$round" "$f" "$1" $(($5 + $6)) >&2
+	printf '  %-8s round %d  %-14s %9.0f req/s  errors %d%s\n' "$sc" "$round" "$f" "$1" $(($5 + $6)) \
+		"$(bench_budget_used $((t1 - t0)) "$HZ" "$DURATION" "$FRONT_CPU")" >&2
 }
 
 start=$SECONDS
@@ -240,6 +253,6 @@ done
 
 pair_args=()
 for p in "${PAIRS[@]}"; do pair_args+=(--pair "$p"); done
-"$PY" tools/bench/benchlib.py report "$RAW" "$OUT/results.txt" "$OUT/results.json" "${pair_args[@]}"
-cp "$RAW" "$OUT/raw.jsonl"
-echo "elapsed $((SECONDS - start))s; results in $OUT/results.txt and $OUT/results.json" | tee -a "$OUT/results.txt"
+"$PY" tools/bench/benchlib.py report "$RAW" "$OUT/$RESULTS.txt" "$OUT/$RESULTS.json" "${pair_args[@]}"
+cp "$RAW" "$OUT/$RESULTS-raw.jsonl"
+echo "elapsed $((SECONDS - start))s; results in $OUT/$RESULTS.txt and $OUT/$RESULTS.json" | tee -a "$OUT/$RESULTS.txt"

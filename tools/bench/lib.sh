@@ -12,6 +12,7 @@ GWCTL=${GWCTL:-$(dirname "$PORTICO")/gwctl}
 BENCH_PIDS=()
 BENCH_TMP=""
 BENCH_STATE=""
+BENCH_CGROUPS=()
 
 bench_log() { printf '%s\n' "$*" >&2; }
 bench_die() { bench_log "bench: $*"; exit 1; }
@@ -41,6 +42,8 @@ bench_cleanup() {
 		bench_stop "${BENCH_PIDS[$i]}" "${BENCH_STOP_SECS:-5}"
 	done
 	BENCH_PIDS=()
+	for i in "${BENCH_CGROUPS[@]}"; do rmdir "$i" 2>/dev/null; done
+	BENCH_CGROUPS=()
 	# the state path is ours alone (it carries our pid), never a shared one
 	if [ -n "$BENCH_STATE" ] && [[ "$BENCH_STATE" == /dev/shm/portico-bench-* ]]; then
 		rm -rf -- "$BENCH_STATE" "$BENCH_STATE"-*
@@ -334,4 +337,49 @@ for d in os.listdir("/proc"):
     if s[s.rindex(")") + 2:].split()[1] == sys.argv[1]:
         print(d)
 PYEOF
+}
+
+# bench_cpu_budget PID NAME CORES: PID and its children (a master and its
+# workers, and any worker forked later) may use CORES of CPU time between
+# them (0.5: half a core), through a cgroup of their own (v1's cpu
+# controller or v2's cpu.max). So the front, not the load generator that
+# shares the machine, is what runs out of CPU, and requests per second
+# measure the front. Fails (1) when this machine has no writable cgroup.
+bench_cpu_budget() {
+	local pid=$1 name=$2 cores=$3 root dir quota p
+	quota=$("$PY" -c 'import sys; print(int(float(sys.argv[1]) * 100000))' "$cores") || return 1
+	if [ -w /sys/fs/cgroup/cpu ] && [ -e /sys/fs/cgroup/cpu/cpu.cfs_quota_us ]; then
+		root=/sys/fs/cgroup/cpu
+	elif [ -w /sys/fs/cgroup ] && grep -qw cpu /sys/fs/cgroup/cgroup.controllers 2>/dev/null; then
+		root=/sys/fs/cgroup
+	else
+		return 1
+	fi
+	dir=$root/portico-bench-$$-$name
+	mkdir -p "$dir" 2>/dev/null || return 1
+	BENCH_CGROUPS+=("$dir")
+	if [ "$root" = /sys/fs/cgroup/cpu ]; then
+		echo 100000 >"$dir/cpu.cfs_period_us" && echo "$quota" >"$dir/cpu.cfs_quota_us" || return 1
+	else
+		echo "$quota 100000" >"$dir/cpu.max" || return 1
+	fi
+	for p in "$pid" $(bench_children "$pid"); do
+		echo "$p" >"$dir/cgroup.procs" 2>/dev/null || return 1
+	done
+}
+
+# bench_budget_banner CORES: the header line of a capacity run.
+bench_budget_banner() {
+	echo "capacity mode: each front limited to $1 cores (a cgroup of its own); the load generator and origin share the rest, so req/s measure the front"
+}
+
+# bench_budget_used TICKS HZ SECONDS CORES: ", front used U of CORES cores"
+# for a round's log line (empty without a budget), flagged when the front
+# used under 90% of it: then something else ran out first and the round
+# says little about the front.
+bench_budget_used() {
+	[ -n "$4" ] || return 0
+	awk -v t="$1" -v hz="$2" -v d="$3" -v c="$4" 'BEGIN {
+		u = t / hz / d
+		printf ", front used %.2f of %s cores%s", u, c, u < 0.9 * c ? " (NOT front-bound)" : "" }'
 }

@@ -18,8 +18,12 @@
 #   WORKERS=2 ROUNDS=5 DURATION=5 CONNS=64 HS_CONNS=32 HS_THREADS=1
 #   KA_THREADS=1 TLS_VERSION=1.3 TLS_SCENARIOS="tls-handshake tls-keepalive"
 #   PORTICO_BASELINE=/path/to/portico adds that binary as "portico-base"
+#   FRONT_CPU=0.5 capacity mode (see tools/bench.sh): each front gets half
+#   a core through a cgroup, the client two threads (HS_THREADS and
+#   KA_THREADS default to 2), so the front is what runs out of CPU
 #
-# Output: build/bench/tls.txt and build/bench/tls.json.
+# Output: build/bench/tls.txt and build/bench/tls.json (capacity mode:
+# tls-capacity.txt and .json; RESULTS=NAME names them).
 set -u
 cd "$(dirname "$0")/../.." || exit 1
 . tools/bench/lib.sh
@@ -30,12 +34,16 @@ ROUNDS=${ROUNDS:-5}
 DURATION=${DURATION:-5}
 CONNS=${CONNS:-64}
 HS_CONNS=${HS_CONNS:-32}
-HS_THREADS=${HS_THREADS:-1}
-KA_THREADS=${KA_THREADS:-1}
+# one client thread outruns a front on two cores; a front held to its
+# budget is outrun only by two
+HS_THREADS=${HS_THREADS:-$([ -n "${FRONT_CPU:-}" ] && echo 2 || echo 1)}
+KA_THREADS=${KA_THREADS:-$([ -n "${FRONT_CPU:-}" ] && echo 2 || echo 1)}
 TLS_VERSION=${TLS_VERSION:-1.3}
 TLS_SCENARIOS=${TLS_SCENARIOS:-"tls-handshake tls-keepalive"}
 TLSLOAD=${TLSLOAD:-$(dirname "$PORTICO")/tlsload}
 OUT=build/bench
+FRONT_CPU=${FRONT_CPU:-}	# capacity mode (tools/bench.sh): tls-capacity.*
+RESULTS=${RESULTS:-$([ -n "$FRONT_CPU" ] && echo tls-capacity || echo tls)}
 
 [ -x "$TLSLOAD" ] || bench_die "tlsload not found at $TLSLOAD (make $TLSLOAD)"
 [ -x "$NGINX" ] || bench_die "nginx not found at $NGINX"
@@ -104,6 +112,9 @@ for f in "${FRONTS_ALL[@]}"; do
 		bench_untrack "$pid"
 		continue
 	fi
+	if [ -n "${FRONT_CPU:-}" ] && ! bench_cpu_budget "$pid" "$f" "$FRONT_CPU"; then
+		bench_die "FRONT_CPU=$FRONT_CPU: no writable cgroup cpu controller here"
+	fi
 	PORT[$f]=$port
 	PID[$f]=$pid
 	FRONTS+=("$f")
@@ -116,8 +127,9 @@ done
 	echo "versions: $("$NGINX" -v 2>&1 | sed 's/.*: //'), $(openssl version | cut -d' ' -f1-2)"
 	echo "setup: workers=$WORKERS rounds=$ROUNDS duration=${DURATION}s TLS $TLS_VERSION, ECDSA P-256 certificate; client tlsload; origin nginx 1 worker; fronts: ${FRONTS[*]}"
 	echo "ratios are per round, then the median over rounds; cpu us/req is the front's (all its processes)"
-} | tee "$OUT/tls.txt"
-"$PY" - "$OUT/tls.json" "$WORKERS" "$ROUNDS" "$DURATION" "$TLS_VERSION" "$(nproc)" "${FRONTS[@]}" <<'EOF'
+	[ -z "$FRONT_CPU" ] || bench_budget_banner "$FRONT_CPU"
+} | tee "$OUT/$RESULTS.txt"
+"$PY" - "$OUT/$RESULTS.json" "$WORKERS" "$ROUNDS" "$DURATION" "$TLS_VERSION" "$(nproc)" "${FRONTS[@]}" <<'EOF'
 import json, sys, time, platform
 a = sys.argv
 json.dump({"date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "kernel": platform.release(),
@@ -158,8 +170,9 @@ run_one() {
 	printf '{"scenario":"%s","desc":"%s","proxy":"%s","round":%d,"rps":%s,"p50_us":%s,"p99_us":%s,"requests":%s,"errors":%s,"non2xx":%s,"cpu_ticks":%d,"hz":%d,"client_cpu_us":%s,"handshakes":%s,"resumed":%s}\n' \
 		"$sc" "${SC_DESC[$sc]}" "$f" "$round" "$1" "$2" "$3" "$4" "$5" "$6" $((t1 - t0)) "$HZ" \
 		"${ccpu:-null}" "${hs:-null}" "${res:-null}" | sed 's/:nan/:NaN/g' >>"$RAW"
-	printf '  %-13s round %d  %-12s %9.0f req/s  errors %d  client %s us/req  resumed %s\n' \
-		"$sc" "$round" "$f" "$1" $(($5 + $6)) "${ccpu:-?}" "${res:-?}" >&2
+	printf '  %-13s round %d  %-12s %9.0f req/s  errors %d  client %s us/req  resumed %s%s\n' \
+		"$sc" "$round" "$f" "$1" $(($5 + $6)) "${ccpu:-?}" "${res:-?}" \
+		"$(bench_budget_used $((t1 - t0)) "$HZ" "$DURATION" "$FRONT_CPU")" >&2
 }
 
 start=$SECONDS
@@ -178,8 +191,8 @@ for sc in $TLS_SCENARIOS; do
 	done
 done
 
-"$PY" tools/bench/benchlib.py report "$RAW" "$OUT/tls.txt" "$OUT/tls.json" "${PAIRS[@]}"
-"$PY" - "$RAW" "$OUT/tls.txt" <<'EOF'
+"$PY" tools/bench/benchlib.py report "$RAW" "$OUT/$RESULTS.txt" "$OUT/$RESULTS.json" "${PAIRS[@]}"
+"$PY" - "$RAW" "$OUT/$RESULTS.txt" <<'EOF'
 import json, statistics, sys
 runs = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 lines = ["", "client (tlsload) CPU per request, median over rounds; handshakes resumed (must be 0 for tls-handshake):"]
@@ -195,5 +208,5 @@ text = "\n".join(lines) + "\n"
 sys.stdout.write(text)
 open(sys.argv[2], "a").write(text)
 EOF
-cp "$RAW" "$OUT/tls-raw.jsonl"
-echo "elapsed $((SECONDS - start))s; results in $OUT/tls.txt and $OUT/tls.json" | tee -a "$OUT/tls.txt"
+cp "$RAW" "$OUT/$RESULTS-raw.jsonl"
+echo "elapsed $((SECONDS - start))s; results in $OUT/$RESULTS.txt and $OUT/$RESULTS.json" | tee -a "$OUT/$RESULTS.txt"
