@@ -148,6 +148,20 @@ handshake_to_finished(struct pair *p)
 static const char REQ[] = "GET / HTTP/1.1\r\nHost: a\r\n\r\n";
 static const char RSP[] = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
 
+/* The handshake, the client's request sent right after its Finished, and
+ * the server's read of both (one socket read: the request comes out). */
+static void
+request_with_finished(struct pair *p)
+{
+	char buf[256];
+	size_t k;
+
+	handshake_to_finished(p);
+	assert_int_equal(SSL_write_ex(p->client, REQ, sizeof(REQ) - 1, &k), 1);
+	assert_int_equal(server_read(p, buf, sizeof(buf)), sizeof(REQ) - 1);
+	assert_memory_equal(buf, REQ, sizeof(REQ) - 1);
+}
+
 static void
 test_ticket_rides_with_the_first_response(void **state)
 {
@@ -159,11 +173,7 @@ test_ticket_rides_with_the_first_response(void **state)
 
 	(void)state;
 	pair_open(&p);
-	handshake_to_finished(&p);
-	assert_int_equal(SSL_write_ex(p.client, REQ, sizeof(REQ) - 1, &k), 1);
-	/* Finished and the request in one read */
-	assert_int_equal(server_read(&p, buf, sizeof(buf)), sizeof(REQ) - 1);
-	assert_memory_equal(buf, REQ, sizeof(REQ) - 1);
+	request_with_finished(&p);
 	/* no ticket yet: it waits for the response */
 	assert_false(client_readable(&p));
 	assert_int_equal(io_writev(&p.io, &iov, 1), sizeof(RSP) - 1);
@@ -214,9 +224,7 @@ test_large_first_response_arrives_whole_after_its_ticket(void **state)
 	 * first record cannot leave in one send */
 	assert_int_equal(setsockopt(p.io.fd, SOL_SOCKET, SO_SNDBUF, &one,
 	    sizeof(one)), 0);
-	handshake_to_finished(&p);
-	assert_int_equal(SSL_write_ex(p.client, REQ, sizeof(REQ) - 1, &k), 1);
-	assert_int_equal(server_read(&p, got, sizeof(got)), sizeof(REQ) - 1);
+	request_with_finished(&p);
 	for (i = 0; i < 10000 && n < sizeof(body); i++) {
 		if (sent < sizeof(body) && io_can_write(&p.io)) {
 			iov.iov_base = body + sent;
@@ -251,9 +259,7 @@ test_tls_read_trusts_the_edge(void **state)
 
 	(void)state;
 	pair_open(&p);
-	handshake_to_finished(&p);
-	assert_int_equal(SSL_write_ex(p.client, REQ, sizeof(REQ) - 1, &k), 1);
-	assert_int_equal(server_read(&p, buf, sizeof(buf)), sizeof(REQ) - 1);
+	request_with_finished(&p);
 	assert_false(io_can_read(&p.io));	/* the socket is empty */
 	assert_int_equal(io_writev(&p.io, &iov, 1), sizeof(RSP) - 1);
 	/* a second request comes, but no read event yet: a read waits for
