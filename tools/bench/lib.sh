@@ -42,7 +42,10 @@ bench_cleanup() {
 		bench_stop "${BENCH_PIDS[$i]}" "${BENCH_STOP_SECS:-5}"
 	done
 	BENCH_PIDS=()
-	for i in "${BENCH_CGROUPS[@]}"; do rmdir "$i" 2>/dev/null; done
+	# a group goes once its last process has (bounded: 2 s each)
+	for i in "${BENCH_CGROUPS[@]}"; do
+		for _ in $(seq 20); do rmdir "$i" 2>/dev/null && break; sleep 0.1; done
+	done
 	BENCH_CGROUPS=()
 	# the state path is ours alone (it carries our pid), never a shared one
 	if [ -n "$BENCH_STATE" ] && [[ "$BENCH_STATE" == /dev/shm/portico-bench-* ]]; then
