@@ -196,7 +196,8 @@ load_entry(struct tls_server *ts, struct tls_entry *e, char *why,
 	}
 	SSL_CTX_set_app_data(e->ctx, ts);
 	if (SSL_CTX_set_min_proto_version(e->ctx, t->min_version) != 1 ||
-	    SSL_CTX_set_cipher_list(e->ctx, TLS_CIPHERS_12) != 1) {
+	    SSL_CTX_set_cipher_list(e->ctx, TLS_CIPHERS_12) != 1 ||
+	    SSL_CTX_set_ciphersuites(e->ctx, TLS_SUITES_13) != 1) {
 		ssl_reason(why, whylen, t->cert, "cannot set versions or "
 		    "ciphers");
 		return -1;

@@ -189,6 +189,20 @@ def test_old_versions_and_weak_ciphers_refused(gw):
     ts.close()
 
 
+def test_tls13_suites_in_the_servers_order(gw):
+    """TLS 1.3: AES-128-GCM-SHA256 first, whatever the client's order (a
+    default OpenSSL client lists AES-256-GCM-SHA384 first); a client
+    offering only another TLS 1.3 suite still gets it."""
+    rc, out = s_client(gw.tls_port, "-tls1_3")
+    assert rc == 0 and "Cipher is TLS_AES_128_GCM_SHA256" in out, out
+    rc, out = s_client(gw.tls_port, "-tls1_3", "-ciphersuites",
+                       "TLS_AES_256_GCM_SHA384:TLS_AES_128_GCM_SHA256")
+    assert rc == 0 and "Cipher is TLS_AES_128_GCM_SHA256" in out, out
+    for only in ("TLS_AES_256_GCM_SHA384", "TLS_CHACHA20_POLY1305_SHA256"):
+        rc, out = s_client(gw.tls_port, "-tls1_3", "-ciphersuites", only)
+        assert rc == 0 and "Cipher is " + only in out, out
+
+
 def test_finite_field_groups_refused(gw):
     """Key exchange on elliptic curves only: a client offering only a
     finite-field group (far more costly for the server) is refused; one

@@ -10,6 +10,10 @@
 #                  client offers no session, so nothing is resumed)
 #   tls-keepalive  requests over CONNS keep-alive TLS connections
 #
+# Fronts: nginx as installed (its TLS 1.3 suites in OpenSSL's order,
+# AES-256-GCM-SHA384 first), nginx-suites (the same nginx given portico's
+# order, AES-128-GCM-SHA256 first), portico.
+#
 # The load comes from build/tlsload (tools/bench/tlsload.c): wrk keeps its
 # SSL object across reconnects and so resumes sessions. tlsload reports its
 # own CPU per request too: on two cores the client's share of the machine
@@ -71,6 +75,11 @@ bench_wait_http "$ORIGIN_PORT" /small "$STARTED_PID" 10 ||
 conf_nginx_tls() {	# DIR PORT
 	nginx_tls_conf "$1" "$2" "$ORIGIN_PORT" "$WORKERS" "$CERT" "$KEY"
 }
+# nginx given portico's TLS 1.3 suite order: what of the difference is
+# the order and what is the server
+conf_nginx_suites() {	# DIR PORT
+	nginx_tls_conf "$1" "$2" "$ORIGIN_PORT" "$WORKERS" "$CERT" "$KEY" "$TLS_SUITES13"
+}
 conf_portico_tls() {	# DIR PORT
 	portico_tls_conf "$1" "$2" "$(bench_ports 1)" "$ORIGIN_PORT" "$WORKERS" "$CERT" "$KEY" ||
 		bench_die "could not make $1/portico.conf a TLS listener"
@@ -83,10 +92,10 @@ start_portico_base() {	# DIR
 }
 
 declare -A KIND CONF PORT PID
-FRONTS_ALL=(nginx portico)
-KIND=([nginx]=nginx [portico]=portico)
-CONF=([nginx]=conf_nginx_tls [portico]=conf_portico_tls)
-PAIRS=()
+FRONTS_ALL=(nginx nginx-suites portico)
+KIND=([nginx]=nginx [nginx-suites]=nginx [portico]=portico)
+CONF=([nginx]=conf_nginx_tls [nginx-suites]=conf_nginx_suites [portico]=conf_portico_tls)
+PAIRS=(--pair portico/nginx-suites)
 if [ -n "${PORTICO_BASELINE:-}" ]; then
 	FRONTS_ALL+=(portico-base)
 	KIND[portico-base]=portico_base
@@ -128,6 +137,12 @@ done
 	echo "setup: workers=$WORKERS rounds=$ROUNDS duration=${DURATION}s TLS $TLS_VERSION, ECDSA P-256 certificate; client tlsload; origin nginx 1 worker; fronts: ${FRONTS[*]}"
 	echo "ratios are per round, then the median over rounds; cpu us/req is the front's (all its processes)"
 	[ -z "$FRONT_CPU" ] || bench_budget_banner "$FRONT_CPU"
+	printf 'TLS 1.3 suite each front chose for a default OpenSSL client:'
+	for f in "${FRONTS[@]}"; do
+		printf ' %s %s' "$f" "$(openssl s_client -connect "127.0.0.1:${PORT[$f]}" -tls1_3 </dev/null 2>/dev/null |
+			sed -n 's/.*Cipher is \(.*\)/\1/p' | head -n 1)"
+	done
+	echo
 } | tee "$OUT/$RESULTS.txt"
 "$PY" - "$OUT/$RESULTS.json" "$WORKERS" "$ROUNDS" "$DURATION" "$TLS_VERSION" "$(nproc)" "${FRONTS[@]}" <<'EOF'
 import json, sys, time, platform

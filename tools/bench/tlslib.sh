@@ -14,11 +14,16 @@ tls_cert() {
 		-addext subjectAltName=DNS:localhost 2>/dev/null
 }
 
-# nginx_tls_conf DIR PORT ORIGIN_PORT WORKERS CERT KEY: nginx terminating
-# TLS 1.2/1.3 in front of the origin. Otherwise nginx's defaults (session
-# tickets on with its own keys, no session cache), as an install runs it.
+# portico's TLS 1.3 suites, in its order (worker/tls.h)
+TLS_SUITES13="TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256"
+
+# nginx_tls_conf DIR PORT ORIGIN_PORT WORKERS CERT KEY [SUITES13]: nginx
+# terminating TLS 1.2/1.3 in front of the origin. Otherwise nginx's
+# defaults (session tickets on with its own keys, no session cache, the
+# TLS 1.3 suites in OpenSSL's order, AES-256 first), as an install runs it;
+# SUITES13 sets the TLS 1.3 suites' order (ssl_conf_command Ciphersuites).
 nginx_tls_conf() {
-	local dir=$1 port=$2 oport=$3 workers=$4 cert=$5 key=$6
+	local dir=$1 port=$2 oport=$3 workers=$4 cert=$5 key=$6 suites=${7:-}
 	mkdir -p "$dir"
 	cat >"$dir/nginx.conf" <<EOF
 $(nginx_head "$dir" "$workers")
@@ -34,6 +39,7 @@ $(nginx_head "$dir" "$workers")
 		ssl_protocols TLSv1.2 TLSv1.3;
 		ssl_ciphers $TLS_CIPHERS12;
 		ssl_prefer_server_ciphers on;
+		${suites:+ssl_conf_command Ciphersuites $suites;}
 		location / {
 			proxy_pass http://origin;
 			proxy_http_version 1.1;
