@@ -12,10 +12,13 @@
 
 #define SAMPLE_MS	1000
 
-/* A route's series. Key 0 is the no-route one (name NULL). */
+/* A route's series. Key 0 is the no-route one (name NULL). A "calls"
+ * key is a service's: the calls aggregate routes made to it (its name is
+ * the service's, which may also be a route's). */
 struct rkey {
 	char *name;
 	char *service;
+	bool calls;
 	bool cache;
 	bool used;			/* some live region has it */
 	struct metrics_route carried;	/* from regions already folded */
@@ -164,9 +167,10 @@ stats_free(struct stats *st)
 	free(st);
 }
 
-/* The key of route NAME, made when missing; -1 when out of memory. */
+/* The key of route NAME (CALLS: of the calls to service NAME), made when
+ * missing; -1 when out of memory. */
 static long
-route_key(struct stats *st, const char *name)
+route_key(struct stats *st, const char *name, bool calls)
 {
 	struct rkey *p;
 	size_t k, spare = st->nr;
@@ -177,7 +181,8 @@ route_key(struct stats *st, const char *name)
 				spare = k;
 			continue;
 		}
-		if (strcmp(st->r[k].name, name) == 0)
+		if (st->r[k].calls == calls &&
+		    strcmp(st->r[k].name, name) == 0)
 			return (long)k;
 	}
 	if (spare == st->nr) {
@@ -191,6 +196,7 @@ route_key(struct stats *st, const char *name)
 		st->nr++;
 	}
 	memset(&st->r[spare], 0, sizeof(st->r[spare]));
+	st->r[spare].calls = calls;
 	if ((st->r[spare].name = strdup(name)) == NULL) {
 		if (spare == st->nr - 1)
 			st->nr--;
@@ -299,7 +305,7 @@ stats_gen_new(struct stats *st, const struct config *cfg)
 	for (i = 0; i < cfg->nroutes; i++) {
 		const struct cfg_route *r = &cfg->routes[i];
 
-		if ((k = route_key(st, r->name)) < 0)
+		if ((k = route_key(st, r->name, false)) < 0)
 			goto fail;
 		g->rk[i] = (unsigned)k;
 		/* The latest configuration says what a route is. */
@@ -309,10 +315,15 @@ stats_gen_new(struct stats *st, const struct config *cfg)
 		st->r[k].cache = r->has_cache;
 		st->r[k].used = true;
 	}
-	g->rk[nr - 1] = 0;
+	g->rk[cfg->nroutes] = 0;
 	for (i = 0, b = 0; i < cfg->nservices; i++) {
 		const struct cfg_service *s = &cfg->services[i];
 
+		if ((k = route_key(st, s->name, true)) < 0 ||
+		    set_str(&st->r[k].service, s->name) < 0)
+			goto fail;
+		g->rk[cfg->nroutes + 1 + i] = (unsigned)k;
+		st->r[k].used = true;
 		g->svc_first[i] = (unsigned)b;
 		if ((g->svc_names[i] = strdup(s->name)) == NULL)
 			goto fail;
@@ -542,7 +553,8 @@ add_services(struct master *m, struct stats_view *v)
 	size_t i, j, n = 0, g = 0;
 	unsigned k;
 
-	sv = calloc(cfg->nservices + v->nroutes + v->ninst + 1, sizeof(*sv));
+	sv = calloc(cfg->nservices + v->nroutes + v->ncalls + v->ninst + 1,
+	    sizeof(*sv));
 	grouped = calloc(v->ninst ? v->ninst : 1, sizeof(*grouped));
 	if (sv == NULL || grouped == NULL) {
 		free(sv);
@@ -552,9 +564,12 @@ add_services(struct master *m, struct stats_view *v)
 	v->services = sv;
 	for (i = 0; i < cfg->nservices; i++)
 		sv[n++].name = cfg->services[i].name;
-	for (i = 0; i < v->nroutes + v->ninst; i++) {
-		const char *s = i < v->nroutes ? v->routes[i].service :
-		    v->insts[i - v->nroutes].service;
+	for (i = 0; i < v->nroutes + v->ncalls + v->ninst; i++) {
+		const struct stats_route *r = i < v->nroutes ? &v->routes[i] :
+		    i < v->nroutes + v->ncalls ? &v->calls[i - v->nroutes] :
+		    NULL;
+		const char *s = r != NULL ? r->service :
+		    v->insts[i - v->nroutes - v->ncalls].service;
 
 		if (s == NULL)
 			continue;
@@ -562,9 +577,9 @@ add_services(struct master *m, struct stats_view *v)
 			;
 		if (j == n)
 			sv[n++].name = s;
-		if (i < v->nroutes) {
-			metrics_route_add(&sv[j].m, &v->routes[i].m);
-			sv[j].rate += v->routes[i].rate;
+		if (r != NULL) {
+			metrics_route_add(&sv[j].m, &r->m);
+			sv[j].rate += r->rate;
 		}
 	}
 	v->nservices = n;
@@ -661,7 +676,7 @@ key_order(const unsigned *first, size_t nfirst, size_t nkeys,
 static bool
 route_live(const struct stats *st, size_t k)
 {
-	return k > 0 && st->r[k].name != NULL;
+	return k > 0 && st->r[k].name != NULL && !st->r[k].calls;
 }
 
 static bool
@@ -701,7 +716,7 @@ stats_view(struct master *m, struct stats_view *v)
 		goto done;
 	/* Routes: the serving ones in order, draining ones, no route. */
 	if (serving != NULL)
-		nserving = serving->rg->nroutes - 1;
+		nserving = serving->rg->nroutes - 1 - serving->nsvc;
 	n = key_order(serving ? serving->rk : NULL, nserving, st->nr,
 	    route_live, st, seen, order);
 	order[n++] = 0;
@@ -717,6 +732,22 @@ stats_view(struct master *m, struct stats_view *v)
 		sr->m = r[order[k]];
 		sr->rate = key_rate(st, e, stats_requests(&sr->m), now,
 		    &v->window_s);
+	}
+	/* The calls of aggregates, by service (into the service rows). */
+	v->calls = calloc(st->nr, sizeof(*v->calls));
+	if (v->calls == NULL)
+		goto done;
+	for (k = 1; k < st->nr; k++) {
+		const struct rkey *e = &st->r[k];
+		struct stats_route *sc = &v->calls[v->ncalls];
+
+		if (!e->calls || e->name == NULL)
+			continue;
+		sc->name = sc->service = e->name;
+		sc->m = r[k];
+		sc->rate = key_rate(st, e, stats_requests(&sc->m), now,
+		    &v->window_s);
+		v->ncalls++;
 	}
 	/* Instances: the serving ones in order, then the others. */
 	memset(seen, 0, (st->nr + st->ni + 1) * sizeof(*seen));
@@ -746,6 +777,7 @@ void
 stats_view_free(struct stats_view *v)
 {
 	free(v->routes);
+	free(v->calls);
 	free(v->insts);
 	free(v->services);
 	memset(v, 0, sizeof(*v));

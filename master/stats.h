@@ -67,6 +67,10 @@ struct stats_view {
 	size_t nroutes;
 	struct stats_inst *insts;
 	size_t ninst;
+	struct stats_route *calls;	/* by service: the calls aggregate
+					 * routes made to it (name: the
+					 * service's; in its service row) */
+	size_t ncalls;
 	struct stats_service *services;
 	size_t nservices;
 	double window_s;		/* what the rates span (0: none yet) */

@@ -12,6 +12,7 @@
 #include "conn.h"
 #include "exchange.h"
 #include "head.h"
+#include "metrics.h"
 #include "pool.h"
 #include "upclient.h"
 #include "upstream.h"
@@ -47,6 +48,9 @@ struct call {
 	const char *value;		/* what the merged object gets */
 	size_t vlen;
 	bool degraded;
+	bool counted;			/* in its service's metrics */
+	int fail_status;		/* what a proxied request would get */
+	uint64_t head_us;		/* when the head came (0: none) */
 	unsigned char key[2 * CFG_NAME_MAX + 2 + SHA256_DIGEST_LENGTH];
 	size_t klen;			/* 0: no "cache" fallback */
 };
@@ -117,6 +121,21 @@ aggregate_worker_free(struct worker *w)
 
 /* ---- settling ---------------------------------------------------- */
 
+/* A started call's end in its service's metrics (gwctl stats' service
+ * rows): the service's status when it answered, else FAILED, what a
+ * proxied request would have got. */
+static void
+call_count(struct call *c, int failed)
+{
+	uint64_t now = c->a->x->c->w->loop.now_us;
+
+	if (c->uc.start_us == 0 || c->counted)
+		return;
+	c->counted = true;
+	metrics_call(&c->uc, c->status > 0 ? c->status : failed,
+	    (c->head_us != 0 ? c->head_us : now) - c->uc.start_us);
+}
+
 static void
 call_settle(struct call *c, enum call_state st, const char *why)
 {
@@ -125,6 +144,8 @@ call_settle(struct call *c, enum call_state st, const char *why)
 
 	if (c->state != CALL_RUNNING)
 		return;
+	call_count(c, c->fail_status != 0 ? c->fail_status :
+	    st == CALL_OK ? 200 : 504);	/* stopped by a timer */
 	loop_timer_cancel(&x->c->w->loop, &c->timer);
 	c->state = st;
 	c->why = why;
@@ -189,6 +210,7 @@ cb_head(void *owner, const struct http1_response *res)
 	const struct http1_header *ce;
 
 	c->status = res->status;
+	c->head_us = c->a->x->c->w->loop.now_us;
 	if (res->status < 200 || res->status > 299) {
 		/* Read to the end and dropped: the connection stays
 		 * reusable. */
@@ -309,7 +331,8 @@ cb_failed(void *owner, enum up_fail why)
 {
 	struct call *c = owner;
 
-	(void)why;
+	c->fail_status = why == UPF_TIMEOUT || why == UPF_CONNECT_TIMEOUT ?
+	    504 : why == UPF_UNAVAILABLE || why == UPF_OVERLOADED ? 503 : 502;
 	call_settle(c, CALL_FAILED, c->uc.reason != NULL ? c->uc.reason :
 	    "upstream_failed");
 }
@@ -712,6 +735,9 @@ aggregate_release(struct exchange *x)
 	for (i = 0; i < a->n; i++) {
 		struct call *c = &a->call[i];
 		loop_timer_cancel(&w->loop, &c->timer);
+		/* still running: the client left, as a proxied 499 */
+		if (c->state == CALL_RUNNING)
+			call_count(c, 499);
 		upclient_abort(&c->uc);
 		if (c->uc.hbuf != NULL) {
 			pool_buf_put(w, BUF_HEAD, c->uc.hbuf);

@@ -6,7 +6,7 @@
 unsigned
 metrics_route_count(const struct config *cfg)
 {
-	return (unsigned)cfg->nroutes + 1;
+	return (unsigned)cfg->nroutes + 1 + (unsigned)cfg->nservices;
 }
 
 unsigned
@@ -96,6 +96,20 @@ metrics_exchange(struct worker *w, const struct exchange *x)
 		METRIC_ADD(&r->rate_limited, 1);
 	else if (refused && (status == 401 || status == 403))
 		METRIC_ADD(&r->auth_refused, 1);
+}
+
+void
+metrics_call(const struct upclient *uc, int status, uint64_t up_us)
+{
+	struct worker *w = uc->w;
+	struct metrics_route *r;
+	int cls = status / 100;
+
+	if (w->mx.routes == NULL)
+		return;
+	r = &w->mx.routes[w->mx.unrouted + 1 + uc->svc->index];
+	METRIC_ADD(&r->status[cls >= 1 && cls <= 5 ? cls : 0], 1);
+	metrics_hist_add(&r->upstream, up_us);
 }
 
 void

@@ -23,8 +23,9 @@ int metrics_open(struct worker *w, struct metrics_region *region,
     unsigned slot);
 void metrics_close(struct worker *w);
 
-/* metrics_route_count: the route blocks a region for CFG needs (one per
- * route, and one for requests no route matched, the last). */
+/* metrics_route_count: the route blocks a region for CFG needs: one per
+ * route, one for requests no route matched, then one per service for the
+ * calls aggregate routes made to it (metrics_call). */
 unsigned metrics_route_count(const struct config *cfg);
 /* metrics_inst_count: the instance blocks (every instance of every
  * service, in order); metrics_inst_index: the block of instance INST of
@@ -37,6 +38,10 @@ unsigned metrics_inst_index(const struct config *cfg, unsigned svc,
  * (counted as 499 when no byte of a response went out, as the access log
  * does). */
 void metrics_exchange(struct worker *w, const struct exchange *x);
+/* metrics_call: a call an aggregate route made to the service of UC has
+ * ended with STATUS (the service's, or the 502 / 504 a proxied request
+ * would have got), its head (or failure) UP_US after it began. */
+void metrics_call(const struct upclient *uc, int status, uint64_t up_us);
 /* metrics_upstream_error: an attempt of UC failed with WHY (an enum
  * up_fail); "no instance available" is no instance's failure and is not
  * counted. */

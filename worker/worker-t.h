@@ -334,7 +334,9 @@ struct up_hooks {
 struct worker_metrics {
 	struct metrics_region *own;	/* mapped here (no master), or NULL */
 	struct metrics_whdr *hdr;
-	struct metrics_route *routes;	/* by route index; [nroutes]: none */
+	struct metrics_route *routes;	/* by route index; [nroutes]: none;
+					 * [nroutes + 1 + service index]: the
+					 * calls aggregates made to it */
 	struct metrics_inst *inst;	/* by metrics_inst_index */
 	unsigned *inst_base;		/* by service: its first block */
 	unsigned unrouted;		/* the no-route block */

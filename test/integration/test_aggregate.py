@@ -325,6 +325,52 @@ def test_all_calls_fail_502(gateway, tmp):
     assert stats(g)["aggregate"]["failed"] == 1
 
 
+def test_service_rows_count_the_calls_of_aggregates(gateway, tmp, demos):
+    """gwctl stats: a service's row sums the routes that name it and the
+    calls aggregate routes made to it (status, upstream latency); a
+    failed call counts as the 502 a proxied request would get. The
+    aggregate route itself has no service."""
+    fail(demos["orders"])
+    svcs = {name: service(d.addr, retries=0) for name, d in demos.items()}
+    svcs["down"] = service("127.0.0.1:%d" % _closed_port(), retries=0)
+    calls = home_calls() + [call("gone", "down", "/x", fallback="null")]
+    g = gateway(svcs, [agg_route(calls),
+                       {"name": "users", "match": {"prefix": "/users"},
+                        "service": "users"}],
+                extra={"auth": keys_section(tmp)})
+    for _ in range(3):
+        assert get(g).status == 200
+    assert http(g.port, path="/users/alice").status == 200
+    import subprocess
+    out = subprocess.run([GWCTL, "-s", os.path.join(g.tmp, "portico.sock"),
+                          "--json", "stats"], capture_output=True,
+                         text=True, timeout=10)
+    assert out.returncode == 0, out.stderr
+    j = json.loads(out.stdout)
+    svc = {s["name"]: s for s in j["services"]}
+    # users: 3 profile calls and 1 proxied request
+    assert svc["users"]["requests"] == 4, svc["users"]
+    assert svc["users"]["status"]["2xx"] == 4
+    assert svc["users"]["p50_ms"] is not None
+    # products: recommendations and promotions, 3 pages each
+    assert svc["products"]["requests"] == 6, svc["products"]
+    assert svc["products"]["status"]["2xx"] == 6
+    # orders answered 500 to every cart call
+    assert svc["orders"]["requests"] == 3, svc["orders"]
+    assert svc["orders"]["status"]["5xx"] == 3
+    assert svc["orders"]["error_rate"] == pytest.approx(1.0)
+    # a call that found no instance: the 502 a proxied request gets
+    assert svc["down"]["requests"] == 3, svc["down"]
+    assert svc["down"]["status"]["5xx"] == 3
+    assert svc["down"]["upstream_errors"]["connect"] == 3
+    routes = {r["name"]: r for r in j["routes"]}
+    assert routes["home"]["service"] is None
+    assert routes["home"]["requests"] == 3
+    assert routes["users"]["requests"] == 1
+    # no route row for the calls
+    assert set(routes) == {"home", "users", None}
+
+
 def _closed_port():
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
