@@ -333,6 +333,39 @@ def test_metrics_counts_match_requests_across_workers(mgw):
     assert all(w["requests"] > 0 for w in j["workers"]), j["workers"]
 
 
+def test_cache_series_per_caching_route(gateway, origin):
+    """portico_cache_requests_total has a series per result for each
+    route that caches, counting its lookups; none for a route that does
+    not; gwctl stats shows the same counts and the hit ratio."""
+    o = origin(handler=app_handler)
+    admin = free_port()
+    cached = route("cat", "app", prefix="/api")
+    cached["cache"] = {"ttl_s": 60}
+    g = gateway({"app": service(o.addr, retries=0)},
+                [cached, route("plain", "app", prefix="/")],
+                server={"admin": "127.0.0.1:%d" % admin})
+    for _ in range(3):
+        assert http(g.port, path="/api/x").status == 200
+    assert http(g.port, path="/other").status == 200
+
+    def counted(m):
+        assert m.get("portico_cache_requests_total", route="cat",
+                     result="miss") == 1
+        assert m.get("portico_cache_requests_total", route="cat",
+                     result="hit") == 2
+    m = wait_metrics(admin, counted)
+    assert m.get("portico_cache_requests_total", route="cat",
+                 result="stale") == 0
+    assert {l["route"] for l, _ in
+            m.series("portico_cache_requests_total")} == {"cat"}
+    # the same counts in gwctl stats: the route's hit ratio and results
+    routes = {r["name"]: r for r in stats_json(g)["routes"]}
+    assert routes["cat"]["cache"] == {"hit": 2, "miss": 1, "stale": 0,
+                                      "bypass": 0}
+    assert routes["cat"]["cache_hit_ratio"] == pytest.approx(2 / 3)
+    assert routes["plain"]["cache_hit_ratio"] is None
+
+
 def test_histogram_buckets_place_a_slow_request(mgw):
     assert http(mgw.port, path="/api/slow").status == 200
 
