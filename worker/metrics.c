@@ -90,23 +90,13 @@ metrics_exchange(struct worker *w, const struct exchange *x)
 	metrics_hist_add(&r->total, w->loop.now_us - x->start_us);
 	if (x->uc.start_us != 0)	/* it went upstream */
 		metrics_hist_add(&r->upstream, x->up_us);
-	/* What the route's response cache did (nothing: no cache looked). */
-	switch (x->ctx.cache) {
-	case XCACHE_HIT:
-		METRIC_ADD(&r->cache[MC_HIT], 1);
-		break;
-	case XCACHE_MISS:
-		METRIC_ADD(&r->cache[MC_MISS], 1);
-		break;
-	case XCACHE_STALE:
-		METRIC_ADD(&r->cache[MC_STALE], 1);
-		break;
-	case XCACHE_BYPASS:
-		METRIC_ADD(&r->cache[MC_BYPASS], 1);
-		break;
-	default:
-		break;
-	}
+	/* What the route's response cache did (nothing: no cache looked);
+	 * the two enums list the results in the same order. */
+	_Static_assert(XCACHE_MISS - XCACHE_HIT == MC_MISS &&
+	    XCACHE_STALE - XCACHE_HIT == MC_STALE &&
+	    XCACHE_BYPASS - XCACHE_HIT == MC_BYPASS, "cache result order");
+	if (x->ctx.cache >= XCACHE_HIT && x->ctx.cache <= XCACHE_BYPASS)
+		METRIC_ADD(&r->cache[x->ctx.cache - XCACHE_HIT], 1);
 	/* A policy's own refusal (not an upstream's 401 or 429). */
 	refused = x->ctx.resp.error != NULL && x->ctx.resp.status == status;
 	if (refused && status == 429)
