@@ -72,12 +72,43 @@ traceparent_parse(const char *v, size_t n, struct traceparent *tp)
 	return 0;
 }
 
+/* The 32 bits of V as 8 lowercase hex digits, the first in the lowest
+ * byte: each nibble spread to a byte of its own, then made a digit in
+ * all eight bytes at once ('0' + n, and 39 more from 'a' on). */
+static uint64_t
+hex8(uint32_t v)
+{
+	uint64_t x = v, ten;
+
+	x = ((x & 0xffff0000u) >> 16) | ((x & 0xffffu) << 32);
+	x = ((x & 0x0000ff000000ff00ull) >> 8) |
+	    ((x & 0x000000ff000000ffull) << 16);
+	x = ((x & 0x00f000f000f000f0ull) >> 4) |
+	    ((x & 0x000f000f000f000full) << 8);
+	ten = ((x + 0x0606060606060606ull) >> 4) & 0x0101010101010101ull;
+	return x + 0x3030303030303030ull + ten * 39;
+}
+
+/* V as 16 lowercase hex digits, the most significant first. */
+static void
+hex16(uint64_t v, char *out)
+{
+	uint64_t hi = hex8((uint32_t)(v >> 32)), lo = hex8((uint32_t)v);
+
+#if __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+	hi = __builtin_bswap64(hi);	/* the first digit in the first byte */
+	lo = __builtin_bswap64(lo);
+#endif
+
+	memcpy(out, &hi, 8);
+	memcpy(out + 8, &lo, 8);
+}
+
 void
 trace_hex(uint64_t *rng, char *out, size_t n)
 {
 	uint64_t s = *rng, v;
 	size_t i;
-	int j;
 
 	for (i = 0; i + 16 <= n; i += 16) {
 		/* xorshift64*: uniqueness is the point, not unpredictability.
@@ -86,10 +117,7 @@ trace_hex(uint64_t *rng, char *out, size_t n)
 		s ^= s << 25;
 		s ^= s >> 27;
 		v = s * 2685821657736338717ull;
-		for (j = 15; j >= 0; j--) {
-			out[i + j] = hexdig[v & 15];
-			v >>= 4;
-		}
+		hex16(v, out + i);
 	}
 	*rng = s;
 }

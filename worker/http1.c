@@ -194,12 +194,10 @@ lower(unsigned char c)
 }
 
 bool
-http1_name_eq(const char *name, size_t len, const char *lit, size_t litlen)
+http1_name_eq_bytes(const char *name, const char *lit, size_t len)
 {
 	size_t i;
 
-	if (len != litlen)
-		return false;
 	for (i = 0; i < len; i++)
 		if (lower((unsigned char)name[i]) != lower((unsigned char)lit[i]))
 			return false;

@@ -169,9 +169,15 @@ ssize_t http1_chunked_decode(struct http1_chunked *c, char *buf, size_t len,
 ssize_t http1_chunked_strip(struct http1_chunked *c, char *buf, size_t len,
     size_t *out_len, bool *done);
 
-/* http1_header_is: case-insensitive comparison of a header name. */
-bool http1_name_eq(const char *name, size_t len, const char *lit,
-    size_t litlen);
+/* http1_name_eq, http1_header_is: case-insensitive comparison of a
+ * header name. The length check is inline: most names a header is
+ * compared with differ in length, and then there is no call. */
+bool http1_name_eq_bytes(const char *name, const char *lit, size_t len);
+static inline bool
+http1_name_eq(const char *name, size_t len, const char *lit, size_t litlen)
+{
+	return len == litlen && http1_name_eq_bytes(name, lit, len);
+}
 #define http1_header_is(h, lit) \
 	http1_name_eq((h)->name, (h)->name_len, (lit), sizeof(lit) - 1)
 

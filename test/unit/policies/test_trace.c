@@ -7,6 +7,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 #include <cmocka.h>
 
@@ -254,6 +255,38 @@ t_hex_never_zero(void **st)
 	}
 }
 
+/* Each 16 digits are the 64-bit value of the generator's step, most
+ * significant first, as printf writes it (the digits are made eight
+ * bytes at a time). */
+static void
+t_hex_is_the_steps_value(void **st)
+{
+	char out[48], want[49];
+	uint64_t rng = 0x9e3779b97f4a7c15ull, s;
+	int i, k;
+
+	(void)st;
+	for (i = 0; i < 2000; i++) {
+		s = rng;
+		trace_hex(&rng, out, 48);
+		for (k = 0; k < 3; k++) {
+			s ^= s >> 12;
+			s ^= s << 25;
+			s ^= s >> 27;
+			snprintf(want + 16 * k, 17, "%016llx",
+			    (unsigned long long)(s * 2685821657736338717ull));
+		}
+		assert_memory_equal(out, want, 48);
+		assert_true(rng == s);
+	}
+	/* every digit value, both ends of each byte */
+	rng = 1;
+	for (i = 0; i < 200; i++) {
+		trace_hex(&rng, out, 16);
+		assert_true(lower_hex(out, 16));
+	}
+}
+
 int
 main(void)
 {
@@ -267,6 +300,7 @@ main(void)
 		cmocka_unit_test(t_settle_invalid_replaced),
 		cmocka_unit_test(t_settle_from_trace_header),
 		cmocka_unit_test(t_hex_never_zero),
+		cmocka_unit_test(t_hex_is_the_steps_value),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
