@@ -120,13 +120,13 @@ loop_timer_set(struct loop *l, struct loop_timer *t, uint64_t after_ms)
 	uint64_t when = l->now_ms + after_ms;
 
 	if (t->idx != 0) {
-		unsigned i = t->idx - 1;
-		uint64_t old = t->when_ms;
-		t->when_ms = when;
-		if (when < old)
-			heap_up(l, i);
-		else if (when > old)
-			heap_down(l, i);
+		/* Later (an idle or a request timer pushed back, as every
+		 * request does): no heap work now. Earlier: up the heap. */
+		t->due_ms = when;
+		if (when < t->when_ms) {
+			t->when_ms = when;
+			heap_up(l, t->idx - 1);
+		}
 		return;
 	}
 	if (l->nheap == l->capheap) {
@@ -137,7 +137,7 @@ loop_timer_set(struct loop *l, struct loop_timer *t, uint64_t after_ms)
 		l->heap = h;
 		l->capheap = cap;
 	}
-	t->when_ms = when;
+	t->when_ms = t->due_ms = when;
 	l->heap[l->nheap] = t;
 	t->idx = ++l->nheap;
 	heap_up(l, l->nheap - 1);
@@ -160,10 +160,23 @@ static void
 run_timers(struct loop *l)
 {
 	/* Bounded: a timer re-armed for "now" waits for the next turn. */
-	unsigned n = l->nheap;
+	unsigned n = l->nheap, moves = l->nheap;
 
-	while (n-- > 0 && l->nheap > 0 && l->heap[0]->when_ms <= l->now_ms) {
+	while (l->nheap > 0 && l->heap[0]->when_ms <= l->now_ms) {
 		struct loop_timer *t = l->heap[0];
+
+		if (t->due_ms > t->when_ms) {
+			/* pushed back since it went in: to its place now
+			 * (before any later timer fires, so they fire in
+			 * deadline order) */
+			if (moves-- == 0)
+				break;
+			t->when_ms = t->due_ms;
+			heap_down(l, 0);
+			continue;
+		}
+		if (n-- == 0)
+			break;
 		loop_timer_cancel(l, t);
 		t->cb(l, t);
 	}

@@ -18,7 +18,11 @@ struct loop_fd {
 };
 
 struct loop_timer {
-	uint64_t when_ms;		/* CLOCK_MONOTONIC ms */
+	uint64_t when_ms;		/* CLOCK_MONOTONIC ms: its heap key, at
+					 * or before due_ms */
+	uint64_t due_ms;		/* when it fires: a later re-arm moves
+					 * only this, and the heap catches up
+					 * when the key comes due */
 	unsigned idx;			/* heap slot + 1; 0 = not armed */
 	void (*cb)(struct loop *l, struct loop_timer *t);
 	void *data;

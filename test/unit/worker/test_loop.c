@@ -102,6 +102,47 @@ test_only_due_timers_fire(void **state)
 	loop_free(&l);
 }
 
+/* A timer pushed back costs no heap work when re-armed: it stays at its
+ * old place until that comes due, then moves to its deadline, and fires
+ * only then, after timers due before it. Pulled forward, it moves at
+ * once. */
+static void
+test_pushed_back_timer_fires_at_its_new_deadline(void **state)
+{
+	struct loop_timer a = { .cb = record }, b = { .cb = record },
+	    c = { .cb = record };
+	struct loop l;
+
+	(void)state;
+	assert_int_equal(loop_init(&l), 0);
+	l.now_ms = 100;
+	loop_timer_set(&l, &a, 10);		/* 110 */
+	loop_timer_set(&l, &b, 50);		/* 150 */
+	loop_timer_set(&l, &a, 100);		/* pushed back: 200 */
+	assert_int_equal(l.heap[0], &a);	/* not moved yet */
+	check_heap(&l);
+	nfired = 0;
+	l.now_ms = 160;
+	run_timers(&l);
+	assert_int_equal(nfired, 1);
+	assert_int_equal(fired[0], 150);	/* b, not a */
+	assert_true(loop_timer_armed(&a));
+	assert_int_equal(next_timeout(&l), 40);
+	check_heap(&l);
+	/* pushed back twice, then pulled forward before its first place */
+	loop_timer_set(&l, &c, 100);		/* 260 */
+	loop_timer_set(&l, &c, 140);		/* 300, lazily */
+	loop_timer_set(&l, &c, 20);		/* 180: at once */
+	assert_int_equal(next_timeout(&l), 20);
+	l.now_ms = 300;
+	run_timers(&l);
+	assert_int_equal(nfired, 3);
+	assert_int_equal(fired[1], 180);	/* c, then a */
+	assert_int_equal(fired[2], 200);
+	assert_int_equal(next_timeout(&l), -1);
+	loop_free(&l);
+}
+
 static int seen_events;
 
 static void
@@ -157,6 +198,8 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_random_timers_fire_in_order),
 		cmocka_unit_test(test_only_due_timers_fire),
+		cmocka_unit_test(
+		    test_pushed_back_timer_fires_at_its_new_deadline),
 		cmocka_unit_test(test_fd_event_and_timer_stop_the_loop),
 	};
 
