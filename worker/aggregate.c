@@ -144,8 +144,8 @@ call_settle(struct call *c, enum call_state st, const char *why)
 
 	if (c->state != CALL_RUNNING)
 		return;
-	call_count(c, c->fail_status != 0 ? c->fail_status :
-	    st == CALL_OK ? 200 : 504);	/* stopped by a timer */
+	/* no head and no failure of the client's: a timer stopped it */
+	call_count(c, c->fail_status != 0 ? c->fail_status : 504);
 	loop_timer_cancel(&x->c->w->loop, &c->timer);
 	c->state = st;
 	c->why = why;
@@ -331,8 +331,7 @@ cb_failed(void *owner, enum up_fail why)
 {
 	struct call *c = owner;
 
-	c->fail_status = why == UPF_TIMEOUT || why == UPF_CONNECT_TIMEOUT ?
-	    504 : why == UPF_UNAVAILABLE || why == UPF_OVERLOADED ? 503 : 502;
+	c->fail_status = upclient_fail_status(why);
 	call_settle(c, CALL_FAILED, c->uc.reason != NULL ? c->uc.reason :
 	    "upstream_failed");
 }

@@ -28,7 +28,6 @@ io_init(struct io *io, int fd)
 	io->ssl = NULL;
 	io->wpend = 0;
 	io->tls_err = 0;
-	io->rd_eof = false;
 	io->tickets = 0;
 	io->tickets_due = 0;
 	io->hold = 0;
@@ -148,7 +147,7 @@ bio_read(BIO *b, char *buf, size_t len, size_t *got)
 		return 1;
 	}
 	if (n == 0) {
-		io->rd_eof = true;
+		BIO_set_flags(b, BIO_FLAGS_IN_EOF);	/* BIO_eof says so */
 	} else if (errno == EAGAIN) {
 		io->drained = true;
 		BIO_set_retry_read(b);
@@ -176,7 +175,7 @@ bio_ctrl(BIO *b, int cmd, long num, void *ptr)
 			BIO_set_retry_write(b);
 		return 0;
 	case BIO_CTRL_EOF:
-		return io->rd_eof;
+		return BIO_test_flags(b, BIO_FLAGS_IN_EOF) != 0;
 	case BIO_CTRL_DUP:
 		return 1;
 	default:
@@ -217,7 +216,7 @@ io_tls(struct io *io, struct ssl_st *ssl)
 	SSL_set_bio(ssl, b, b);
 	io->ssl = ssl;
 	/* TLS 1.3 tickets are issued here, when the handshake is done
-	 * (io_handshake), so that one may ride with the first response. */
+	 * (tls_read), so that one may ride with the first response. */
 	if (SSL_is_server(ssl)) {
 		io->tickets = (uint8_t)SSL_get_num_tickets(ssl);
 		SSL_set_num_tickets(ssl, 0);
@@ -293,8 +292,6 @@ io_handshake(struct io *io)
 
 	err_reset();
 	rc = SSL_do_handshake(io->ssl);
-	if (rc == 1 && io->tickets > 0)
-		tickets_settle(io, SSL_has_pending(io->ssl));
 	if (rc == 1) {
 		io->rd_wait = IO_RD;
 		io->wr_wait = IO_WR;

@@ -41,7 +41,6 @@ struct io {
 	bool plain_on_tls;	/* a TLS session met a plain HTTP request */
 	bool drained;		/* TLS: the last socket read came up short,
 				 * and no read event came since */
-	bool rd_eof;		/* TLS: a socket read returned 0 */
 	uint8_t tickets;	/* TLS 1.3 server: session tickets to issue
 				 * once the handshake is done */
 	uint8_t tickets_due;	/* ... with the first response (its request

@@ -398,6 +398,7 @@ cb_failed(void *owner, enum up_fail why)
 	struct exchange *x = owner;
 	struct upclient *uc = &x->uc;
 	bool close = body_pending(x) || x->req_ready > 0;
+	const char *reason;
 
 	note_upstream(x);
 	x->ctx.reason = uc->reason;
@@ -410,10 +411,10 @@ cb_failed(void *owner, enum up_fail why)
 	switch (why) {
 	case UPF_TIMEOUT:
 	case UPF_CONNECT_TIMEOUT:
-		exchange_upstream_failed(x, 504, "upstream_timeout", close);
+		reason = "upstream_timeout";
 		break;
 	case UPF_BAD:
-		exchange_upstream_failed(x, 502, "bad_gateway", close);
+		reason = "bad_gateway";
 		break;
 	case UPF_UNAVAILABLE:
 		/* Every instance open or down: said at once, with when to
@@ -421,18 +422,18 @@ cb_failed(void *owner, enum up_fail why)
 		 * stale answer to give). */
 		x->err_service = uc->svc->cfg->name;
 		x->retry_after_s = resilience_retry_after(x->c->w, uc->svc);
-		exchange_upstream_failed(x, 503, "service_unavailable", close);
+		reason = "service_unavailable";
 		break;
 	case UPF_OVERLOADED:
 		x->err_service = uc->svc->cfg->name;
 		x->retry_after_s = 1;
-		exchange_upstream_failed(x, 503, "service_overloaded", close);
+		reason = "service_overloaded";
 		break;
 	default:
-		exchange_upstream_failed(x, 502, "upstream_unavailable",
-		    close);
+		reason = "upstream_unavailable";
 		break;
 	}
+	exchange_upstream_failed(x, upclient_fail_status(why), reason, close);
 }
 
 static const struct upclient_ops proxy_ops = {

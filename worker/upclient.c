@@ -650,6 +650,21 @@ upclient_resume(struct upclient *uc)
 	run(uc);
 }
 
+int
+upclient_fail_status(enum up_fail why)
+{
+	switch (why) {
+	case UPF_TIMEOUT:
+	case UPF_CONNECT_TIMEOUT:
+		return 504;
+	case UPF_UNAVAILABLE:
+	case UPF_OVERLOADED:
+		return 503;
+	default:
+		return 502;
+	}
+}
+
 void
 upclient_abort(struct upclient *uc)
 {

@@ -71,6 +71,10 @@ void upclient_start(struct upclient *uc, struct worker *w,
 void upclient_kick(struct upclient *uc);
 /* upclient_resume: the owner has room for response bytes again. */
 void upclient_resume(struct upclient *uc);
+/* upclient_fail_status: the status a failure WHY answers: 504 for a
+ * timeout, 503 when no instance may be tried or the bulkhead is full, 502
+ * otherwise. */
+int upclient_fail_status(enum up_fail why);
 /* upclient_abort: stop at once (owner gone): the connection is closed,
  * no callback runs. */
 void upclient_abort(struct upclient *uc);
