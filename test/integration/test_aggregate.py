@@ -88,13 +88,21 @@ def fail(d):
     assert r.status == 200, r
 
 
-def stats(g):
+def stats_json(g):
     import subprocess
     out = subprocess.run([GWCTL, "-s", os.path.join(g.tmp, "portico.sock"),
                           "--json", "stats"], capture_output=True,
                          text=True, timeout=10)
     assert out.returncode == 0, out.stderr
-    return json.loads(out.stdout)["total"]
+    return json.loads(out.stdout)
+
+
+def stats(g):
+    return stats_json(g)["total"]
+
+
+def services(g):
+    return stats_json(g)["services"]
 
 
 @pytest.fixture
@@ -220,6 +228,11 @@ def test_slow_call_degrades_at_its_timeout(gateway, tmp, demo):
     assert 0.19 <= r.elapsed < 0.45, r.elapsed
     t = stats(g)["aggregate"]
     assert t["degraded"] == 1 and t["parts_degraded"] == 2
+    # in the products row: the two calls stopped at their timeout, as
+    # the 504 a proxied request would get
+    svc = {v["name"]: v for v in services(g)}
+    assert svc["products"]["requests"] == 2, svc["products"]
+    assert svc["products"]["status"]["5xx"] == 2
 
 
 def test_call_timeout_of_its_own(gateway, tmp, demo):
@@ -346,12 +359,7 @@ def test_service_rows_count_the_calls_of_aggregates(gateway, tmp, demos):
     for _ in range(3):
         assert get(g).status == 200
     assert http(g.port, path="/users/alice").status == 200
-    import subprocess
-    out = subprocess.run([GWCTL, "-s", os.path.join(g.tmp, "portico.sock"),
-                          "--json", "stats"], capture_output=True,
-                         text=True, timeout=10)
-    assert out.returncode == 0, out.stderr
-    j = json.loads(out.stdout)
+    j = stats_json(g)
     svc = {s["name"]: s for s in j["services"]}
     # users: 3 profile calls and 1 proxied request
     assert svc["users"]["requests"] == 4, svc["users"]
@@ -495,3 +503,7 @@ def test_client_leaving_cancels_every_call(gateway, origin, tmp):
                                                    "degraded": []}
     t = stats(g)
     assert t["upstream_conns"] <= 1, t
+    # the three calls the client's leaving cut short: 499, as a proxied
+    # request's would be (and the /ok call's 200)
+    up = {v["name"]: v for v in services(g)}["up"]
+    assert up["status"]["4xx"] == 3 and up["status"]["2xx"] == 1, up

@@ -203,6 +203,20 @@ def test_tls13_suites_in_the_servers_order(gw):
         assert rc == 0 and "Cipher is " + only in out, out
 
 
+def test_one_ticket_per_tls13_handshake(gw):
+    """One session ticket per full TLS 1.3 handshake (OpenSSL's default
+    is two)."""
+    r = subprocess.run(["openssl", "s_client", "-connect",
+                        "127.0.0.1:%d" % gw.tls_port, "-servername",
+                        "localhost", "-tls1_3", "-msg", "-ign_eof"],
+                       input=b"GET / HTTP/1.1\r\nHost: a\r\n"
+                       b"Connection: close\r\n\r\n", capture_output=True,
+                       timeout=20)
+    out = r.stdout.decode(errors="replace")
+    assert "HTTP/1.1 200" in out, out
+    assert out.count("NewSessionTicket") == 1, out
+
+
 def test_finite_field_groups_refused(gw):
     """Key exchange on elliptic curves only: a client offering only a
     finite-field group (far more costly for the server) is refused; one
