@@ -11,6 +11,7 @@
 
 #include "config.h"
 #include "master.h"
+#include "../worker/tlsmem.h"
 
 #define PORTICO_VERSION	"0.1.0"
 #define DEFAULT_CONF	"etc/portico.conf"
@@ -39,6 +40,8 @@ main(int argc, char **argv)
 	bool test = false;
 	int c, rc;
 
+	/* before anything allocates through OpenSSL */
+	(void)tlsmem_init();
 	while ((c = getopt(argc, argv, "c:p:thv")) != -1) {
 		switch (c) {
 		case 'c':
