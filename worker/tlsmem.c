@@ -50,21 +50,41 @@ struct cache {
 
 static __thread struct cache cache;
 
+/* Functions someone set before us (a preloaded allocation counter, as
+ * tools/bench/osslmem.c): what the cache does not serve or keep goes to
+ * them instead of to malloc and free. NULL: malloc and free. */
+static CRYPTO_malloc_fn next_malloc;
+static CRYPTO_realloc_fn next_realloc;
+static CRYPTO_free_fn next_free;
+
+static void *
+get(size_t n, const char *file, int line)
+{
+	return next_malloc != NULL ? next_malloc(n, file, line) : malloc(n);
+}
+
+static void
+put(void *p, const char *file, int line)
+{
+	if (next_free != NULL)
+		next_free(p, file, line);
+	else
+		free(p);
+}
+
 void *
 tlsmem_malloc(size_t n, const char *file, int line)
 {
 	struct freeblk *b;
 	size_t c;
 
-	(void)file;
-	(void)line;
 	if (n == 0)
 		return NULL;		/* as OpenSSL's own CRYPTO_malloc */
 	if (n > TLSMEM_SMALL)
-		return malloc(n);
+		return get(n, file, line);
 	c = (n + 23) / 16;
 	if ((b = cache.head[c]) == NULL)
-		return malloc(n);
+		return get(n, file, line);
 	UNPOISON(b, 16 * c - 8);
 	cache.head[c] = b->next;
 	cache.n[c]--;
@@ -78,8 +98,6 @@ tlsmem_free(void *p, const char *file, int line)
 	struct freeblk *b = p;
 	size_t u, c;
 
-	(void)file;
-	(void)line;
 	if (p == NULL)
 		return;
 	u = malloc_usable_size(p);
@@ -89,7 +107,7 @@ tlsmem_free(void *p, const char *file, int line)
 	if (c == 0 || u > TLSMEM_SMALL || c >= NCLASS ||
 	    cache.n[c] >= TLSMEM_CLASS_MAX ||
 	    cache.bytes + (16 * c - 8) > TLSMEM_BYTES_MAX) {
-		free(p);
+		put(p, file, line);
 		return;
 	}
 	b->next = cache.head[c];
@@ -108,7 +126,8 @@ tlsmem_realloc(void *p, size_t n, const char *file, int line)
 		tlsmem_free(p, file, line);
 		return NULL;
 	}
-	return realloc(p, n);
+	return next_realloc != NULL ? next_realloc(p, n, file, line) :
+	    realloc(p, n);
 }
 
 size_t
@@ -127,7 +146,7 @@ tlsmem_flush(void)
 		while ((b = cache.head[c]) != NULL) {
 			UNPOISON(b, 16 * c - 8);
 			cache.head[c] = b->next;
-			free(b);
+			put(b, __FILE__, __LINE__);
 		}
 		cache.n[c] = 0;
 	}
@@ -137,6 +156,23 @@ tlsmem_flush(void)
 bool
 tlsmem_init(void)
 {
-	return CRYPTO_set_mem_functions(tlsmem_malloc, tlsmem_realloc,
-	    tlsmem_free) == 1;
+	CRYPTO_malloc_fn m;
+	CRYPTO_realloc_fn r;
+	CRYPTO_free_fn f;
+
+	CRYPTO_get_mem_functions(&m, &r, &f);
+	if (m == tlsmem_malloc)
+		return true;
+	if (m != CRYPTO_malloc) {	/* OpenSSL's own would call us back */
+		next_malloc = m;
+		next_realloc = r;
+		next_free = f;
+	}
+	if (CRYPTO_set_mem_functions(tlsmem_malloc, tlsmem_realloc,
+	    tlsmem_free) == 1)
+		return true;
+	next_malloc = NULL;
+	next_realloc = NULL;
+	next_free = NULL;
+	return false;
 }

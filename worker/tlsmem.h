@@ -10,7 +10,9 @@
  * TLSMEM_SMALL bytes) and TLSMEM_BYTES_MAX bytes in all, per thread; what
  * does not fit, and every larger block, goes back to free(). Blocks are
  * malloc's own, so whatever the cache holds could be handed to free()
- * (and realloc works on any of them).
+ * (and realloc works on any of them). Functions set before it (a
+ * preloaded allocation counter) stay underneath: the cache calls them
+ * instead of malloc and free.
  *
  * Memory a worker keeps after a burst is bounded by TLSMEM_BYTES_MAX.
  * Under AddressSanitizer the cached blocks are poisoned until reused, so
@@ -28,7 +30,8 @@
 
 /* tlsmem_init: route OpenSSL's allocations through the cache. Call it
  * before anything uses OpenSSL: false when OpenSSL has allocated already
- * (it then keeps plain malloc, which is correct, only slower). */
+ * (it then keeps plain malloc, which is correct, only slower). Calling it
+ * again does nothing. */
 bool tlsmem_init(void);
 
 /* The cache's own calls (OpenSSL's signatures), for tests. */
@@ -38,7 +41,7 @@ void tlsmem_free(void *p, const char *file, int line);
 
 /* tlsmem_cached: bytes (usable size) this thread's cache holds. */
 size_t tlsmem_cached(void);
-/* tlsmem_flush: give every block this thread's cache holds to free(). */
+/* tlsmem_flush: give every block this thread's cache holds back. */
 void tlsmem_flush(void);
 
 #endif

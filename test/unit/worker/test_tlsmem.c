@@ -2,7 +2,8 @@
  * The cache in front of malloc for OpenSSL's allocations: OpenSSL's
  * allocations go through it once set up, a freed block serves the next
  * request of its size class, and what it keeps is bounded per class, in
- * bytes, and to small blocks.
+ * bytes, and to small blocks; functions set before it (here a counter,
+ * as the RSS bench preloads one) stay underneath.
  */
 #include <malloc.h>
 #include <setjmp.h>
@@ -19,6 +20,35 @@
 #include "worker/tlsmem.h"
 
 static bool hooked;
+
+/* What reached the functions underneath the cache. */
+static size_t under_mallocs, under_frees;
+
+static void *
+under_malloc(size_t n, const char *file, int line)
+{
+	(void)file;
+	(void)line;
+	under_mallocs++;
+	return malloc(n);
+}
+
+static void *
+under_realloc(void *p, size_t n, const char *file, int line)
+{
+	(void)file;
+	(void)line;
+	return realloc(p, n);
+}
+
+static void
+under_free(void *p, const char *file, int line)
+{
+	(void)file;
+	(void)line;
+	under_frees++;
+	free(p);
+}
 
 static int
 reset(void **state)
@@ -137,6 +167,31 @@ test_blocks_too_small_for_a_link_are_not_kept(void **state)
 }
 
 static void
+test_what_it_does_not_serve_goes_underneath(void **state)
+{
+	size_t m = under_mallocs, f = under_frees;
+	void *p;
+
+	(void)state;
+	/* 104 bytes: the same class asked and given, with glibc's chunks
+	 * and under ASan */
+	assert_true(tlsmem_init());		/* again: nothing changes */
+	p = OPENSSL_malloc(104);		/* a miss: from underneath */
+	assert_int_equal(under_mallocs, m + 1);
+	OPENSSL_free(p);			/* kept */
+	assert_int_equal(under_frees, f);
+	p = OPENSSL_malloc(104);		/* a hit */
+	assert_int_equal(under_mallocs, m + 1);
+	OPENSSL_free(p);
+	p = OPENSSL_malloc(TLSMEM_SMALL * 4);	/* too large to keep */
+	OPENSSL_free(p);
+	assert_int_equal(under_mallocs, m + 2);
+	assert_int_equal(under_frees, f + 1);
+	tlsmem_flush();				/* the kept block goes back */
+	assert_int_equal(under_frees, f + 2);
+}
+
+static void
 test_zero_sizes_and_realloc(void **state)
 {
 	unsigned char *p;
@@ -193,10 +248,16 @@ main(void)
 		cmocka_unit_test_setup(test_large_blocks_are_not_kept, reset),
 		cmocka_unit_test_setup(
 		    test_blocks_too_small_for_a_link_are_not_kept, reset),
+		cmocka_unit_test_setup(
+		    test_what_it_does_not_serve_goes_underneath, reset),
 		cmocka_unit_test_setup(test_zero_sizes_and_realloc, reset),
 		cmocka_unit_test_setup(test_openssl_works_through_it, reset),
 	};
 
-	hooked = tlsmem_init();	/* before anything allocates in OpenSSL */
+	/* before anything allocates in OpenSSL: a counter, then the cache */
+	if (CRYPTO_set_mem_functions(under_malloc, under_realloc,
+	    under_free) != 1)
+		return 1;
+	hooked = tlsmem_init();
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
