@@ -60,7 +60,7 @@ pack_worker(msgpack_packer *pk, const struct master *m,
 
 	if (m->counters != NULL && s->index < m->counters->nslots)
 		wc = &m->counters->slot[s->index];
-	msgpack_pack_map(pk, 12);
+	msgpack_pack_map(pk, 13);
 	msg_pack_kv_uint(pk, "slot", s->num);
 	msg_pack_kv_int(pk, "pid", s->pid);
 	msg_pack_kv_uint(pk, "generation", s->generation);
@@ -73,6 +73,8 @@ pack_worker(msgpack_packer *pk, const struct master *m,
 	msg_pack_kv_uint(pk, "requests", wc ? COUNTER_GET(&wc->requests) : 0);
 	msg_pack_kv_uint(pk, "tls_handshake_failures",
 	    wc ? COUNTER_GET(&wc->tls_handshake_failures) : 0);
+	msg_pack_kv_uint(pk, "tls_alloc_cached",
+	    wc ? COUNTER_GET(&wc->tls_alloc_cached) : 0);
 	msg_pack_str(pk, "status");
 	msgpack_pack_map(pk, 6);
 	for (i = 0; i < 6; i++)

@@ -19,6 +19,9 @@ struct worker_counters {
 	uint64_t status[6];		/* by class: [1]=1xx .. [5]=5xx, [0]=other */
 	uint64_t upstream_conns;	/* upstream connections open now */
 	uint64_t tls_handshake_failures; /* client handshakes that failed */
+	uint64_t tls_alloc_cached;	/* bytes the cache under OpenSSL's
+					 * allocations holds (worker/tlsmem.h),
+					 * as of the last TLS connection's end */
 	uint64_t draining;		/* 1 once the worker drains */
 	uint64_t ready;			/* 1 once its event loop runs */
 	uint64_t stopping;		/* set by the master before SIGQUIT when

@@ -17,6 +17,7 @@
 #include "metrics.h"
 #include "pool.h"
 #include "tls.h"
+#include "tlsmem.h"
 
 /* How long a closing connection keeps reading (and dropping) what the
  * client still sends, so its final response is not lost to a reset. */
@@ -145,7 +146,13 @@ conn_close(struct conn *c, const char *reason)
 	exchange_release(c);
 	loop_timer_cancel(&w->loop, &c->timer);
 	/* close() takes the fd out of the epoll set: no EPOLL_CTL_DEL. */
-	io_close(&c->io);
+	if (c->io.ssl != NULL) {
+		io_close(&c->io);
+		/* what freeing the session left in the cache */
+		COUNTER_SET(&w->stats->tls_alloc_cached, tlsmem_cached());
+	} else {
+		io_close(&c->io);
+	}
 	c->lfd.fd = -1;
 	pool_buf_put(w, BUF_CLIENT, c->in);
 	c->in = NULL;

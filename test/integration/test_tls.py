@@ -297,6 +297,26 @@ def test_session_resumes_on_any_worker(gw):
         assert ok == 12, (maxv, ok)
 
 
+def test_openssl_allocations_go_through_the_workers_cache(gw):
+    """Each worker's OpenSSL allocates through its cache of freed blocks
+    (worker/tlsmem.c), set up before anything else: after handshakes the
+    cache holds blocks, and never more than its 1 MiB."""
+    for _ in range(16):
+        ts = connect(gw.tls_port)
+        assert get(ts)[0].startswith("HTTP/1.1 200")
+        ts.close()
+    deadline = time.monotonic() + 10
+    while True:
+        r = gwctl(gw, "--json", "status")
+        cached = [w["tls_alloc_cached"]
+                  for w in json.loads(r.stdout)["workers"]]
+        if any(cached) or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert any(c > 0 for c in cached), r.stdout
+    assert all(c <= 1024 * 1024 for c in cached), r.stdout
+
+
 def gwctl(g, *args):
     return subprocess.run([GWCTL, "-s", os.path.join(g.tmp, "portico.sock")]
                           + list(args), capture_output=True, text=True,
