@@ -12,7 +12,8 @@
  * malloc's own, so whatever the cache holds could be handed to free()
  * (and realloc works on any of them). Functions set before it (a
  * preloaded allocation counter) stay underneath: the cache calls them
- * instead of malloc and free.
+ * instead of malloc and free, so they must hand out malloc's own blocks
+ * (the cache reads their size with malloc_usable_size).
  *
  * Memory a worker keeps after a burst is bounded by TLSMEM_BYTES_MAX.
  * Under AddressSanitizer the cached blocks are poisoned until reused, so
