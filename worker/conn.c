@@ -133,6 +133,7 @@ void
 conn_close(struct conn *c, const char *reason)
 {
 	struct worker *w = c->w;
+	bool tls;
 
 	if (c->flags & CF_DEAD)
 		return;
@@ -145,14 +146,11 @@ conn_close(struct conn *c, const char *reason)
 	c->flags |= CF_DEAD;
 	exchange_release(c);
 	loop_timer_cancel(&w->loop, &c->timer);
+	tls = c->io.ssl != NULL;
 	/* close() takes the fd out of the epoll set: no EPOLL_CTL_DEL. */
-	if (c->io.ssl != NULL) {
-		io_close(&c->io);
-		/* what freeing the session left in the cache */
+	io_close(&c->io);
+	if (tls)	/* what freeing the session left in the cache */
 		COUNTER_SET(&w->stats->tls_alloc_cached, tlsmem_cached());
-	} else {
-		io_close(&c->io);
-	}
 	c->lfd.fd = -1;
 	pool_buf_put(w, BUF_CLIENT, c->in);
 	c->in = NULL;
