@@ -162,6 +162,14 @@ request_with_finished(struct pair *p)
 	assert_memory_equal(buf, REQ, sizeof(REQ) - 1);
 }
 
+/* A pair whose client sent its request with its Finished. */
+static void
+pair_requested(struct pair *p)
+{
+	pair_open(p);
+	request_with_finished(p);
+}
+
 /* The gateway answers: the whole response in one write. */
 static void
 respond(struct pair *p)
@@ -181,8 +189,7 @@ test_ticket_rides_with_the_first_response(void **state)
 	size_t k;
 
 	(void)state;
-	pair_open(&p);
-	request_with_finished(&p);
+	pair_requested(&p);
 	/* no ticket yet: it waits for the response */
 	assert_false(client_readable(&p));
 	respond(&p);
@@ -264,8 +271,7 @@ test_tls_read_trusts_the_edge(void **state)
 	size_t k;
 
 	(void)state;
-	pair_open(&p);
-	request_with_finished(&p);
+	pair_requested(&p);
 	assert_false(io_can_read(&p.io));	/* the socket is empty */
 	respond(&p);
 	/* a second request comes, but no read event yet: a read waits for
